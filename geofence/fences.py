@@ -1,0 +1,90 @@
+"""Fences in a flat, kernel-friendly layout, and the batch decision over them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from geofence import kernels
+
+Ring = Sequence[tuple[float, float]]  # closed, (lon, lat) positions
+
+_NAMES = {kernels.INSIDE: "inside", kernels.OUTSIDE: "outside",
+          kernels.UNCERTAIN: "uncertain", kernels.INVALID: "invalid"}
+
+
+class FenceSet:
+    """Circles and polygons appended one by one, then frozen into flat arrays.
+
+    A polygon's rings (exterior first, holes after) are stored end to end in ``vlon`` /
+    ``vlat``; ``ring_start`` and ``vert_start`` are offsets, as in CSR matrices.
+    """
+
+    def __init__(self) -> None:
+        self._kind: list[int] = []
+        self._clat: list[float] = []
+        self._clon: list[float] = []
+        self._radius: list[float] = []
+        self._ring_start: list[int] = [0]
+        self._vert_start: list[int] = [0]
+        self._vlon: list[float] = []
+        self._vlat: list[float] = []
+
+    def __len__(self) -> int:
+        return len(self._kind)
+
+    def add_circle(self, lat: float, lon: float, radius_m: float) -> int:
+        self._kind.append(kernels.FENCE_CIRCLE)
+        self._clat.append(lat)
+        self._clon.append(lon)
+        self._radius.append(radius_m)
+        self._ring_start.append(self._ring_start[-1])
+        return len(self._kind) - 1
+
+    def add_polygon(self, rings: Sequence[Ring], lat: float = np.nan, lon: float = np.nan) -> int:
+        self._kind.append(kernels.FENCE_POLYGON)
+        self._clat.append(lat)
+        self._clon.append(lon)
+        self._radius.append(np.nan)
+        for ring in rings:
+            for x, y in ring:
+                self._vlon.append(x)
+                self._vlat.append(y)
+            self._vert_start.append(len(self._vlon))
+        self._ring_start.append(len(self._vert_start) - 1)
+        return len(self._kind) - 1
+
+    def arrays(self) -> tuple[np.ndarray, ...]:
+        return (np.asarray(self._kind, dtype=np.int8),
+                np.asarray(self._clat, dtype=np.float64),
+                np.asarray(self._clon, dtype=np.float64),
+                np.asarray(self._radius, dtype=np.float64),
+                np.asarray(self._ring_start, dtype=np.int64),
+                np.asarray(self._vert_start, dtype=np.int64),
+                np.asarray(self._vlon, dtype=np.float64),
+                np.asarray(self._vlat, dtype=np.float64))
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    verdict: str  # inside | outside | uncertain | invalid
+    distance_m: float  # to the boundary: negative inside, positive outside
+    margin_m: float
+
+
+def classify(fences: FenceSet, fence_of: Sequence[int], lat: Sequence[float],
+             lon: Sequence[float], accuracy_m: Sequence[float],
+             k: float = kernels.ACCURACY_68_TO_95) -> list[Decision]:
+    """One kernel call for a whole batch of fixes, each against its own fence."""
+    if not len(fence_of):
+        return []
+    kind, clat, clon, radius, ring_start, vert_start, vlon, vlat = fences.arrays()
+    signed = kernels.signed_distance_m(
+        np.asarray(lat, dtype=np.float64), np.asarray(lon, dtype=np.float64),
+        np.asarray(fence_of, dtype=np.int64), kind, clat, clon, radius,
+        ring_start, vert_start, vlon, vlat)
+    codes, margins = kernels.decide(signed, np.asarray(accuracy_m, dtype=np.float64), k)
+    return [Decision(_NAMES[int(c)], float(s), float(m))
+            for c, s, m in zip(codes, signed, margins, strict=True)]

@@ -1,0 +1,329 @@
+"""The message contract: raw bytes in, validated records or rejections out.
+
+Bad input is data: every function here returns either a record or a :class:`Rejection`
+carrying the reason, a human-readable detail and the raw bytes, so the dead-letter path is
+ordinary code and the worker never raises on input.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from stream.timeutil import parse_instant
+
+SCHEMA_VERSION = 1
+
+RISK_LEVELS = ("low", "medium", "high", "critical")
+EVENT_TYPES = ("check_in", "check_out")
+METHODS = ("gps", "telephony", "nfc", "qr", "manual")
+VISIT_STATUSES = ("scheduled", "cancelled")
+
+# A visit longer than this is a roster error (the EVV aggregators' rule: at most 25 hours).
+MAX_VISIT_S = 25 * 3600.0
+DEFAULT_RADIUS_M = 200.0
+# Longest identifier accepted: ids are keys, not documents.
+_MAX_ID_LEN = 200
+_THRESHOLDS = ("late_after_s", "missed_after_s", "short_long_after_s", "no_checkout_after_s")
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """Where a record came from: enough to find its bytes again and to tell a replay."""
+
+    topic: str
+    partition: int
+    offset: int
+    index: int = 0
+
+    def as_list(self) -> list[Any]:
+        return [self.topic, self.partition, self.offset, self.index]
+
+    @classmethod
+    def from_list(cls, v: list[Any]) -> Source:
+        return cls(str(v[0]), int(v[1]), int(v[2]), int(v[3]))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"topic": self.topic, "partition": self.partition,
+                "offset": self.offset, "index": self.index}
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    reason: str
+    detail: str
+    raw: bytes
+    source: Source
+
+
+@dataclass(frozen=True, slots=True)
+class Visit:
+    """One scheduled visit, validated. Instants are epoch seconds, UTC."""
+
+    visit_id: str
+    client_id: str
+    worker_ids: tuple[str, ...]
+    start: float
+    end: float
+    lat: float
+    lon: float
+    radius_m: float = DEFAULT_RADIUS_M
+    # Polygon rings as ((lon, lat), ...) tuples: the exterior first, then holes.
+    polygon: tuple[tuple[tuple[float, float], ...], ...] | None = None
+    risk_level: str = "medium"
+    lives_alone: bool = False
+    cognitive_impairment: bool = False
+    time_critical: bool = False
+    client_phones: tuple[str, ...] = ()
+    nfc_tags: tuple[str, ...] = ()
+    contract_id: str | None = None
+    late_after_s: float | None = None
+    missed_after_s: float | None = None
+    short_long_after_s: float | None = None
+    no_checkout_after_s: float | None = None
+    cancelled: bool = False
+    raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One check-in or check-out, validated."""
+
+    event_id: str
+    type: str
+    client_id: str
+    worker_id: str
+    occurred_at: float
+    method: str
+    visit_id: str | None = None
+    lat: float | None = None
+    lon: float | None = None
+    accuracy_m: float | None = None
+    caller_number: str | None = None
+    tag_id: str | None = None
+    gateway_id: str | None = None
+    raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+
+class _Invalid(Exception):  # noqa: N818 - internal control flow, never escapes this module
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+def split_message(value: bytes | None, source: Source) -> tuple[list[dict[str, Any]], list[Rejection]]:
+    """Decode one message value into its objects; a bad message is one rejection."""
+    raw = value or b""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return [], [Rejection("invalid_utf8", str(exc)[:200], raw, source)]
+    try:
+        doc = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        return [], [Rejection("invalid_json", str(exc)[:200], raw, source)]
+    items = doc if isinstance(doc, list) else [doc]
+    objects: list[dict[str, Any]] = []
+    rejections: list[Rejection] = []
+    for i, item in enumerate(items):
+        if isinstance(item, dict):
+            objects.append(item)
+        else:
+            src = Source(source.topic, source.partition, source.offset, i)
+            rejections.append(Rejection("not_an_object", f"item {i} is {type(item).__name__}",
+                                        orjson.dumps(item), src))
+            objects.append({})  # keep indexes aligned; an empty dict is never routed
+    return objects, rejections
+
+
+def routing_key(obj: dict[str, Any]) -> str | None:
+    """The client id a record is routed by, or None when it has none usable."""
+    cid = obj.get("client_id")
+    if isinstance(cid, str) and 0 < len(cid) <= _MAX_ID_LEN:
+        return cid
+    return None
+
+
+def validate_visit(obj: dict[str, Any]) -> Visit | tuple[str, str]:
+    """A :class:`Visit`, or ``(reason, detail)``."""
+    try:
+        return _visit(obj)
+    except _Invalid as exc:
+        return exc.reason, exc.detail
+
+
+def validate_event(obj: dict[str, Any]) -> Event | tuple[str, str]:
+    """An :class:`Event`, or ``(reason, detail)``."""
+    try:
+        return _event(obj)
+    except _Invalid as exc:
+        return exc.reason, exc.detail
+
+
+def _visit(obj: dict[str, Any]) -> Visit:
+    visit_id = _id(obj, "visit_id")
+    client_id = _id(obj, "client_id")
+    workers = _required(obj, "worker_ids")
+    if not isinstance(workers, list) or not all(isinstance(w, str) and w for w in workers):
+        raise _Invalid("wrong_type", "worker_ids must be a list of strings")
+    if not 1 <= len(workers) <= 2 or len(set(workers)) != len(workers):
+        raise _Invalid("invalid_value", "worker_ids must hold 1 or 2 distinct ids")
+    start = _instant(obj, "scheduled_start")
+    end = _instant(obj, "scheduled_end")
+    if end <= start:
+        raise _Invalid("end_before_start", "scheduled_end must be after scheduled_start")
+    if end - start > MAX_VISIT_S:
+        raise _Invalid("visit_too_long", "a visit lasts at most 25 hours")
+    loc = _required(obj, "location")
+    if not isinstance(loc, dict):
+        raise _Invalid("wrong_type", "location must be an object {lat, lon}")
+    lat, lon = _coordinates(loc.get("lat"), loc.get("lon"), "location")
+    radius = obj.get("geofence_radius_m", DEFAULT_RADIUS_M)
+    if not _is_number(radius) or not 0 < radius <= 100_000:
+        raise _Invalid("invalid_value", "geofence_radius_m must be a number in (0, 100000]")
+    polygon = _polygon(obj["geofence"]) if obj.get("geofence") is not None else None
+    risk = obj.get("risk_level", "medium")
+    if risk not in RISK_LEVELS:
+        raise _Invalid("invalid_value", f"risk_level must be one of {RISK_LEVELS}")
+    status = obj.get("status", "scheduled")
+    if status not in VISIT_STATUSES:
+        raise _Invalid("invalid_value", f"status must be one of {VISIT_STATUSES}")
+    thresholds = {}
+    for name in _THRESHOLDS:
+        v = obj.get(name)
+        if v is not None and (not _is_number(v) or not 0 < v <= MAX_VISIT_S):
+            raise _Invalid("invalid_value", f"{name} must be a positive number of seconds")
+        thresholds[name] = None if v is None else float(v)
+    contract_id = obj.get("contract_id")
+    if contract_id is not None and not isinstance(contract_id, str):
+        raise _Invalid("wrong_type", "contract_id must be a string")
+    return Visit(
+        visit_id=visit_id, client_id=client_id, worker_ids=tuple(workers),
+        start=start, end=end, lat=lat, lon=lon, radius_m=float(radius), polygon=polygon,
+        risk_level=risk, lives_alone=_flag(obj, "lives_alone"),
+        cognitive_impairment=_flag(obj, "cognitive_impairment"),
+        time_critical=_flag(obj, "time_critical"),
+        client_phones=_strings(obj, "client_phones"), nfc_tags=_strings(obj, "nfc_tags"),
+        contract_id=contract_id, cancelled=status == "cancelled", raw=obj, **thresholds,
+    )
+
+
+def _event(obj: dict[str, Any]) -> Event:
+    event_id = _id(obj, "event_id")
+    etype = _required(obj, "type")
+    if etype not in EVENT_TYPES:
+        raise _Invalid("invalid_value", f"type must be one of {EVENT_TYPES}")
+    client_id = _id(obj, "client_id")
+    worker_id = _id(obj, "worker_id")
+    visit_id = obj.get("visit_id")
+    if visit_id is not None:
+        visit_id = _id(obj, "visit_id")
+    occurred = _instant(obj, "occurred_at")
+    method = _required(obj, "method")
+    if method not in METHODS:
+        raise _Invalid("invalid_value", f"method must be one of {METHODS}")
+    lat = lon = accuracy = None
+    caller = tag = None
+    if method == "gps":
+        lat, lon = _coordinates(obj.get("lat"), obj.get("lon"), "event")
+        accuracy = obj.get("accuracy_m")
+        if accuracy is not None:
+            if not _is_number(accuracy) or not 0 <= accuracy <= 1_000_000:
+                raise _Invalid("invalid_value", "accuracy_m must be a non-negative number")
+            accuracy = float(accuracy)
+    elif method == "telephony":
+        caller = _id(obj, "caller_number")
+    elif method in ("nfc", "qr"):
+        tag = _id(obj, "tag_id")
+    gateway = obj.get("gateway_id")
+    if gateway is not None and not isinstance(gateway, str):
+        raise _Invalid("wrong_type", "gateway_id must be a string")
+    return Event(event_id=event_id, type=etype, client_id=client_id, worker_id=worker_id,
+                 occurred_at=occurred, method=method, visit_id=visit_id, lat=lat, lon=lon,
+                 accuracy_m=accuracy, caller_number=caller, tag_id=tag, gateway_id=gateway,
+                 raw=obj)
+
+
+def _required(obj: dict[str, Any], name: str) -> Any:
+    if name not in obj or obj[name] is None:
+        raise _Invalid("missing_field", f"{name} is required")
+    return obj[name]
+
+
+def _id(obj: dict[str, Any], name: str) -> str:
+    v = _required(obj, name)
+    if not isinstance(v, str):
+        raise _Invalid("wrong_type", f"{name} must be a string")
+    if not 0 < len(v) <= _MAX_ID_LEN:
+        raise _Invalid("invalid_value", f"{name} must be 1-{_MAX_ID_LEN} characters")
+    return v
+
+
+def _instant(obj: dict[str, Any], name: str) -> float:
+    v = _required(obj, name)
+    if not isinstance(v, str):
+        raise _Invalid("wrong_type", f"{name} must be an RFC 3339 string")
+    instant = parse_instant(v)
+    if instant is None:
+        raise _Invalid("invalid_time", f"{name} is not RFC 3339 with an offset")
+    return instant
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _coordinates(lat: Any, lon: Any, where: str) -> tuple[float, float]:
+    if lat is None or lon is None:
+        raise _Invalid("missing_field", f"{where} needs lat and lon")
+    if not _is_number(lat) or not _is_number(lon):
+        raise _Invalid("invalid_coordinates", f"{where} lat/lon must be finite numbers")
+    if not (-90.0 <= lat <= 90.0 and -180.0 <= lon <= 180.0):
+        raise _Invalid("invalid_coordinates", f"{where} lat/lon out of range")
+    if lat == 0.0 and lon == 0.0:
+        raise _Invalid("invalid_coordinates", f"{where} is the (0, 0) null-island fix")
+    return float(lat), float(lon)
+
+
+def _flag(obj: dict[str, Any], name: str) -> bool:
+    v = obj.get(name, False)
+    if v is None:
+        return False
+    if not isinstance(v, bool):
+        raise _Invalid("wrong_type", f"{name} must be a boolean")
+    return v
+
+
+def _strings(obj: dict[str, Any], name: str) -> tuple[str, ...]:
+    v = obj.get(name)
+    if v is None:
+        return ()
+    if not isinstance(v, list) or not all(isinstance(s, str) for s in v):
+        raise _Invalid("wrong_type", f"{name} must be a list of strings")
+    return tuple(v)
+
+
+def _polygon(geo: Any) -> tuple[tuple[tuple[float, float], ...], ...]:
+    if not isinstance(geo, dict) or geo.get("type") != "Polygon":
+        raise _Invalid("invalid_value", "geofence must be a GeoJSON Polygon")
+    rings = geo.get("coordinates")
+    if not isinstance(rings, list) or not rings:
+        raise _Invalid("invalid_value", "geofence needs coordinates")
+    out = []
+    for ring in rings:
+        if not isinstance(ring, list) or len(ring) < 4:
+            raise _Invalid("invalid_value", "a polygon ring needs at least 4 positions")
+        pts = []
+        for p in ring:
+            if not isinstance(p, list) or len(p) < 2:
+                raise _Invalid("invalid_value", "a position is [lon, lat]")
+            lat, lon = _coordinates(p[1], p[0], "geofence")
+            pts.append((lon, lat))
+        if pts[0] != pts[-1]:
+            raise _Invalid("invalid_value", "a polygon ring must be closed")
+        out.append(tuple(pts))
+    return tuple(out)

@@ -1,0 +1,471 @@
+"""The rules, for one partition's visits: pure code, an injected clock, no I/O.
+
+A :class:`PartitionDetector` is fed batches of records (:meth:`process`) and swept by a timer
+(:meth:`sweep`); both return an :class:`Output` of escalation records to publish and
+rejections to dead-letter, and leave the changed visits for :meth:`take_delta`. Every state
+change is idempotent: a record replayed from the same source position changes nothing and an
+escalation id is opened at most once and resolved at most once.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from geofence import FenceSet, classify
+from geofence.fences import Decision
+from stream.clock import Clock
+from stream.contract import Event, Rejection, Source, Visit, validate_event, validate_visit
+from stream.escalation import EscalationBook
+from stream.settings import Settings
+from stream.state import Mark, Pending, VisitState, delta_doc
+
+# Visits are forgotten this long after their scheduled end: late uploads from phones that
+# were offline for a day still find their visit.
+RETENTION_S = 36 * 3600.0
+_PURGE_EVERY_S = 60.0
+
+
+@dataclass(slots=True)
+class Output:
+    escalations: list[dict[str, Any]] = field(default_factory=list)
+    rejections: list[Rejection] = field(default_factory=list)
+    accepted: int = 0
+    replayed: int = 0
+
+    def extend(self, other: Output) -> None:
+        self.escalations.extend(other.escalations)
+        self.rejections.extend(other.rejections)
+        self.accepted += other.accepted
+        self.replayed += other.replayed
+
+
+@dataclass(slots=True)
+class _Work:
+    event: Event
+    source: Source
+    visit: VisitState
+
+
+class PartitionDetector:
+    def __init__(self, partition: int, settings: Settings, clock: Clock) -> None:
+        self.partition = partition
+        self.settings = settings
+        self.clock = clock
+        self.visits: dict[str, VisitState] = {}
+        self.by_client: dict[str, set[str]] = {}
+        self.pending: dict[str, Pending] = {}
+        self.event_index: dict[str, list[Any]] = {}
+        self.book = EscalationBook(settings)
+        self._heap: list[tuple[float, int, str, str]] = []
+        self._seq = itertools.count()
+        self._dirty: set[str] = set()
+        self._deleted: list[str] = []
+        self._pending_dirty = False
+        self._next_purge = 0.0
+
+    # ---- input -------------------------------------------------------------------------
+
+    def process(self, records: Iterable[tuple[str, dict[str, Any], Source]]) -> Output:
+        """Apply one batch: ``(kind, object, source)`` with kind ``roster`` or ``event``.
+
+        Roster records are applied before the batch's events, so an event and the roster
+        record it needs may arrive in the same batch in either order.
+        """
+        now = self.clock.now()
+        out = Output()
+        events: list[tuple[dict[str, Any], Source]] = []
+        retry: list[Pending] = []
+        for kind, obj, source in records:
+            if kind == "roster":
+                self._roster(obj, source, now, out, retry)
+            else:
+                events.append((obj, source))
+        work: list[_Work] = []
+        for p in retry:
+            self._match_or_wait(p.event, p.source, now, out, work, waiting=p)
+        for obj, source in events:
+            event = validate_event(obj)
+            if not isinstance(event, Event):
+                out.rejections.append(_reject(event, obj, source))
+                continue
+            self._admit(event, source, now, out, work)
+        self._apply(work, now, out)
+        return out
+
+    def _roster(self, obj: dict[str, Any], source: Source, now: float, out: Output,
+                retry: list[Pending]) -> None:
+        visit = validate_visit(obj)
+        if not isinstance(visit, Visit):
+            out.rejections.append(_reject(visit, obj, source))
+            return
+        vs = self.visits.get(visit.visit_id)
+        if vs is not None and vs.visit.client_id != visit.client_id:
+            out.rejections.append(Rejection(
+                "invalid_value", "a visit's client_id cannot change; cancel and re-book it",
+                orjson.dumps(obj), source))
+            return
+        out.accepted += 1
+        if vs is None:
+            vs = VisitState(visit)
+            self.visits[visit.visit_id] = vs
+            self.by_client.setdefault(visit.client_id, set()).add(visit.visit_id)
+        else:
+            vs.visit = visit
+        self._dirty.add(visit.visit_id)
+        if visit.cancelled:
+            out.escalations.extend(self.book.resolve_all(vs, now, "cancelled"))
+            return
+        self._schedule(vs)
+        out.escalations.extend(self._reconcile(vs, now, "roster_update"))
+        for eid, p in list(self.pending.items()):
+            if p.event.client_id == visit.client_id:
+                del self.pending[eid]
+                self._pending_dirty = True
+                retry.append(p)
+
+    def _admit(self, event: Event, source: Source, now: float, out: Output,
+               work: list[_Work]) -> None:
+        s = self.settings
+        if event.occurred_at > now + s.future_tolerance_s:
+            out.rejections.append(_reject(("clock_in_future", (
+                f"occurred_at is {event.occurred_at - now:.0f} s ahead of the worker clock")),
+                event.raw, source))
+            return
+        if event.occurred_at < now - s.max_event_age_s:
+            out.rejections.append(_reject(("clock_too_old", (
+                f"occurred_at is {now - event.occurred_at:.0f} s in the past")),
+                event.raw, source))
+            return
+        seen = self.event_index.get(event.event_id)
+        if seen is not None:
+            if seen == source.as_list():
+                out.replayed += 1
+            else:
+                out.rejections.append(_reject(("duplicate_event", (
+                    f"event_id first seen at {seen[0]}[{seen[1]}]@{seen[2]}#{seen[3]}")),
+                    event.raw, source))
+            return
+        self.event_index[event.event_id] = source.as_list()
+        self._match_or_wait(event, source, now, out, work, waiting=None)
+
+    def _match_or_wait(self, event: Event, source: Source, now: float, out: Output,
+                       work: list[_Work], *, waiting: Pending | None) -> None:
+        if event.visit_id is not None and event.visit_id in self.visits:
+            vs = self.visits[event.visit_id]
+            if vs.visit.client_id != event.client_id:
+                out.rejections.append(_reject(("client_mismatch", (
+                    "the event's client_id is not the visit's")), event.raw, source))
+                return
+        else:
+            vs = None if event.visit_id is not None else self._nearest(event)
+        if vs is not None:
+            out.accepted += 1
+            work.append(_Work(event, source, vs))
+            return
+        self._pending_dirty = True
+        if waiting is not None:
+            # Still no roster: it waits out its original grace period (its timer stands).
+            self.pending[event.event_id] = waiting
+            return
+        expires = now + self.settings.unscheduled_grace_s
+        self.pending[event.event_id] = Pending(event, source, now, expires)
+        self._push(expires, "grace", event.event_id)
+
+    def _nearest(self, event: Event) -> VisitState | None:
+        """The client's visit for this worker nearest in time, else any of the client's.
+
+        Only visits whose window, widened by ``match_window_s`` each side, holds the event
+        qualify; cancelled visits never match an event that names no visit.
+        """
+        window = self.settings.match_window_s
+        t = event.occurred_at
+        best: tuple[bool, float, float] | None = None
+        chosen = None
+        for vid in self.by_client.get(event.client_id, ()):
+            vs = self.visits[vid]
+            v = vs.visit
+            if v.cancelled or not (v.start - window <= t <= v.end + window):
+                continue
+            gap = max(v.start - t, 0.0, t - v.end)
+            key = (event.worker_id not in v.worker_ids, gap, abs(t - v.start))
+            if best is None or key < best:
+                best, chosen = key, vs
+        return chosen
+
+    # ---- applying matched events ----------------------------------------------------------
+
+    def _apply(self, work: list[_Work], now: float, out: Output) -> None:
+        decisions = self._locate(work)
+        for item, decision in zip(work, decisions, strict=True):
+            ev, vs = item.event, item.visit
+            v = vs.visit
+            vs.events[ev.event_id] = item.source.as_list()
+            self.event_index[ev.event_id] = item.source.as_list()
+            self._dirty.add(v.visit_id)
+            if v.cancelled:
+                continue
+            mark = Mark(ev.occurred_at, now, ev.event_id, ev.method)
+            if ev.worker_id not in v.worker_ids and ev.type == "check_in":
+                out.escalations.extend(self.book.open(vs, "wrong_worker", ev.occurred_at, now, {
+                    "worker_id": ev.worker_id, "rostered_worker_ids": list(v.worker_ids),
+                    "event_id": ev.event_id}))
+            out.escalations.extend(self._location(vs, ev, decision, now))
+            if ev.type == "check_in":
+                held = vs.checkins.get(ev.worker_id)
+                if held is None or ev.occurred_at < held.occurred:
+                    vs.checkins[ev.worker_id] = mark
+                out.escalations.extend(self._reconcile(vs, now, "checked_in"))
+            else:
+                if ev.worker_id not in vs.checkouts:
+                    vs.checkouts[ev.worker_id] = mark
+                out.escalations.extend(self._reconcile(vs, now, "checked_out"))
+            if ev.worker_id in vs.checkins and ev.worker_id in vs.checkouts:
+                out.escalations.extend(self._durations(vs, ev.worker_id, now))
+
+    def _locate(self, work: list[_Work]) -> list[Decision | None]:
+        """One geofence kernel call for every GPS fix in the batch."""
+        fences = FenceSet()
+        index: list[int] = []
+        fence_of: list[int] = []
+        lat: list[float] = []
+        lon: list[float] = []
+        acc: list[float] = []
+        for i, item in enumerate(work):
+            ev, v = item.event, item.visit.visit
+            if ev.method != "gps":
+                continue
+            if v.polygon is not None:
+                f = fences.add_polygon(v.polygon, v.lat, v.lon)
+            else:
+                f = fences.add_circle(v.lat, v.lon, v.radius_m)
+            index.append(i)
+            fence_of.append(f)
+            lat.append(ev.lat)  # type: ignore[arg-type]
+            lon.append(ev.lon)  # type: ignore[arg-type]
+            acc.append(self.settings.default_gps_accuracy_m
+                       if ev.accuracy_m is None else ev.accuracy_m)
+        decisions: list[Decision | None] = [None] * len(work)
+        for i, d in zip(index, classify(fences, fence_of, lat, lon, acc), strict=True):
+            decisions[i] = d
+        return decisions
+
+    def _location(self, vs: VisitState, ev: Event, decision: Decision | None,
+                  now: float) -> list[dict[str, Any]]:
+        v = vs.visit
+        evidence: dict[str, Any] = {"event_id": ev.event_id, "event_type": ev.type,
+                                    "method": ev.method, "worker_id": ev.worker_id}
+        if ev.method == "gps" and decision is not None:
+            evidence.update(
+                distance_to_fence_m=round(decision.distance_m, 1),
+                margin_m=round(decision.margin_m, 1),
+                accuracy_m=ev.accuracy_m if ev.accuracy_m is not None
+                else self.settings.default_gps_accuracy_m,
+                accuracy_assumed=ev.accuracy_m is None,
+                fence="polygon" if v.polygon is not None else "circle",
+                verdict=decision.verdict)
+            if v.polygon is None:
+                evidence["radius_m"] = v.radius_m
+            if decision.verdict == "outside":
+                return self.book.open(vs, "location_mismatch", ev.occurred_at, now, evidence)
+            if decision.verdict in ("uncertain", "invalid"):
+                evidence["reason"] = "accuracy_too_poor"
+                return self.book.open(vs, "location_unverified", ev.occurred_at, now, evidence)
+            return []
+        if ev.method == "telephony":
+            known = {_digits(p) for p in v.client_phones}
+            if _digits(ev.caller_number or "") not in known:
+                evidence["reason"] = "caller_not_on_roster"
+                return self.book.open(vs, "location_unverified", ev.occurred_at, now, evidence)
+        elif ev.method in ("nfc", "qr") and ev.tag_id not in v.nfc_tags:
+            evidence["reason"] = "tag_not_on_roster"
+            return self.book.open(vs, "location_unverified", ev.occurred_at, now, evidence)
+        return []
+
+    def _reconcile(self, vs: VisitState, now: float, why: str) -> list[dict[str, Any]]:
+        """Resolve what the visit's current check-ins and check-outs have answered."""
+        v = vs.visit
+        s = self.settings
+        out: list[dict[str, Any]] = []
+        arrived = vs.arrival()
+        if arrived is not None:
+            for kind, after in (("late", v.late_after_s or s.late_after_s),
+                                ("missed", v.missed_after_s or s.missed_after_s)):
+                deadline = v.start + after
+                evidence = {"arrived_at": arrived, "lateness_s": round(arrived - v.start, 1),
+                            "delivery_delay_s": round(max(
+                                m.received - m.occurred for m in vs.checkins.values()), 1)}
+                if arrived > deadline and not self.book.known(v.visit_id, kind):
+                    # The rule became true before its timer could fire: a late arrival
+                    # inside one sweep interval, or a visit booked after its deadline.
+                    out += self.book.open(vs, kind, deadline, now, {"workers_absent": []})
+                out += self.book.resolve(vs, kind, now, "arrived", evidence)
+        if vs.checkins and all(w in vs.checkouts for w in vs.checkins):
+            out += self.book.resolve(vs, "no_check_out", now, "checked_out", {
+                "checked_out_at": max(m.occurred for m in vs.checkouts.values())})
+        if all(w in v.worker_ids for w in vs.checkins) and why == "roster_update":
+            out += self.book.resolve(vs, "wrong_worker", now, "reassigned", {})
+        return out
+
+    def _durations(self, vs: VisitState, worker: str, now: float) -> list[dict[str, Any]]:
+        v = vs.visit
+        t_in = vs.checkins[worker].occurred
+        t_out = vs.checkouts[worker].occurred
+        if t_out < t_in:
+            return []  # a device clock is wrong; the check-in and check-out stand as evidence
+        scheduled = v.end - v.start
+        actual = t_out - t_in
+        threshold = v.short_long_after_s or self.settings.short_long_after_s
+        evidence = {"worker_id": worker, "checked_in_at": t_in, "checked_out_at": t_out,
+                    "scheduled_duration_s": scheduled, "actual_duration_s": round(actual, 1),
+                    "difference_s": round(actual - scheduled, 1)}
+        if actual <= scheduled - threshold:
+            return self.book.open(vs, "shortened", t_out, now, evidence)
+        if actual >= scheduled + threshold:
+            return self.book.open(vs, "extended", t_in + scheduled + threshold, now, evidence)
+        return []
+
+    # ---- timers ------------------------------------------------------------------------
+
+    def _schedule(self, vs: VisitState) -> None:
+        v = vs.visit
+        s = self.settings
+        self._push(v.start + (v.late_after_s or s.late_after_s), "late", v.visit_id)
+        self._push(v.start + (v.missed_after_s or s.missed_after_s), "missed", v.visit_id)
+        self._push(v.end + (v.no_checkout_after_s or s.no_checkout_after_s),
+                   "no_check_out", v.visit_id)
+
+    def _push(self, due: float, kind: str, key: str) -> None:
+        heapq.heappush(self._heap, (due, next(self._seq), kind, key))
+
+    def next_due(self) -> float | None:
+        return self._heap[0][0] if self._heap else None
+
+    @property
+    def deadlines_pending(self) -> int:
+        return len(self._heap)
+
+    def sweep(self) -> Output:
+        """Raise every deadline that has passed; absence of events is the signal."""
+        now = self.clock.now()
+        out = Output()
+        heap = self._heap
+        while heap and heap[0][0] <= now:
+            due, _, kind, key = heapq.heappop(heap)
+            if kind == "grace":
+                self._expire(key, now, out)
+                continue
+            vs = self.visits.get(key)
+            if vs is None or vs.visit.cancelled:
+                continue
+            out.escalations.extend(self._deadline(vs, kind, due, now))
+        if now >= self._next_purge:
+            self._purge(now)
+            self._next_purge = now + _PURGE_EVERY_S
+        return out
+
+    def _deadline(self, vs: VisitState, kind: str, due: float, now: float) -> list[dict[str, Any]]:
+        v = vs.visit
+        s = self.settings
+        if kind in ("late", "missed"):
+            after = (v.late_after_s or s.late_after_s) if kind == "late" \
+                else (v.missed_after_s or s.missed_after_s)
+            if v.start + after != due or vs.arrival() is not None:
+                return []  # rescheduled since, or attended
+            return self.book.open(vs, kind, due, now, {
+                "workers_absent": [w for w in v.worker_ids if w not in vs.checkins],
+                "workers_present": sorted(vs.checkins),
+                "minutes_after_start": round((now - v.start) / 60.0, 1)})
+        if kind == "no_check_out":
+            if v.end + (v.no_checkout_after_s or s.no_checkout_after_s) != due:
+                return []
+            still_in = sorted(w for w in vs.checkins if w not in vs.checkouts)
+            if not still_in:
+                return []
+            return self.book.open(vs, kind, due, now, {
+                "workers_not_checked_out": still_in,
+                "checked_in_at": min(vs.checkins[w].occurred for w in still_in)})
+        return []
+
+    def _expire(self, event_id: str, now: float, out: Output) -> None:
+        p = self.pending.pop(event_id, None)
+        if p is None:
+            return
+        self._pending_dirty = True
+        ev = p.event
+        if ev.visit_id is not None:
+            out.rejections.append(_reject(("unknown_visit", (
+                f"no roster record for the visit within {self.settings.unscheduled_grace_s:.0f} s")),
+                ev.raw, p.source))
+            return
+        out.escalations.extend(self.book.unscheduled(ev, now, p.received))
+
+    def _purge(self, now: float) -> None:
+        for vid in [vid for vid, vs in self.visits.items() if vs.visit.end + RETENTION_S < now]:
+            vs = self.visits.pop(vid)
+            ids = self.by_client.get(vs.visit.client_id)
+            if ids is not None:
+                ids.discard(vid)
+                if not ids:
+                    del self.by_client[vs.visit.client_id]
+            for eid in vs.events:
+                self.event_index.pop(eid, None)
+            self.book.forget(vid)
+            self._dirty.discard(vid)
+            self._deleted.append(vid)
+
+    # ---- state -------------------------------------------------------------------------
+
+    def take_delta(self) -> dict[str, Any] | None:
+        """The state changed since the last call, as one changelog document, or None."""
+        if not self._dirty and not self._deleted and not self._pending_dirty:
+            return None
+        doc = delta_doc(self.partition, [self.visits[v] for v in sorted(self._dirty)],
+                        self._deleted, list(self.pending.values()) if self._pending_dirty else None)
+        self._dirty.clear()
+        self._deleted = []
+        self._pending_dirty = False
+        return doc
+
+    def restore(self, deltas: Iterable[dict[str, Any]], escalations: Iterable[dict[str, Any]]) -> None:
+        """Rebuild from the partition's changelog and escalation records, oldest first."""
+        for doc in deltas:
+            for vdoc in doc.get("visits", ()):
+                vs = VisitState.from_doc(vdoc)
+                if vs is None:
+                    continue
+                self.visits[vs.visit.visit_id] = vs
+                self.by_client.setdefault(vs.visit.client_id, set()).add(vs.visit.visit_id)
+            for vid in doc.get("deleted", ()):
+                vs = self.visits.pop(vid, None)
+                if vs is not None:
+                    self.by_client.get(vs.visit.client_id, set()).discard(vid)
+            if doc.get("pending") is not None:
+                self.pending = {}
+                for pdoc in doc["pending"]:
+                    p = Pending.from_doc(pdoc)
+                    if p is not None:
+                        self.pending[p.event.event_id] = p
+        for record in escalations:
+            self.book.restore(record)
+        for vs in self.visits.values():
+            self.event_index.update(vs.events)
+            if not vs.visit.cancelled:
+                self._schedule(vs)
+        for p in self.pending.values():
+            self.event_index[p.event.event_id] = p.source.as_list()
+            self._push(p.expires, "grace", p.event.event_id)
+
+
+def _reject(failure: tuple[str, str], obj: dict[str, Any], source: Source) -> Rejection:
+    reason, detail = failure
+    return Rejection(reason, detail, orjson.dumps(obj), source)
+
+
+def _digits(number: str) -> str:
+    return "".join(c for c in number if c.isdigit())

@@ -1,0 +1,117 @@
+"""One frozen settings object, built once from ``ECM_*`` environment variables.
+
+Nothing else in the project reads the environment. Every field is one variable: the field
+``late_after_s`` is ``ECM_LATE_AFTER_S``. Command-line options override the environment by
+building a new object with :func:`dataclasses.replace`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+
+from stream.errors import SettingsError
+
+PREFIX = "ECM_"
+
+_STORES = ("memory://", "rocksdb://")
+_LOG_LEVELS = ("crit", "error", "warn", "info", "debug")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a worker, the router and the tools need to agree on."""
+
+    broker: str = "127.0.0.1:9092"
+    app_id: str = "ecm"
+    # Partitions of ecm.work, ecm.state and ecm.escalations: they must be equal, because a
+    # visit's state, its work and its escalations live in the same partition number.
+    partitions: int = 8
+    topic_roster: str = "ecm.roster"
+    topic_events: str = "ecm.events"
+    topic_escalations: str = "ecm.escalations"
+    topic_deadletter: str = "ecm.deadletter"
+    topic_work: str = "ecm.work"
+    topic_state: str = "ecm.state"
+    store: str = "memory://"
+    datadir: str = ".ecm-data"
+    web_port: int = 6066
+    # Default thresholds, in seconds; a roster record may override each per visit.
+    late_after_s: float = 900.0
+    missed_after_s: float = 1800.0
+    short_long_after_s: float = 900.0
+    no_checkout_after_s: float = 1800.0
+    # How long an event whose visit is not (yet) on the roster waits for a late roster
+    # record before it is judged unscheduled or unknown.
+    unscheduled_grace_s: float = 120.0
+    # Device clocks drift and phones upload late. An event stamped more than this far ahead
+    # of the worker's clock cannot be true; one older than max_event_age_s is a replay of
+    # history, not monitoring.
+    future_tolerance_s: float = 300.0
+    max_event_age_s: float = 172800.0
+    # An event may fall this far before the scheduled start or after the scheduled end and
+    # still be matched to the visit (early arrivals, late check-outs).
+    match_window_s: float = 7200.0
+    # Smartphones report a 68% radius; one that reports none is assumed this poor.
+    default_gps_accuracy_m: float = 65.0
+    # Sweep cadence bounds detection latency: a deadline is raised at most this long late
+    # (plus the sweep's own duration); 0.5 s keeps it well inside the 2 s promise.
+    sweep_interval_s: float = 0.5
+    batch_max: int = 500
+    batch_within_s: float = 0.05
+    # Consumer-group liveness: a crashed worker's partitions move after the session
+    # timeout; Faust's default (60 s) is too slow for a safety monitor.
+    session_timeout_s: float = 10.0
+    heartbeat_s: float = 1.0
+    log_level: str = "info"
+
+    def __post_init__(self) -> None:
+        if self.partitions < 1:
+            raise SettingsError("ECM_PARTITIONS must be at least 1")
+        if not any(self.store.startswith(s) for s in _STORES):
+            raise SettingsError(f"ECM_STORE must start with one of {_STORES}, not {self.store!r}")
+        if self.log_level not in _LOG_LEVELS:
+            raise SettingsError(f"ECM_LOG_LEVEL must be one of {_LOG_LEVELS}")
+        for name in ("late_after_s", "missed_after_s", "short_long_after_s",
+                     "no_checkout_after_s", "sweep_interval_s", "batch_within_s"):
+            if getattr(self, name) <= 0:
+                raise SettingsError(f"{PREFIX}{name.upper()} must be positive")
+        if self.missed_after_s < self.late_after_s:
+            raise SettingsError("ECM_MISSED_AFTER_S must not be below ECM_LATE_AFTER_S")
+
+    @property
+    def bootstrap_servers(self) -> list[str]:
+        return [s.strip() for s in self.broker.split(",") if s.strip()]
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+        """Build settings from ``ECM_*`` variables, then apply explicit overrides."""
+        env = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        for f in fields(cls):
+            raw = env.get(PREFIX + f.name.upper())
+            if raw is None:
+                continue
+            values[f.name] = _coerce(f.name, f.type, raw)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+    def with_(self, **changes: object) -> Settings:
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    def as_env(self) -> dict[str, str]:
+        """The environment that rebuilds these settings in a child process."""
+        return {PREFIX + f.name.upper(): str(getattr(self, f.name)) for f in fields(self)}
+
+
+def _coerce(name: str, type_name: object, raw: str) -> object:
+    try:
+        if type_name in ("int", int):
+            return int(raw)
+        if type_name in ("float", float):
+            return float(raw)
+    except ValueError as exc:
+        raise SettingsError(f"{PREFIX}{name.upper()}={raw!r} is not a number") from exc
+    return raw

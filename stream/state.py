@@ -1,0 +1,97 @@
+"""What a partition remembers about its visits, and how it is written to ``ecm.state``.
+
+The detector writes one *delta* per batch per partition: the full state of every visit the
+batch changed, the ids of visits dropped after their retention, and the pending events when
+they changed. Replaying a partition's deltas in order, last write wins per visit, rebuilds
+the partition exactly; that is what a worker does when it is assigned the partition.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from stream.contract import Event, Source, Visit, validate_event, validate_visit
+
+
+@dataclass(slots=True)
+class Mark:
+    """One worker's check-in or check-out as it was accepted."""
+
+    occurred: float  # device time
+    received: float  # worker clock when it was processed
+    event_id: str
+    method: str
+
+    def as_list(self) -> list[Any]:
+        return [self.occurred, self.received, self.event_id, self.method]
+
+    @classmethod
+    def from_list(cls, v: list[Any]) -> Mark:
+        return cls(float(v[0]), float(v[1]), str(v[2]), str(v[3]))
+
+
+@dataclass(slots=True)
+class VisitState:
+    visit: Visit
+    checkins: dict[str, Mark] = field(default_factory=dict)
+    checkouts: dict[str, Mark] = field(default_factory=dict)
+    # Every event applied to the visit, with where it came from, so a replay of the same
+    # source position is told apart from a true duplicate after a restart.
+    events: dict[str, list[Any]] = field(default_factory=dict)
+
+    def arrival(self) -> float | None:
+        """When the visit was attended: the instant the last required worker checked in.
+
+        A double-up needs two distinct workers; a replacement worker counts (the wrong-worker
+        rule questions who came, not whether somebody did).
+        """
+        need = len(self.visit.worker_ids)
+        if len(self.checkins) < need:
+            return None
+        return sorted(m.occurred for m in self.checkins.values())[need - 1]
+
+    def to_doc(self) -> dict[str, Any]:
+        return {
+            "v": self.visit.raw,
+            "ci": {w: m.as_list() for w, m in self.checkins.items()},
+            "co": {w: m.as_list() for w, m in self.checkouts.items()},
+            "ev": self.events,
+        }
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any]) -> VisitState | None:
+        visit = validate_visit(doc["v"])
+        if not isinstance(visit, Visit):
+            return None
+        return cls(visit,
+                   {w: Mark.from_list(m) for w, m in doc.get("ci", {}).items()},
+                   {w: Mark.from_list(m) for w, m in doc.get("co", {}).items()},
+                   dict(doc.get("ev", {})))
+
+
+@dataclass(slots=True)
+class Pending:
+    """An event waiting, for a grace period, for a roster record that may still come."""
+
+    event: Event
+    source: Source
+    received: float
+    expires: float
+
+    def to_doc(self) -> dict[str, Any]:
+        return {"e": self.event.raw, "s": self.source.as_list(),
+                "r": self.received, "x": self.expires}
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any]) -> Pending | None:
+        event = validate_event(doc["e"])
+        if not isinstance(event, Event):
+            return None
+        return cls(event, Source.from_list(doc["s"]), float(doc["r"]), float(doc["x"]))
+
+
+def delta_doc(partition: int, visits: list[VisitState], deleted: list[str],
+              pending: list[Pending] | None) -> dict[str, Any]:
+    return {"p": partition, "visits": [v.to_doc() for v in visits], "deleted": deleted,
+            "pending": None if pending is None else [p.to_doc() for p in pending]}

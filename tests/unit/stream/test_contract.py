@@ -1,0 +1,77 @@
+import pytest
+
+from stream.contract import Source, routing_key, split_message, validate_event, validate_visit
+from stream.timeutil import parse_instant
+from tests.factories import T0, event, visit
+
+SRC = Source("ecm.events", 2, 10)
+
+
+def test_split_single_object_and_array():
+    objs, rej = split_message(b'{"a": 1}', SRC)
+    assert objs == [{"a": 1}] and rej == []
+    objs, rej = split_message(b'[{"a": 1}, 3, {"b": 2}]', SRC)
+    assert [o for o in objs if o] == [{"a": 1}, {"b": 2}]
+    assert [(r.reason, r.source.index) for r in rej] == [("not_an_object", 1)]
+
+
+@pytest.mark.parametrize(("raw", "reason"), [
+    (b"\xff\xfe", "invalid_utf8"), (b"{not json", "invalid_json"), (b"", "invalid_json"),
+])
+def test_undecodable_messages(raw, reason):
+    objs, rej = split_message(raw, SRC)
+    assert objs == [] and [r.reason for r in rej] == [reason] and rej[0].raw == raw
+
+
+def test_routing_key():
+    assert routing_key({"client_id": "c1"}) == "c1"
+    assert routing_key({"client_id": 5}) is None
+    assert routing_key({}) is None
+
+
+def test_naive_times_are_refused():
+    assert parse_instant("2026-11-18T09:00:00") is None
+    assert parse_instant("2026-11-18T09:00:00+01:00") == parse_instant("2026-11-18T08:00:00Z")
+
+
+@pytest.mark.parametrize(("change", "reason"), [
+    ({"worker_ids": []}, "invalid_value"),
+    ({"worker_ids": ["a", "b", "c"]}, "invalid_value"),
+    ({"worker_ids": "w1"}, "wrong_type"),
+    ({"scheduled_start": "yesterday"}, "invalid_time"),
+    ({"scheduled_end": "2026-11-20T12:00:00Z"}, "visit_too_long"),
+    ({"location": {"lat": 0, "lon": 0}}, "invalid_coordinates"),
+    ({"location": {"lat": "52", "lon": 1}}, "invalid_coordinates"),
+    ({"risk_level": "extreme"}, "invalid_value"),
+    ({"late_after_s": -5}, "invalid_value"),
+    ({"lives_alone": "yes"}, "wrong_type"),
+    ({"geofence": {"type": "Point"}}, "invalid_value"),
+    ({"client_id": None}, "missing_field"),
+])
+def test_invalid_visits(change, reason):
+    doc = visit()
+    doc.update(change)
+    result = validate_visit(doc)
+    assert isinstance(result, tuple) and result[0] == reason
+
+
+@pytest.mark.parametrize(("change", "reason"), [
+    ({"type": "arrive"}, "invalid_value"),
+    ({"method": "carrier pigeon"}, "invalid_value"),
+    ({"lat": float("nan")}, "invalid_coordinates"),
+    ({"lon": 181.0}, "invalid_coordinates"),
+    ({"accuracy_m": -1}, "invalid_value"),
+    ({"occurred_at": 1234}, "wrong_type"),
+    ({"worker_id": ""}, "invalid_value"),
+])
+def test_invalid_events(change, reason):
+    doc = event(at=T0)
+    doc.update(change)
+    result = validate_event(doc)
+    assert isinstance(result, tuple) and result[0] == reason
+
+
+def test_valid_records():
+    assert validate_visit(visit()).worker_ids == ("w1",)
+    ev = validate_event(event(at=T0, method="telephony"))
+    assert ev.caller_number == "01603 000111" and ev.lat is None

@@ -1,0 +1,262 @@
+"""Rules decided when an event arrives: location, worker, durations, matching."""
+
+from stream.contract import Source
+from tests.factories import T0, event, north_of_home, visit
+from tests.unit.stream.harness import Harness
+
+
+def _kinds(h):
+    return [(e["kind"], e["status"]) for e in h.escalations]
+
+
+def test_gps_check_in_far_outside_is_a_location_mismatch():
+    h = Harness()
+    h.roster(visit())
+    lat, lon = north_of_home(1000)
+    h.events(event(at=T0, lat=lat, lon=lon, accuracy_m=10))
+    esc = h.by_id("v1:location_mismatch")
+    assert esc["evidence"]["distance_to_fence_m"] == 800.0
+    assert esc["evidence"]["margin_m"] == 16.2
+    assert esc["recommended_route"] == "review"
+
+
+def test_gps_poor_accuracy_near_boundary_is_unverified_not_mismatch():
+    h = Harness()
+    h.roster(visit())
+    lat, lon = north_of_home(260)  # 60 m outside a 200 m fence
+    h.events(event(at=T0, lat=lat, lon=lon, accuracy_m=80))  # 95% radius ~130 m
+    assert _kinds(h) == [("location_unverified", "open")]
+    assert h.by_id("v1:location_unverified")["evidence"]["reason"] == "accuracy_too_poor"
+
+
+def test_gps_inside_raises_nothing_and_missing_accuracy_is_assumed():
+    h = Harness()
+    h.roster(visit())
+    lat, lon = north_of_home(20)
+    h.events(event(at=T0, lat=lat, lon=lon, accuracy_m=None))
+    assert h.escalations == []
+
+
+def test_polygon_geofence_with_hole():
+    lat0, lon0 = north_of_home(0)
+    d = 0.002
+    outer = [[lon0 - d, lat0 - d], [lon0 + d, lat0 - d], [lon0 + d, lat0 + d],
+             [lon0 - d, lat0 + d], [lon0 - d, lat0 - d]]
+    h = 0.0005
+    hole = [[lon0 - h, lat0 - h], [lon0 - h, lat0 + h], [lon0 + h, lat0 + h],
+            [lon0 + h, lat0 - h], [lon0 - h, lat0 - h]]
+    hn = Harness()
+    hn.roster(visit(geofence={"type": "Polygon", "coordinates": [outer, hole]}))
+    hn.events(event(at=T0, lat=lat0, lon=lon0, accuracy_m=5))  # in the hole: outside
+    assert _kinds(hn) == [("location_mismatch", "open")]
+    assert hn.by_id("v1:location_mismatch")["evidence"]["fence"] == "polygon"
+
+
+def test_telephony_from_unknown_number_is_unverified():
+    h = Harness()
+    h.roster(visit())
+    h.events(event(at=T0, method="telephony", caller_number="07700 900123"))
+    assert h.by_id("v1:location_unverified")["evidence"]["reason"] == "caller_not_on_roster"
+
+
+def test_telephony_from_client_landline_in_another_format_is_verified():
+    h = Harness()
+    h.roster(visit())
+    h.events(event(at=T0, method="telephony", caller_number="01603-000-111"))
+    assert h.escalations == []
+
+
+def test_unknown_nfc_tag_is_unverified_and_known_tag_is_fine():
+    h = Harness()
+    h.roster(visit(), visit("v2", client_id="c2"))
+    h.events(event(at=T0, method="nfc", tag_id="tag-9"),
+             event(at=T0, method="qr", tag_id="tag-1", visit_id="v2", client_id="c2"))
+    assert [e["escalation_id"] for e in h.escalations] == ["v1:location_unverified"]
+
+
+def test_wrong_worker_raised_and_counts_as_attendance():
+    h = Harness()
+    h.roster(visit())
+    h.events(event(at=T0, worker_id="w9"))
+    assert h.by_id("v1:wrong_worker")["evidence"]["worker_id"] == "w9"
+    h.at(T0 + 3000)
+    assert _kinds(h) == [("wrong_worker", "open")]
+
+
+def test_reassignment_before_check_in_prevents_wrong_worker():
+    h = Harness()
+    h.roster(visit())
+    h.roster(visit(workers=("w9",)))
+    h.events(event(at=T0, worker_id="w9"))
+    assert h.escalations == []
+
+
+def test_reassignment_after_check_in_resolves_wrong_worker():
+    h = Harness()
+    h.roster(visit())
+    h.events(event(at=T0, worker_id="w9"))
+    h.roster(visit(workers=("w9",)))
+    assert _kinds(h) == [("wrong_worker", "open"), ("wrong_worker", "resolved")]
+    assert h.by_id("v1:wrong_worker", "resolved")["resolution"] == "reassigned"
+
+
+def test_reassignment_while_late_moves_the_question_to_the_new_worker():
+    h = Harness()
+    h.roster(visit())
+    h.at(T0 + 950)
+    h.roster(visit(workers=("w2",)))
+    h.events(event(at=T0 + 1000, worker_id="w2"))
+    assert _kinds(h) == [("late", "open"), ("late", "resolved")]
+
+
+def test_shortened_and_extended():
+    h = Harness()
+    h.roster(visit("v1", minutes=60), visit("v2", client_id="c2", minutes=30))
+    h.events(event(at=T0, visit_id="v1"), event(at=T0, visit_id="v2", client_id="c2"))
+    h.events(event("check_out", at=T0 + 2700, visit_id="v1"))  # 45 of 60 min: exactly 15 short
+    h.events(event("check_out", at=T0 + 1800 + 900, visit_id="v2", client_id="c2"))
+    short = h.by_id("v1:shortened")
+    assert short["evidence"]["difference_s"] == -900.0
+    long_ = h.by_id("v2:extended")
+    assert long_["deadline"] == "2026-11-18T11:51:40.000Z"
+
+
+def test_slightly_short_is_not_shortened():
+    h = Harness()
+    h.roster(visit(minutes=60))
+    h.events(event(at=T0))
+    h.events(event("check_out", at=T0 + 2701))
+    assert h.escalations == []
+
+
+def test_check_out_before_check_in_out_of_order():
+    h = Harness()
+    h.roster(visit(minutes=60))
+    h.clock.set(T0 + 1300)
+    h.events(event("check_out", at=T0 + 1200))
+    h.events(event(at=T0 + 5))
+    assert _kinds(h) == [("shortened", "open")]
+    h.at(T0 + 20_000)
+    assert _kinds(h) == [("shortened", "open")]
+
+
+def test_event_without_visit_id_matches_the_workers_visit_nearest_in_time():
+    h = Harness()
+    h.roster(visit("am", start=T0), visit("pm", start=T0 + 6 * 3600),
+             visit("other", start=T0 + 600, workers=("w2",)))
+    h.events(event(at=T0 + 6 * 3600 - 300, visit_id=None))
+    assert h.detector.visits["pm"].checkins["w1"].occurred == T0 + 6 * 3600 - 300
+    assert not h.detector.visits["am"].checkins
+
+
+def test_event_without_visit_id_for_another_workers_visit_is_wrong_worker():
+    h = Harness()
+    h.roster(visit(workers=("w2",)))
+    h.events(event(at=T0, visit_id=None, worker_id="w1"))
+    assert _kinds(h) == [("wrong_worker", "open")]
+
+
+def test_unscheduled_after_grace_period():
+    h = Harness()
+    h.events(event(at=T0, visit_id=None, client_id="c7", worker_id="w3"))
+    h.at(T0 + 119)
+    assert h.escalations == []
+    h.at(T0 + 120)
+    esc = h.by_id("adhoc:c7:w3:20261118:unscheduled")
+    assert esc["kind"] == "unscheduled" and esc["scheduled_start"] is None
+    h.events(event("check_out", at=T0 + 1800, visit_id=None, client_id="c7", worker_id="w3"))
+    h.at(T0 + 2000)
+    assert len(h.escalations) == 1
+
+
+def test_late_roster_within_grace_matches_the_waiting_event():
+    h = Harness()
+    h.events(event(at=T0, visit_id=None))
+    h.at(T0 + 60)
+    h.roster(visit())
+    h.at(T0 + 3000)
+    assert h.escalations == []
+    assert "w1" in h.detector.visits["v1"].checkins
+
+
+def test_unknown_visit_id_is_dead_lettered_after_grace():
+    h = Harness()
+    h.events(event(at=T0, visit_id="nope"))
+    h.at(T0 + 121)
+    assert h.reasons() == ["unknown_visit"]
+    assert h.escalations == []
+
+
+def test_cancelled_visit_raises_nothing():
+    h = Harness()
+    h.roster(visit(status="cancelled"))
+    h.at(T0 + 50_000)
+    assert h.escalations == []
+
+
+def test_cancellation_resolves_what_was_open():
+    h = Harness()
+    h.roster(visit())
+    h.at(T0 + 2000)
+    h.roster(visit(status="cancelled"))
+    assert _kinds(h) == [("late", "open"), ("missed", "open"),
+                         ("missed", "resolved"), ("late", "resolved")]
+    assert h.by_id("v1:missed", "resolved")["resolution"] == "cancelled"
+    h.at(T0 + 50_000)
+    assert len(h.escalations) == 4
+
+
+def test_moved_start_recomputes_deadlines():
+    h = Harness()
+    h.roster(visit())
+    h.at(T0 + 100)
+    h.roster(visit(start=T0 + 3600))
+    h.at(T0 + 3600 + 899)
+    assert h.escalations == []
+    h.at(T0 + 3600 + 900)
+    assert h.by_id("v1:late")["scheduled_start"] == "2026-11-18T12:06:40.000Z"
+
+
+def test_moved_start_earlier_raises_at_next_sweep():
+    h = Harness()
+    h.roster(visit(start=T0 + 3600))
+    h.at(T0 + 1000)
+    h.roster(visit(start=T0))
+    h.at(T0 + 1000.5)
+    assert _kinds(h) == [("late", "open")]
+
+
+def test_duplicate_event_id_is_dead_lettered_but_a_replay_is_not():
+    h = Harness()
+    h.roster(visit())
+    doc = event(at=T0, event_id="same")
+    h.clock.set(T0)
+    src = Source("ecm.events", 0, 42, 3)
+    h.feed(("event", doc, src))
+    h.feed(("event", doc, src))  # the same message again after a rebalance: a replay
+    assert h.rejections == [] and h.last.replayed == 1
+    h.feed(("event", doc, Source("ecm.events", 1, 7, 0)))  # sent again by a gateway
+    assert h.reasons() == ["duplicate_event"]
+    assert h.escalations == []
+
+
+def test_event_for_another_clients_visit_is_rejected():
+    h = Harness()
+    h.roster(visit())
+    h.events(event(at=T0, client_id="c2"))
+    assert h.reasons() == ["client_mismatch"]
+
+
+def test_clock_in_the_future_and_too_old_are_rejected():
+    h = Harness(start=T0)
+    h.feed(("event", event(at=T0 + 301)), ("event", event(at=T0 - 3 * 86400)))
+    assert h.reasons() == ["clock_in_future", "clock_too_old"]
+
+
+def test_invalid_records_are_rejected_with_reasons_and_raw_bytes():
+    h = Harness()
+    bad_visit = visit(scheduled_end="2026-11-18T08:00:00Z")
+    h.feed(("roster", bad_visit), ("event", {"event_id": "x"}),
+           ("event", event(at=T0, lat=95.0)))
+    assert h.reasons() == ["end_before_start", "missing_field", "invalid_coordinates"]
+    assert b'"visit_id":"v1"' in h.rejections[0].raw
