@@ -1,0 +1,187 @@
+"""The Faust application: agents, the sweep timer and partition ownership.
+
+The agents only move bytes and batches; the decisions live in :mod:`stream.router` and
+:mod:`stream.detector`. Everything that is published for one partition is published under
+one lock, in this order: escalations, dead letters, then the state delta, each acknowledged
+by the broker before the next; the input offsets are committed by Faust after the batch
+returns. See the README's "Guarantees".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from typing import Any
+
+import faust
+import orjson
+from faust.types import TP, EventT
+
+from stream.clock import Clock, SystemClock
+from stream.contract import Source
+from stream.detector import Output, PartitionDetector
+from stream.recovery import load_partition
+from stream.router import deadletter_doc, deadletter_key, decode_work, route
+from stream.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class Runtime:
+    """A worker's partitions, their detectors and the publishing of their results."""
+
+    def __init__(self, app: faust.App, settings: Settings, clock: Clock) -> None:
+        self.app = app
+        self.settings = settings
+        self.clock = clock
+        self.detectors: dict[int, PartitionDetector] = {}
+        self.loading: dict[int, asyncio.Task[PartitionDetector]] = {}
+        self.lock = asyncio.Lock()
+        raw = {"key_serializer": "raw", "value_serializer": "raw"}
+        self.inputs = app.topic(settings.topic_roster, settings.topic_events, **raw)
+        self.work = app.topic(settings.topic_work, partitions=settings.partitions, **raw)
+        self.state = app.topic(settings.topic_state, partitions=settings.partitions, **raw)
+        self.escalations = app.topic(settings.topic_escalations,
+                                     partitions=settings.partitions, **raw)
+        self.deadletter = app.topic(settings.topic_deadletter, **raw)
+
+    # ---- partition ownership -------------------------------------------------------------
+
+    def _work_partitions(self, tps: set[TP]) -> set[int]:
+        return {tp.partition for tp in tps if tp.topic == self.settings.topic_work}
+
+    async def on_assigned(self, assigned: set[TP]) -> None:
+        owned = self._work_partitions(assigned)
+        for p in list(self.detectors) + list(self.loading):
+            if p not in owned:
+                self._drop(p)
+        for p in sorted(owned):
+            if p not in self.detectors and p not in self.loading:
+                self.loading[p] = asyncio.ensure_future(self._load(p))
+
+    async def on_revoked(self, revoked: set[TP]) -> None:
+        # Finish whatever is being published before the partitions move on.
+        async with self.lock:
+            for p in self._work_partitions(revoked):
+                self._drop(p)
+
+    def _drop(self, p: int) -> None:
+        self.detectors.pop(p, None)
+        task = self.loading.pop(p, None)
+        if task is not None:
+            task.cancel()
+
+    async def _load(self, p: int) -> PartitionDetector:
+        detector = await load_partition(self.settings, p, self.clock)
+        if self.loading.get(p) is asyncio.current_task():
+            self.detectors[p] = detector
+            del self.loading[p]
+        return detector
+
+    async def detector(self, p: int) -> PartitionDetector | None:
+        if p in self.detectors:
+            return self.detectors[p]
+        task = self.loading.get(p)
+        if task is None:
+            return None
+        return await asyncio.shield(task)
+
+    # ---- the stages ------------------------------------------------------------------------
+
+    async def route_batch(self, events: list[EventT]) -> None:
+        messages = [(Source(e.message.topic, e.message.partition, e.message.offset), e.value)
+                    for e in events]
+        routed = route(messages, self.settings.topic_roster, self.settings.partitions)
+        futures = [await self.work.send(value=value, partition=p)
+                   for p, value in routed.encoded().items()]
+        futures += await self._send_deadletters(routed.rejections, "router")
+        await asyncio.gather(*futures)
+
+    async def detect_batch(self, events: list[EventT]) -> None:
+        by_partition: dict[int, list[Any]] = defaultdict(list)
+        for e in events:
+            by_partition[e.message.partition].extend(decode_work(e.value))
+        for p, records in by_partition.items():
+            detector = await self.detector(p)
+            if detector is None:
+                log.warning("work for partition %d that this worker does not own", p)
+                continue
+            async with self.lock:
+                if self.detectors.get(p) is not detector:
+                    continue  # revoked while waiting; the new owner replays it
+                await self._publish(detector, detector.process(records))
+
+    async def sweep(self) -> None:
+        for p, detector in list(self.detectors.items()):
+            async with self.lock:
+                if self.detectors.get(p) is not detector:
+                    continue
+                await self._publish(detector, detector.sweep())
+
+    async def _publish(self, detector: PartitionDetector, out: Output) -> None:
+        p = detector.partition
+        futures = [await self.escalations.send(key=r["escalation_id"].encode(),
+                                               value=orjson.dumps(r), partition=p)
+                   for r in out.escalations]
+        futures += await self._send_deadletters(out.rejections, "detector")
+        await asyncio.gather(*futures)
+        delta = detector.take_delta()
+        if delta is not None:
+            await (await self.state.send(value=orjson.dumps(delta), partition=p))
+        for r in out.escalations:
+            log.info("escalation %s %s %s", r["status"], r["kind"], r["priority"])
+
+    async def _send_deadletters(self, rejections: list[Any], stage: str) -> list[Any]:
+        now = self.clock.now()
+        futures = []
+        for r in rejections:
+            futures.append(await self.deadletter.send(
+                key=deadletter_key(r), value=orjson.dumps(deadletter_doc(r, now, stage))))
+        if rejections:
+            log.info("dead-lettered %d records at %s", len(rejections), stage)
+        return futures
+
+
+def create_app(settings: Settings, clock: Clock | None = None) -> faust.App:
+    app = faust.App(
+        settings.app_id,
+        broker=[f"kafka://{s}" for s in settings.bootstrap_servers],
+        store="memory://",
+        datadir=settings.datadir,
+        web_port=settings.web_port,
+        web_host="127.0.0.1",
+        topic_partitions=settings.partitions,
+        topic_allow_declare=False,
+        consumer_auto_offset_reset="earliest",
+        broker_session_timeout=settings.session_timeout_s,
+        broker_heartbeat_interval=settings.heartbeat_s,
+        broker_commit_interval=1.0,
+        stream_wait_empty=False,
+    )
+    rt = Runtime(app, settings, clock or SystemClock())
+    app.ecm_runtime = rt  # type: ignore[attr-defined]
+
+    @app.agent(rt.inputs, name="ecm-router")
+    async def router(stream: faust.StreamT) -> None:
+        async for batch in stream.take_events(settings.batch_max, settings.batch_within_s):
+            await rt.route_batch(list(batch))
+
+    @app.agent(rt.work, name="ecm-detector")
+    async def detector(stream: faust.StreamT) -> None:
+        async for batch in stream.take_events(settings.batch_max, settings.batch_within_s):
+            await rt.detect_batch(list(batch))
+
+    @app.timer(interval=settings.sweep_interval_s, name="ecm-sweep")
+    async def sweep() -> None:
+        await rt.sweep()
+
+    @app.on_partitions_assigned.connect
+    async def assigned(sender: Any, assigned: set[TP], **kwargs: Any) -> None:
+        await rt.on_assigned(assigned)
+
+    @app.on_partitions_revoked.connect
+    async def revoked(sender: Any, revoked: set[TP], **kwargs: Any) -> None:
+        await rt.on_revoked(revoked)
+
+    return app

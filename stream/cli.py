@@ -1,0 +1,96 @@
+"""The ``ecm`` command: broker, topics, worker, watch, demo."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from collections.abc import Sequence
+
+from stream.settings import Settings
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="ecm", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("broker", help="run the embedded Kafka-compatible broker")
+    p.add_argument("--port", type=int, default=9092)
+
+    p = sub.add_parser("topics", help="create the project's topics (idempotent)")
+    p.add_argument("--broker")
+
+    p = sub.add_parser("worker", help="run one worker")
+    p.add_argument("--broker")
+    p.add_argument("--web-port", type=int)
+    p.add_argument("--datadir")
+
+    p = sub.add_parser("watch", help="print escalations as they arrive")
+    p.add_argument("--broker")
+    p.add_argument("--from-beginning", action="store_true")
+
+    p = sub.add_parser("demo", help="broker, worker, a small region's live feed, escalations")
+    p.add_argument("--duration", type=float, default=0.0,
+                   help="seconds to run; 0 runs until Ctrl-C")
+    p.add_argument("--visits", type=int, default=300)
+    p.add_argument("--seed", type=int, default=7)
+
+    args = parser.parse_args(argv)
+    settings = Settings.from_env(broker=getattr(args, "broker", None),
+                                 web_port=getattr(args, "web_port", None),
+                                 datadir=getattr(args, "datadir", None))
+    if args.command == "broker":
+        return _broker(args.port)
+    if args.command == "topics":
+        from stream.topics import ensure_topics
+
+        created = ensure_topics(settings)
+        print("created: " + (", ".join(created) if created else "nothing, all present"))
+        return 0
+    if args.command == "worker":
+        return _worker(settings)
+    if args.command == "watch":
+        from stream.watch import watch
+
+        return watch(settings, from_beginning=args.from_beginning)
+    if args.command == "demo":
+        from stream.demo import run_demo
+
+        return run_demo(duration_s=args.duration, visits=args.visits, seed=args.seed)
+    return 2  # pragma: no cover - argparse enforces the choices
+
+
+def _broker(port: int) -> int:
+    from stream.broker import EmbeddedBroker
+
+    broker = EmbeddedBroker(port, quiet=False).start()
+
+    def stop(signum: int, frame: object) -> None:
+        broker.stop()
+
+    signal.signal(signal.SIGTERM, stop)
+    print(f"embedded broker listening on {broker.bootstrap}; Ctrl-C stops it", flush=True)
+    try:
+        broker.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        broker.stop()
+    return 0
+
+
+def _worker(settings: Settings) -> int:
+    from faust.worker import Worker
+
+    from stream.app import create_app
+    from stream.topics import ensure_topics
+
+    ensure_topics(settings)
+    app = create_app(settings)
+    worker = Worker(app, loglevel=settings.log_level, redirect_stdouts=False)
+    worker.execute_from_commandline()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,60 @@
+"""Creating the project's topics, and the partitioning the router and producers share."""
+
+from __future__ import annotations
+
+import logging
+import time
+import zlib
+
+from stream.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def partition_for(client_id: str, partitions: int) -> int:
+    """The work partition of a client: stable across processes, runs and languages."""
+    return zlib.crc32(client_id.encode("utf-8")) % partitions
+
+
+def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> list[str]:
+    """Create the project's topics if missing; return the names created.
+
+    The work, state and escalation topics must have exactly ``settings.partitions``
+    partitions: a visit's work, state and escalations share a partition number.
+    """
+    from kafka.admin import KafkaAdminClient, NewTopic
+    from kafka.errors import KafkaError, TopicAlreadyExistsError
+
+    names = [settings.topic_roster, settings.topic_events, settings.topic_work,
+             settings.topic_state, settings.topic_escalations, settings.topic_deadletter]
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap_servers,
+                                     client_id=f"{settings.app_id}-admin",
+                                     request_timeout_ms=10_000)
+            break
+        except KafkaError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+    try:
+        existing = set(admin.list_topics())
+        created = []
+        for name in names:
+            if name in existing:
+                continue
+            try:
+                admin.create_topics([NewTopic(name, settings.partitions, 1)])
+                created.append(name)
+            except TopicAlreadyExistsError:
+                pass
+        aligned = (settings.topic_work, settings.topic_state, settings.topic_escalations)
+        for desc in admin.describe_topics(list(aligned)):
+            count = len(desc.get("partitions", []))
+            if count and count != settings.partitions:
+                log.error("topic %s has %d partitions; ECM_PARTITIONS is %d",
+                          desc.get("topic"), count, settings.partitions)
+        return created
+    finally:
+        admin.close()
