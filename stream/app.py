@@ -18,8 +18,9 @@ import faust
 import orjson
 from faust.types import TP, EventT
 
+from stream.catchup import CatchUp, positions
 from stream.clock import Clock, SystemClock
-from stream.contract import Source
+from stream.contract import Rejection, Source
 from stream.detector import Output, PartitionDetector
 from stream.recovery import load_partition
 from stream.router import deadletter_doc, deadletter_key, decode_work, route
@@ -38,6 +39,9 @@ class Runtime:
         self.detectors: dict[int, PartitionDetector] = {}
         self.loading: dict[int, asyncio.Task[PartitionDetector]] = {}
         self.lock = asyncio.Lock()
+        self.catchup = CatchUp()
+        self.sweep_open = False
+        self._gate: asyncio.Task[None] | None = None
         raw = {"key_serializer": "raw", "value_serializer": "raw"}
         self.inputs = app.topic(settings.topic_roster, settings.topic_events, **raw)
         self.work = app.topic(settings.topic_work, partitions=settings.partitions, **raw)
@@ -52,6 +56,10 @@ class Runtime:
         return {tp.partition for tp in tps if tp.topic == self.settings.topic_work}
 
     async def on_assigned(self, assigned: set[TP]) -> None:
+        self.sweep_open = False
+        if self._gate is not None:
+            self._gate.cancel()
+        self._gate = asyncio.ensure_future(self._open_gate(assigned))
         owned = self._work_partitions(assigned)
         for p in list(self.detectors) + list(self.loading):
             if p not in owned:
@@ -61,10 +69,34 @@ class Runtime:
                 self.loading[p] = asyncio.ensure_future(self._load(p))
 
     async def on_revoked(self, revoked: set[TP]) -> None:
+        self.sweep_open = False
         # Finish whatever is being published before the partitions move on.
         async with self.lock:
             for p in self._work_partitions(revoked):
                 self._drop(p)
+
+    async def _open_gate(self, assigned: set[TP]) -> None:
+        """Open the sweep once the backlog handed over with ``assigned`` is processed."""
+        s = self.settings
+        give_up = self.clock_monotonic() + s.catchup_max_hold_s
+        inputs = [(tp.topic, tp.partition) for tp in assigned
+                  if tp.topic in (s.topic_roster, s.topic_events)]
+        work = [(tp.topic, tp.partition) for tp in assigned if tp.topic == s.topic_work]
+        for phase in (inputs, work):
+            end, start = await positions(s, phase)
+            self.catchup.expect(end, start)
+            while not self.catchup.done() and self.clock_monotonic() < give_up:
+                await asyncio.sleep(0.05)
+        while self.loading and self.clock_monotonic() < give_up:
+            await asyncio.sleep(0.05)
+        if not self.catchup.done():
+            log.warning("sweep opened with %d records of backlog left", self.catchup.remaining())
+        self.sweep_open = True
+        log.info("caught up; sweeping %d partitions", len(self.detectors))
+
+    @staticmethod
+    def clock_monotonic() -> float:
+        return asyncio.get_running_loop().time()
 
     def _drop(self, p: int) -> None:
         self.detectors.pop(p, None)
@@ -97,11 +129,20 @@ class Runtime:
                    for p, value in routed.encoded().items()]
         futures += await self._send_deadletters(routed.rejections, "router")
         await asyncio.gather(*futures)
+        self._seen(events)
 
     async def detect_batch(self, events: list[EventT]) -> None:
         by_partition: dict[int, list[Any]] = defaultdict(list)
+        broken: list[Rejection] = []
         for e in events:
-            by_partition[e.message.partition].extend(decode_work(e.value))
+            try:
+                by_partition[e.message.partition].extend(decode_work(e.value))
+            except (ValueError, KeyError, TypeError, IndexError) as exc:
+                broken.append(Rejection("invalid_work_message", repr(exc)[:200], e.value or b"",
+                                        Source(e.message.topic, e.message.partition,
+                                               e.message.offset)))
+        if broken:
+            await asyncio.gather(*await self._send_deadletters(broken, "detector"))
         for p, records in by_partition.items():
             detector = await self.detector(p)
             if detector is None:
@@ -111,8 +152,15 @@ class Runtime:
                 if self.detectors.get(p) is not detector:
                     continue  # revoked while waiting; the new owner replays it
                 await self._publish(detector, detector.process(records))
+        self._seen(events)
+
+    def _seen(self, events: list[EventT]) -> None:
+        for e in events:
+            self.catchup.seen((e.message.topic, e.message.partition), e.message.offset)
 
     async def sweep(self) -> None:
+        if not self.sweep_open:
+            return
         for p, detector in list(self.detectors.items()):
             async with self.lock:
                 if self.detectors.get(p) is not detector:

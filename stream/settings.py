@@ -59,6 +59,9 @@ class Settings:
     # Sweep cadence bounds detection latency: a deadline is raised at most this long late
     # (plus the sweep's own duration); 0.5 s keeps it well inside the 2 s promise.
     sweep_interval_s: float = 0.5
+    # After an assignment the sweep waits for the backlog to be read (stream/catchup.py),
+    # but never longer than this: a late alert beats none.
+    catchup_max_hold_s: float = 120.0
     batch_max: int = 500
     batch_within_s: float = 0.05
     # Consumer-group liveness: a crashed worker's partitions move after the session

@@ -1,0 +1,68 @@
+"""Hold the deadline sweep until a worker has worked off the backlog it was handed.
+
+Absence is the signal only for input that has been read. A worker that takes over
+partitions after a crash, or starts after an outage, finds check-ins waiting in Kafka;
+sweeping before reading them would call visits missed that were attended. So after every
+assignment the sweep waits, in two phases, until the worker has processed:
+
+1. its input partitions (roster, events) up to their end offsets at assignment, which
+   routes their backlog into the work topic, then
+2. its work partitions up to their end offsets after phase 1.
+
+Deadlines do not get lost while the sweep is held: they stay due and are raised, with the
+delay visible in ``detected_at - deadline``, once the gate opens. A worker that cannot
+catch up within ``ECM_CATCHUP_MAX_HOLD_S`` opens the gate anyway: a late alert beats none.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Hashable
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from stream.settings import Settings
+
+
+class CatchUp:
+    """Which partitions must reach which offsets; pure bookkeeping."""
+
+    def __init__(self) -> None:
+        self.targets: dict[Hashable, int] = {}
+        self.processed: dict[Hashable, int] = {}
+
+    def expect(self, end: dict[Hashable, int], start: dict[Hashable, int]) -> None:
+        """Wait for every partition whose start (next offset to read) is below its end."""
+        self.targets = {tp: e for tp, e in end.items()
+                        if max(start.get(tp, 0), self.processed.get(tp, -1) + 1) < e}
+
+    def seen(self, tp: Hashable, offset: int) -> None:
+        if offset > self.processed.get(tp, -1):
+            self.processed[tp] = offset
+
+    def done(self) -> bool:
+        return all(self.processed.get(tp, -1) >= end - 1 for tp, end in self.targets.items())
+
+    def remaining(self) -> int:
+        return sum(max(0, end - 1 - self.processed.get(tp, -1)) for tp, end in self.targets.items())
+
+
+async def positions(settings: Settings, tps: Iterable[tuple[str, int]]) -> tuple[
+        dict[tuple[str, int], int], dict[tuple[str, int], int]]:
+    """End offsets and the group's next offsets (committed, else the log start)."""
+    parts = [TopicPartition(t, p) for t, p in tps]
+    if not parts:
+        return {}, {}
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers,
+                                group_id=settings.app_id, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        end = await consumer.end_offsets(parts)
+        begin = await consumer.beginning_offsets(parts)
+        start = {}
+        for tp in parts:
+            committed = await consumer.committed(tp)
+            start[(tp.topic, tp.partition)] = begin[tp] if committed is None else committed
+        return {(tp.topic, tp.partition): end[tp] for tp in parts}, start
+    finally:
+        await consumer.stop()

@@ -1,0 +1,104 @@
+"""Real processes for integration tests: the embedded broker, workers, producers, readers."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import orjson
+from kafka import KafkaConsumer, KafkaProducer
+
+from stream.broker import free_port
+from stream.settings import Settings
+
+_READY_MARK = "[^Worker]: Ready"
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class WorkerProcess:
+    """``ecm worker`` in its own process, with its own web port, data dir and log."""
+
+    def __init__(self, settings: Settings, workdir: Path, name: str) -> None:
+        self.settings = settings.with_(web_port=free_port(), datadir=str(workdir / name))
+        self.log_path = workdir / f"{name}.log"
+        self.name = name
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> WorkerProcess:
+        env = {**os.environ, **self.settings.as_env(), "PYTHONUNBUFFERED": "1"}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "stream.cli", "worker"], env=env, cwd=ROOT,
+            stdout=self.log_path.open("w"), stderr=subprocess.STDOUT)
+        return self
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def wait_ready(self, timeout_s: float = 90.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            assert self.process is not None
+            if self.process.poll() is not None:
+                raise AssertionError(f"{self.name} exited:\n{self.log()[-4000:]}")
+            if _READY_MARK in self.log():
+                return
+            time.sleep(0.2)
+        raise AssertionError(f"{self.name} not ready in {timeout_s} s:\n{self.log()[-4000:]}")
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait()
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+def produce(settings: Settings, topic: str, values: Iterable[bytes | dict[str, Any] | list[Any]]) -> None:
+    producer = KafkaProducer(bootstrap_servers=settings.bootstrap_servers)
+    for v in values:
+        producer.send(topic, v if isinstance(v, bytes) else orjson.dumps(v))
+    producer.flush()
+    producer.close()
+
+
+class Reader:
+    """Everything published to some topics since the start, read as it comes."""
+
+    def __init__(self, settings: Settings, *topics: str) -> None:
+        self.consumer = KafkaConsumer(*topics, bootstrap_servers=settings.bootstrap_servers,
+                                      auto_offset_reset="earliest", enable_auto_commit=False,
+                                      group_id=None, consumer_timeout_ms=200)
+        self.records: dict[str, list[dict[str, Any]]] = {t: [] for t in topics}
+        self.arrived: list[float] = []
+
+    def poll(self) -> None:
+        for m in self.consumer:
+            self.records[m.topic].append(orjson.loads(m.value))
+            self.arrived.append(time.time())
+
+    def until(self, done: Callable[[Reader], bool], timeout_s: float, quiet_s: float = 0.0) -> None:
+        """Read until ``done`` holds, then ``quiet_s`` more (to catch anything extra)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            self.poll()
+            if done(self):
+                end = time.monotonic() + quiet_s
+                while time.monotonic() < end:
+                    self.poll()
+                return
+        raise AssertionError(f"timed out; read {[(t, len(r)) for t, r in self.records.items()]}")
+
+    def close(self) -> None:
+        self.consumer.close()
