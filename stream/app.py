@@ -25,6 +25,7 @@ from stream.detector import Output, PartitionDetector
 from stream.recovery import load_partition
 from stream.router import deadletter_doc, deadletter_key, decode_work, route
 from stream.settings import Settings
+from stream.store import PartitionStore, open_store
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,7 @@ class Runtime:
         self.settings = settings
         self.clock = clock
         self.detectors: dict[int, PartitionDetector] = {}
+        self.stores: dict[int, PartitionStore] = {}
         self.loading: dict[int, asyncio.Task[PartitionDetector]] = {}
         self.lock = asyncio.Lock()
         self.catchup = CatchUp()
@@ -103,9 +105,15 @@ class Runtime:
         task = self.loading.pop(p, None)
         if task is not None:
             task.cancel()
+        store = self.stores.pop(p, None)
+        if store is not None:
+            store.close()
 
     async def _load(self, p: int) -> PartitionDetector:
-        detector = await load_partition(self.settings, p, self.clock)
+        store = self.stores.get(p)
+        if store is None:
+            store = self.stores[p] = open_store(self.settings, p)
+        detector = await load_partition(self.settings, p, self.clock, store)
         if self.loading.get(p) is asyncio.current_task():
             self.detectors[p] = detector
             del self.loading[p]
@@ -172,11 +180,17 @@ class Runtime:
         futures = [await self.escalations.send(key=r["escalation_id"].encode(),
                                                value=orjson.dumps(r), partition=p)
                    for r in out.escalations]
+        n = len(out.escalations)
         futures += await self._send_deadletters(out.rejections, "detector")
-        await asyncio.gather(*futures)
+        sent = await asyncio.gather(*futures)
+        store = self.stores.get(p)
+        if n and store is not None:
+            store.apply_escalations(out.escalations, max(m.offset for m in sent[:n]))
         delta = detector.take_delta()
         if delta is not None:
-            await (await self.state.send(value=orjson.dumps(delta), partition=p))
+            meta = await (await self.state.send(value=orjson.dumps(delta), partition=p))
+            if store is not None:
+                store.apply_delta(delta, meta.offset)
         for r in out.escalations:
             log.info("escalation %s %s %s", r["status"], r["kind"], r["priority"])
 

@@ -1,9 +1,10 @@
-"""Rebuild a partition's detector from its changelog and escalation partitions.
+"""Rebuild a partition's detector from its store and its changelog and escalation partitions.
 
-Read with a plain consumer outside the group (manual assignment, no commits), from the
-beginning to the end offset seen when the read started. The worker that owned the partition
-before has stopped writing to it by then: Kafka revokes a partition before it assigns it
-again, and a worker finishes its in-flight sends when it is revoked.
+Topics are read with a plain consumer outside the group (manual assignment, no commits),
+from the store's offsets (the beginning for ``memory://``) to the end offset seen when the
+read started. The worker that owned the partition before has stopped writing to it by then:
+Kafka revokes a partition before it assigns it again, and a worker finishes its in-flight
+sends when it is revoked.
 """
 
 from __future__ import annotations
@@ -18,22 +19,49 @@ from stream.clock import Clock
 from stream.detector import PartitionDetector
 from stream.errors import RecoveryError
 from stream.settings import Settings
+from stream.store import PartitionStore
 
 log = logging.getLogger(__name__)
 
 
-async def load_partition(settings: Settings, partition: int, clock: Clock) -> PartitionDetector:
+async def load_partition(settings: Settings, partition: int, clock: Clock,
+                         store: PartitionStore) -> PartitionDetector:
     detector = PartitionDetector(partition, settings, clock)
-    deltas = await read_partition(settings, settings.topic_state, partition)
-    escalations = await read_partition(settings, settings.topic_escalations, partition)
-    detector.restore(deltas, escalations)
-    log.info("partition %d restored: %d visits, %d escalation records, %d pending events",
-             partition, len(detector.visits), len(detector.book.records),
-             len(detector.pending))
+    snap = store.load()
+    state_end = await end_offset(settings, settings.topic_state, partition)
+    esc_end = await end_offset(settings, settings.topic_escalations, partition)
+    if snap.state_offset > state_end or snap.escalations_offset > esc_end:
+        log.warning("partition %d: the local store is ahead of the topics; rebuilding", partition)
+        store.reset()
+        snap = store.load()
+    deltas = await read_partition(settings, settings.topic_state, partition, snap.state_offset)
+    escalations = await read_partition(settings, settings.topic_escalations, partition,
+                                       snap.escalations_offset)
+    detector.restore([snap.as_delta()] + [d for _, d in deltas],
+                     snap.escalations + [e for _, e in escalations])
+    for offset, delta in deltas:
+        store.apply_delta(delta, offset)
+    if escalations:
+        store.apply_escalations([e for _, e in escalations], escalations[-1][0])
+    log.info("partition %d restored: %d visits, %d escalation records, %d pending events "
+             "(%d changelog and %d escalation records read)", partition, len(detector.visits),
+             len(detector.book.records), len(detector.pending), len(deltas), len(escalations))
     return detector
 
 
-async def read_partition(settings: Settings, topic: str, partition: int) -> list[dict[str, Any]]:
+async def end_offset(settings: Settings, topic: str, partition: int) -> int:
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers, group_id=None)
+    await consumer.start()
+    try:
+        tp = TopicPartition(topic, partition)
+        return int((await consumer.end_offsets([tp]))[tp])
+    finally:
+        await consumer.stop()
+
+
+async def read_partition(settings: Settings, topic: str, partition: int,
+                         start: int = 0) -> list[tuple[int, dict[str, Any]]]:
+    """``(offset, document)`` of every record from ``start`` to the current end."""
     tp = TopicPartition(topic, partition)
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers,
                                 enable_auto_commit=False, group_id=None,
@@ -41,16 +69,18 @@ async def read_partition(settings: Settings, topic: str, partition: int) -> list
     await consumer.start()
     try:
         consumer.assign([tp])
-        await consumer.seek_to_beginning(tp)
         end = (await consumer.end_offsets([tp]))[tp]
-        docs: list[dict[str, Any]] = []
+        if start >= end:
+            return []
+        consumer.seek(tp, start)
+        docs: list[tuple[int, dict[str, Any]]] = []
         while await consumer.position(tp) < end:
             batch = await consumer.getmany(tp, timeout_ms=1000, max_records=10_000)
             for record in batch.get(tp, ()):
-                if record.value is None:
+                if record.value is None or record.offset >= end:
                     continue
                 try:
-                    docs.append(orjson.loads(record.value))
+                    docs.append((record.offset, orjson.loads(record.value)))
                 except orjson.JSONDecodeError as exc:
                     raise RecoveryError(f"{topic}[{partition}]@{record.offset} is not JSON") from exc
         return docs

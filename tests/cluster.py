@@ -24,8 +24,10 @@ ROOT = Path(__file__).resolve().parents[1]
 class WorkerProcess:
     """``ecm worker`` in its own process, with its own web port, data dir and log."""
 
-    def __init__(self, settings: Settings, workdir: Path, name: str) -> None:
-        self.settings = settings.with_(web_port=free_port(), datadir=str(workdir / name))
+    def __init__(self, settings: Settings, workdir: Path, name: str,
+                 datadir: str | None = None) -> None:
+        self.settings = settings.with_(web_port=free_port(),
+                                       datadir=datadir or str(workdir / name))
         self.log_path = workdir / f"{name}.log"
         self.name = name
         self.process: subprocess.Popen[bytes] | None = None

@@ -38,12 +38,13 @@ def settings(broker: EmbeddedBroker, request: pytest.FixtureRequest) -> Settings
 
 
 @pytest.fixture
-def spawn_worker(settings: Settings, tmp_path: Path) -> Iterator[Callable[[str], WorkerProcess]]:
+def spawn_worker(settings: Settings, tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
     """Start ``ecm worker`` processes in the test's consumer group; all stop at the end."""
     started: list[WorkerProcess] = []
 
-    def spawn(name: str) -> WorkerProcess:
-        w = WorkerProcess(settings, tmp_path, name).start()
+    def spawn(name: str, **changes: object) -> WorkerProcess:
+        datadir = changes.pop("datadir", None)
+        w = WorkerProcess(settings.with_(**changes), tmp_path, name, datadir).start()
         started.append(w)
         return w
 

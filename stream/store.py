@@ -1,0 +1,137 @@
+"""Where a worker keeps a partition's state between restarts.
+
+* ``memory://``: nothing on disk. A partition is rebuilt by reading its ``ecm.state`` and
+  ``ecm.escalations`` partitions from the beginning.
+* ``rocksdb://``: a RocksDB database per partition under ``ECM_DATADIR`` holds the visits,
+  the pending events, the escalation records and the offsets up to which it reflects the
+  two topics. A restarted worker loads it and reads only what was written after those
+  offsets. A store that claims offsets beyond a topic's end (the broker lost its data) is
+  discarded and the partition is rebuilt from the topics.
+
+Local writes happen after the broker has acknowledged the message they mirror, so the store
+never runs ahead of the topics.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import orjson
+
+from stream.settings import Settings
+
+
+@dataclass
+class Snapshot:
+    visits: list[dict[str, Any]] = field(default_factory=list)
+    pending: list[dict[str, Any]] | None = None
+    escalations: list[dict[str, Any]] = field(default_factory=list)
+    state_offset: int = 0  # next offset of ecm.state to read
+    escalations_offset: int = 0  # next offset of ecm.escalations to read
+
+    def as_delta(self) -> dict[str, Any]:
+        return {"visits": self.visits, "deleted": [], "pending": self.pending}
+
+
+class PartitionStore(Protocol):
+    def load(self) -> Snapshot: ...
+    def reset(self) -> None: ...
+    def apply_delta(self, delta: dict[str, Any], offset: int) -> None: ...
+    def apply_escalations(self, records: list[dict[str, Any]], last_offset: int) -> None: ...
+    def close(self) -> None: ...
+
+
+class MemoryStore:
+    def load(self) -> Snapshot:
+        return Snapshot()
+
+    def reset(self) -> None:
+        pass
+
+    def apply_delta(self, delta: dict[str, Any], offset: int) -> None:
+        pass
+
+    def apply_escalations(self, records: list[dict[str, Any]], last_offset: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+_STATE_OFFSET = b"o:state"
+_ESC_OFFSET = b"o:esc"
+_PENDING = b"pending"
+_VISIT = b"v:"
+_ESC = b"e:"
+
+
+class RocksStore:
+    def __init__(self, path: Path) -> None:
+        from rocksdict import Rdict
+
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._Rdict = Rdict
+        self.db = Rdict(str(path))
+
+    def load(self) -> Snapshot:
+        snap = Snapshot()
+        for key, value in self.db.items():
+            if key.startswith(_VISIT):
+                snap.visits.append(orjson.loads(value))
+            elif key.startswith(_ESC):
+                snap.escalations.append(orjson.loads(value))
+            elif key == _PENDING:
+                snap.pending = orjson.loads(value)
+            elif key == _STATE_OFFSET:
+                snap.state_offset = int(value)
+            elif key == _ESC_OFFSET:
+                snap.escalations_offset = int(value)
+        return snap
+
+    def reset(self) -> None:
+        self.db.close()
+        shutil.rmtree(self.path, ignore_errors=True)
+        self.db = self._Rdict(str(self.path))
+
+    def apply_delta(self, delta: dict[str, Any], offset: int) -> None:
+        from rocksdict import WriteBatch
+
+        wb = WriteBatch()
+        for vdoc in delta.get("visits", ()):
+            wb.put(_VISIT + vdoc["v"]["visit_id"].encode(), orjson.dumps(vdoc))
+        for vid in delta.get("deleted", ()):
+            wb.delete(_VISIT + vid.encode())
+            for kind_key in self._escalation_keys(vid):
+                wb.delete(kind_key)
+        if delta.get("pending") is not None:
+            wb.put(_PENDING, orjson.dumps(delta["pending"]))
+        wb.put(_STATE_OFFSET, str(offset + 1).encode())
+        self.db.write(wb)
+
+    def apply_escalations(self, records: list[dict[str, Any]], last_offset: int) -> None:
+        from rocksdict import WriteBatch
+
+        wb = WriteBatch()
+        for r in records:
+            wb.put(_ESC + r["escalation_id"].encode(), orjson.dumps(r))
+        wb.put(_ESC_OFFSET, str(last_offset + 1).encode())
+        self.db.write(wb)
+
+    def _escalation_keys(self, visit_id: str) -> list[bytes]:
+        from stream.scoring import KINDS
+
+        return [_ESC + f"{visit_id}:{kind}".encode() for kind in KINDS]
+
+    def close(self) -> None:
+        self.db.close()
+
+
+def open_store(settings: Settings, partition: int) -> PartitionStore:
+    if settings.store.startswith("rocksdb://"):
+        root = Path(settings.datadir) / "rocksdb" / settings.app_id
+        return RocksStore(root / f"{settings.topic_work}-{partition}")
+    return MemoryStore()

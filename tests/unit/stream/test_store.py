@@ -1,0 +1,41 @@
+from stream.store import MemoryStore, RocksStore
+from tests.factories import T0, event, visit
+from tests.unit.stream.harness import Harness
+
+
+def test_rocks_store_round_trip_and_offsets(tmp_path):
+    h = Harness()
+    h.roster(visit("v1"), visit("v2", client_id="c2"))
+    h.events(event(at=T0, visit_id="v1", event_id="e-1"))
+    h.at(T0 + 900)
+    store = RocksStore(tmp_path / "p0")
+    store.apply_delta(h.detector.take_delta(), offset=4)
+    store.apply_escalations(h.escalations, last_offset=9)
+    store.close()
+    again = RocksStore(tmp_path / "p0")
+    snap = again.load()
+    assert (snap.state_offset, snap.escalations_offset) == (5, 10)
+    assert sorted(v["v"]["visit_id"] for v in snap.visits) == ["v1", "v2"]
+    assert [e["escalation_id"] for e in snap.escalations] == ["v2:late"]
+    again.reset()
+    assert again.load().visits == []
+    again.close()
+
+
+def test_rocks_store_forgets_purged_visits(tmp_path):
+    store = RocksStore(tmp_path / "p0")
+    h = Harness()
+    h.roster(visit("v1"))
+    h.at(T0 + 900)
+    store.apply_delta(h.detector.take_delta(), 0)
+    store.apply_escalations(h.escalations, 0)
+    h.at(T0 + 40 * 3600)
+    store.apply_delta(h.detector.take_delta(), 1)
+    snap = store.load()
+    assert snap.visits == [] and snap.escalations == [] and snap.state_offset == 2
+    store.close()
+
+
+def test_memory_store_reads_from_the_beginning():
+    snap = MemoryStore().load()
+    assert (snap.state_offset, snap.escalations_offset, snap.visits) == (0, 0, [])
