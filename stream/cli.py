@@ -66,7 +66,8 @@ def _broker(port: int) -> int:
     broker = EmbeddedBroker(port, quiet=False).start()
 
     def stop(signum: int, frame: object) -> None:
-        broker.stop()
+        # Unwind the main thread out of its wait; the finally below stops the broker.
+        raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, stop)
     print(f"embedded broker listening on {broker.bootstrap}; Ctrl-C stops it", flush=True)
