@@ -31,6 +31,7 @@ class FenceSet:
         self._vert_start: list[int] = [0]
         self._vlon: list[float] = []
         self._vlat: list[float] = []
+        self._bbox: list[tuple[float, float, float, float]] = []
 
     def __len__(self) -> int:
         return len(self._kind)
@@ -41,6 +42,7 @@ class FenceSet:
         self._clon.append(lon)
         self._radius.append(radius_m)
         self._ring_start.append(self._ring_start[-1])
+        self._bbox.append((np.nan, np.nan, np.nan, np.nan))
         return len(self._kind) - 1
 
     def add_polygon(self, rings: Sequence[Ring], lat: float = np.nan, lon: float = np.nan) -> int:
@@ -54,6 +56,9 @@ class FenceSet:
                 self._vlat.append(y)
             self._vert_start.append(len(self._vlon))
         self._ring_start.append(len(self._vert_start) - 1)
+        xs = [x for x, _ in rings[0]]
+        ys = [y for _, y in rings[0]]
+        self._bbox.append((min(xs), min(ys), max(xs), max(ys)))
         return len(self._kind) - 1
 
     def arrays(self) -> tuple[np.ndarray, ...]:
@@ -64,7 +69,8 @@ class FenceSet:
                 np.asarray(self._ring_start, dtype=np.int64),
                 np.asarray(self._vert_start, dtype=np.int64),
                 np.asarray(self._vlon, dtype=np.float64),
-                np.asarray(self._vlat, dtype=np.float64))
+                np.asarray(self._vlat, dtype=np.float64),
+                np.asarray(self._bbox, dtype=np.float64).reshape(-1, 4))
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,11 +86,9 @@ def classify(fences: FenceSet, fence_of: Sequence[int], lat: Sequence[float],
     """One kernel call for a whole batch of fixes, each against its own fence."""
     if not len(fence_of):
         return []
-    kind, clat, clon, radius, ring_start, vert_start, vlon, vlat = fences.arrays()
     signed = kernels.signed_distance_m(
         np.asarray(lat, dtype=np.float64), np.asarray(lon, dtype=np.float64),
-        np.asarray(fence_of, dtype=np.int64), kind, clat, clon, radius,
-        ring_start, vert_start, vlon, vlat)
+        np.asarray(fence_of, dtype=np.int64), *fences.arrays())
     codes, margins = kernels.decide(signed, np.asarray(accuracy_m, dtype=np.float64), k)
     return [Decision(_NAMES[int(c)], float(s), float(m))
             for c, s, m in zip(codes, signed, margins, strict=True)]

@@ -1,0 +1,1 @@
+"""Benchmarks: each checks its answers inside the timed runs and ends with one JSON line."""
