@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,14 +36,9 @@ _PURGE_EVERY_S = 60.0
 class Output:
     escalations: list[dict[str, Any]] = field(default_factory=list)
     rejections: list[Rejection] = field(default_factory=list)
-    accepted: int = 0
+    accepted: dict[str, int] = field(default_factory=lambda: {"roster": 0, "event": 0})
     replayed: int = 0
-
-    def extend(self, other: Output) -> None:
-        self.escalations.extend(other.escalations)
-        self.rejections.extend(other.rejections)
-        self.accepted += other.accepted
-        self.replayed += other.replayed
+    kernel_s: float = 0.0
 
 
 @dataclass(slots=True)
@@ -110,7 +106,7 @@ class PartitionDetector:
                 "invalid_value", "a visit's client_id cannot change; cancel and re-book it",
                 orjson.dumps(obj), source))
             return
-        out.accepted += 1
+        out.accepted["roster"] += 1
         if vs is None:
             vs = VisitState(visit)
             self.visits[visit.visit_id] = vs
@@ -165,7 +161,7 @@ class PartitionDetector:
         else:
             vs = None if event.visit_id is not None else self._nearest(event)
         if vs is not None:
-            out.accepted += 1
+            out.accepted["event"] += 1
             work.append(_Work(event, source, vs))
             return
         self._pending_dirty = True
@@ -201,7 +197,9 @@ class PartitionDetector:
     # ---- applying matched events ----------------------------------------------------------
 
     def _apply(self, work: list[_Work], now: float, out: Output) -> None:
+        t = time.perf_counter()
         decisions = self._locate(work)
+        out.kernel_s = time.perf_counter() - t
         for item, decision in zip(work, decisions, strict=True):
             ev, vs = item.event, item.visit
             v = vs.visit

@@ -27,22 +27,28 @@ class Routed:
     work: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
     rejections: list[Rejection] = field(default_factory=list)
     records: int = 0
+    received: dict[str, int] = field(default_factory=lambda: {KIND_ROSTER: 0, KIND_EVENT: 0})
 
     def encoded(self) -> dict[int, bytes]:
         return {p: orjson.dumps({"items": items}) for p, items in self.work.items()}
 
 
-def route(messages: Iterable[tuple[Source, bytes | None]], roster_topic: str,
+def route(messages: Iterable[tuple[Source, bytes | None, float]], roster_topic: str,
           partitions: int) -> Routed:
-    """Split each message into records, reject what cannot be routed, group the rest."""
+    """Split each message into records, reject what cannot be routed, group the rest.
+
+    Each message is ``(source, value, timestamp)``; the Kafka timestamp (epoch seconds) goes
+    along with every record so the detector can measure processing latency.
+    """
     out = Routed()
-    for source, value in messages:
+    for source, value, timestamp in messages:
         objects, rejections = split_message(value, source)
         out.rejections += rejections
         kind = KIND_ROSTER if source.topic == roster_topic else KIND_EVENT
         for i, obj in enumerate(objects):
             if not obj:
                 continue
+            out.received[kind] += 1
             src = Source(source.topic, source.partition, source.offset, i)
             key = routing_key(obj)
             if key is None:
@@ -52,14 +58,16 @@ def route(messages: Iterable[tuple[Source, bytes | None]], roster_topic: str,
                 continue
             out.records += 1
             out.work.setdefault(partition_for(key, partitions), []).append(
-                {"k": kind, "s": src.as_list(), "o": obj})
+                {"k": kind, "s": src.as_list(), "t": timestamp, "o": obj})
     return out
 
 
-def decode_work(value: bytes) -> list[tuple[str, dict[str, Any], Source]]:
-    """The records of one ``ecm.work`` message (written by :func:`route`)."""
-    doc = orjson.loads(value)
-    return [(item["k"], item["o"], Source.from_list(item["s"])) for item in doc["items"]]
+def decode_work(value: bytes) -> tuple[list[tuple[str, dict[str, Any], Source]], list[float]]:
+    """The records of one ``ecm.work`` message (written by :func:`route`), and the Kafka
+    timestamps of the input messages they came in."""
+    items = orjson.loads(value)["items"]
+    records = [(item["k"], item["o"], Source.from_list(item["s"])) for item in items]
+    return records, [float(item.get("t") or 0.0) for item in items]
 
 
 def deadletter_doc(rejection: Rejection, now: float, stage: str) -> dict[str, Any]:

@@ -38,6 +38,8 @@ class Settings:
     store: str = "memory://"
     datadir: str = ".ecm-data"
     web_port: int = 6066
+    # The web server serves /metrics, /healthz and /readyz; 0.0.0.0 in a container.
+    web_host: str = "127.0.0.1"
     # Default thresholds, in seconds; a roster record may override each per visit.
     late_after_s: float = 900.0
     missed_after_s: float = 1800.0

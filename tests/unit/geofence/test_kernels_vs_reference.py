@@ -31,9 +31,12 @@ def homes(draw):
 
 
 def _star(draw, lat, lon, n, r_lo, r_hi):
-    """A simple polygon: vertices at sorted angles with random radii (metres), closed."""
-    angles = sorted(draw(st.lists(st.floats(0, 2 * math.pi, exclude_max=True),
-                                  min_size=n, max_size=n, unique=True)))
+    """A simple polygon around (lat, lon): one vertex at a random angle in each of n equal
+    sectors, at a random radius (metres), closed. With n >= 5 no gap between vertices
+    reaches half a turn, so the centre is inside and at least r_lo * cos(72 deg) from the
+    boundary: room for a hole of radius up to 0.3 * r_lo."""
+    sector = 2 * math.pi / n
+    angles = [sector * (i + draw(st.floats(0.0, 0.999))) for i in range(n)]
     kx = math.cos(math.radians(lat)) * kernels.M_PER_DEG
     ring = []
     for a in angles:
@@ -46,10 +49,10 @@ def _star(draw, lat, lon, n, r_lo, r_hi):
 @st.composite
 def polygon_and_fix(draw):
     lat, lon = draw(homes())
-    outer = _star(draw, lat, lon, draw(st.integers(3, 40)), 60.0, 400.0)
+    outer = _star(draw, lat, lon, draw(st.integers(5, 40)), 60.0, 400.0)
     rings = [outer]
     if draw(st.booleans()):
-        rings.append(list(reversed(_star(draw, lat, lon, draw(st.integers(3, 12)), 5.0, 40.0))))
+        rings.append(list(reversed(_star(draw, lat, lon, draw(st.integers(5, 12)), 2.0, 17.0))))
     where = draw(st.sampled_from(["anywhere", "edge", "vertex"]))
     if where == "anywhere":
         d = 800.0 / kernels.M_PER_DEG

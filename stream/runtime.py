@@ -1,0 +1,292 @@
+"""A worker's partitions, their detectors, and the publishing of what they decide.
+
+The agents in :mod:`stream.app` only move bytes and batches; the decisions live in
+:mod:`stream.router` and :mod:`stream.detector`. Everything that is published for one
+partition is published under one lock, in this order: escalations, dead letters, then the
+state delta, each acknowledged by the broker before the next; the input offsets are
+committed by Faust after the batch returns. See the README's "Guarantees".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+from typing import Any
+
+import faust
+import orjson
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from faust.types import TP, EventT
+
+from stream.catchup import CatchUp, positions
+from stream.clock import Clock
+from stream.contract import Rejection, Source
+from stream.detector import Output, PartitionDetector
+from stream.metrics import Metrics
+from stream.recovery import load_partition
+from stream.router import deadletter_doc, deadletter_key, decode_work, route
+from stream.settings import Settings
+from stream.store import PartitionStore, open_store
+from stream.timeutil import parse_instant
+
+log = logging.getLogger(__name__)
+
+
+class Runtime:
+    """A worker's partitions, their detectors and the publishing of their results."""
+
+    def __init__(self, app: faust.App, settings: Settings, clock: Clock) -> None:
+        self.app = app
+        self.settings = settings
+        self.clock = clock
+        self.detectors: dict[int, PartitionDetector] = {}
+        self.stores: dict[int, PartitionStore] = {}
+        self.loading: dict[int, asyncio.Task[PartitionDetector]] = {}
+        self.lock = asyncio.Lock()
+        self.catchup = CatchUp()
+        self.sweep_open = False
+        self._gate: asyncio.Task[None] | None = None
+        raw = {"key_serializer": "raw", "value_serializer": "raw"}
+        self.inputs = app.topic(settings.topic_roster, settings.topic_events, **raw)
+        self.work = app.topic(settings.topic_work, partitions=settings.partitions, **raw)
+        self.state = app.topic(settings.topic_state, partitions=settings.partitions, **raw)
+        self.escalations = app.topic(settings.topic_escalations,
+                                     partitions=settings.partitions, **raw)
+        self.deadletter = app.topic(settings.topic_deadletter, **raw)
+        self.assignment: set[tuple[str, int]] = set()
+        self.end_offsets: dict[tuple[str, int], int] = {}
+        self.start_offsets: dict[tuple[str, int], int] = {}
+        self._offsets_consumer: AIOKafkaConsumer | None = None
+        self.metrics = Metrics()
+        self.metrics.watch_state(lambda: list(self.detectors.values()), self.lag)
+
+    # ---- partition ownership -------------------------------------------------------------
+
+    def _work_partitions(self, tps: set[TP]) -> set[int]:
+        return {tp.partition for tp in tps if tp.topic == self.settings.topic_work}
+
+    async def on_assigned(self, assigned: set[TP]) -> None:
+        self.metrics.rebalances.inc()
+        s = self.settings
+        self.assignment = {(tp.topic, tp.partition) for tp in assigned
+                           if tp.topic in (s.topic_roster, s.topic_events, s.topic_work)}
+        self.end_offsets = {tp: n for tp, n in self.end_offsets.items() if tp in self.assignment}
+        self.sweep_open = False
+        if self._gate is not None:
+            self._gate.cancel()
+        self._gate = asyncio.ensure_future(self._open_gate(assigned))
+        owned = self._work_partitions(assigned)
+        for p in list(self.detectors) + list(self.loading):
+            if p not in owned:
+                self._drop(p)
+        for p in sorted(owned):
+            if p not in self.detectors and p not in self.loading:
+                self.loading[p] = asyncio.ensure_future(self._load(p))
+
+    async def on_revoked(self, revoked: set[TP]) -> None:
+        self.sweep_open = False
+        # Finish whatever is being published before the partitions move on.
+        async with self.lock:
+            for p in self._work_partitions(revoked):
+                self._drop(p)
+
+    async def _open_gate(self, assigned: set[TP]) -> None:
+        """Open the sweep once the backlog handed over with ``assigned`` is processed."""
+        s = self.settings
+        give_up = self.clock_monotonic() + s.catchup_max_hold_s
+        inputs = [(tp.topic, tp.partition) for tp in assigned
+                  if tp.topic in (s.topic_roster, s.topic_events)]
+        work = [(tp.topic, tp.partition) for tp in assigned if tp.topic == s.topic_work]
+        for phase in (inputs, work):
+            end, start = await positions(s, phase)
+            self.start_offsets.update(start)
+            self.end_offsets.update(end)
+            self.catchup.expect(end, start)
+            while not self.catchup.done() and self.clock_monotonic() < give_up:
+                await asyncio.sleep(0.05)
+        while self.loading and self.clock_monotonic() < give_up:
+            await asyncio.sleep(0.05)
+        if not self.catchup.done():
+            log.warning("sweep opened with %d records of backlog left", self.catchup.remaining())
+        self.sweep_open = True
+        log.info("caught up; sweeping %d partitions", len(self.detectors))
+
+    @staticmethod
+    def clock_monotonic() -> float:
+        return asyncio.get_running_loop().time()
+
+    def _drop(self, p: int) -> None:
+        self.detectors.pop(p, None)
+        task = self.loading.pop(p, None)
+        if task is not None:
+            task.cancel()
+        store = self.stores.pop(p, None)
+        if store is not None:
+            store.close()
+
+    async def _load(self, p: int) -> PartitionDetector:
+        store = self.stores.get(p)
+        if store is None:
+            store = self.stores[p] = open_store(self.settings, p)
+        detector = await load_partition(self.settings, p, self.clock, store)
+        if self.loading.get(p) is asyncio.current_task():
+            self.detectors[p] = detector
+            del self.loading[p]
+        return detector
+
+    async def detector(self, p: int) -> PartitionDetector | None:
+        if p in self.detectors:
+            return self.detectors[p]
+        task = self.loading.get(p)
+        if task is None:
+            return None
+        return await asyncio.shield(task)
+
+    # ---- the stages ------------------------------------------------------------------------
+
+    async def route_batch(self, events: list[EventT]) -> None:
+        messages = [(Source(e.message.topic, e.message.partition, e.message.offset), e.value,
+                     float(e.message.timestamp or 0.0)) for e in events]
+        routed = route(messages, self.settings.topic_roster, self.settings.partitions)
+        for kind, n in routed.received.items():
+            self.metrics.records_received.labels(kind).inc(n)
+        self.metrics.batch_records.labels("router").observe(routed.records)
+        futures = [await self.work.send(value=value, partition=p)
+                   for p, value in routed.encoded().items()]
+        futures += await self._send_deadletters(routed.rejections, "router")
+        await asyncio.gather(*futures)
+        self._seen(events)
+
+    async def detect_batch(self, events: list[EventT]) -> None:
+        by_partition: dict[int, list[Any]] = defaultdict(list)
+        stamps: dict[int, list[float]] = defaultdict(list)
+        broken: list[Rejection] = []
+        for e in events:
+            try:
+                records, timestamps = decode_work(e.value)
+                by_partition[e.message.partition].extend(records)
+                stamps[e.message.partition].extend(timestamps)
+            except (ValueError, KeyError, TypeError, IndexError) as exc:
+                broken.append(Rejection("invalid_work_message", repr(exc)[:200], e.value or b"",
+                                        Source(e.message.topic, e.message.partition,
+                                               e.message.offset)))
+        if broken:
+            await asyncio.gather(*await self._send_deadletters(broken, "detector"))
+        for p, records in by_partition.items():
+            detector = await self.detector(p)
+            if detector is None:
+                log.warning("work for partition %d that this worker does not own", p)
+                continue
+            async with self.lock:
+                if self.detectors.get(p) is not detector:
+                    continue  # revoked while waiting; the new owner replays it
+                self.metrics.batch_records.labels("detector").observe(len(records))
+                out = detector.process(records)
+                await self._publish(detector, out)
+                now = time.time()
+                for t in stamps[p]:
+                    if t > 0:
+                        self.metrics.processing_latency.observe(max(0.0, now - t))
+        self._seen(events)
+
+    def _seen(self, events: list[EventT]) -> None:
+        for e in events:
+            self.catchup.seen((e.message.topic, e.message.partition), e.message.offset)
+
+    async def sweep(self) -> None:
+        if not self.sweep_open:
+            return
+        started = time.perf_counter()
+        for p, detector in list(self.detectors.items()):
+            async with self.lock:
+                if self.detectors.get(p) is not detector:
+                    continue
+                await self._publish(detector, detector.sweep())
+        self.metrics.sweep_seconds.observe(time.perf_counter() - started)
+
+    async def _publish(self, detector: PartitionDetector, out: Output) -> None:
+        p = detector.partition
+        futures = [await self.escalations.send(key=r["escalation_id"].encode(),
+                                               value=orjson.dumps(r), partition=p)
+                   for r in out.escalations]
+        n = len(out.escalations)
+        futures += await self._send_deadletters(out.rejections, "detector")
+        sent = await asyncio.gather(*futures)
+        store = self.stores.get(p)
+        if n and store is not None:
+            store.apply_escalations(out.escalations, max(m.offset for m in sent[:n]))
+        delta = detector.take_delta()
+        if delta is not None:
+            meta = await (await self.state.send(value=orjson.dumps(delta), partition=p))
+            if store is not None:
+                store.apply_delta(delta, meta.offset)
+        self._count(out)
+
+    def _count(self, out: Output) -> None:
+        m = self.metrics
+        for kind, n in out.accepted.items():
+            if n:
+                m.records_accepted.labels(kind).inc(n)
+        if out.replayed:
+            m.events_replayed.inc(out.replayed)
+        if out.kernel_s:
+            m.kernel_seconds.observe(out.kernel_s)
+        now = time.time()
+        for r in out.escalations:
+            log.info("escalation %s %s %s", r["status"], r["kind"], r["priority"])
+            if r["status"] == "open":
+                m.escalations_raised.labels(r["kind"], r["priority"]).inc()
+                deadline = parse_instant(r["deadline"])
+                if deadline is not None:
+                    m.detection_latency.labels(r["kind"]).observe(max(0.0, now - deadline))
+            else:
+                m.escalations_resolved.labels(r["kind"], r["priority"]).inc()
+                opened = parse_instant(r["detected_at"])
+                closed = parse_instant(r.get("resolved_at"))
+                if opened is not None and closed is not None:
+                    m.time_to_resolution.labels(r["kind"]).observe(max(0.0, closed - opened))
+
+    async def _send_deadletters(self, rejections: list[Any], stage: str) -> list[Any]:
+        now = self.clock.now()
+        futures = []
+        for r in rejections:
+            futures.append(await self.deadletter.send(
+                key=deadletter_key(r), value=orjson.dumps(deadletter_doc(r, now, stage))))
+        for r in rejections:
+            self.metrics.deadletters.labels(r.reason, stage).inc()
+            if r.reason == "duplicate_event":
+                self.metrics.events_duplicate.inc()
+        if rejections:
+            log.info("dead-lettered %d records at %s", len(rejections), stage)
+        return futures
+
+    # ---- consumer lag ----------------------------------------------------------------------
+
+    def lag(self) -> dict[tuple[str, int], int]:
+        """Records between this worker's position and the log end, per owned partition."""
+        out = {}
+        for tp in self.assignment:
+            end = self.end_offsets.get(tp)
+            if end is None:
+                continue
+            done = self.catchup.processed.get(tp)
+            position = done + 1 if done is not None else self.start_offsets.get(tp, end)
+            out[tp] = max(0, end - position)
+        return out
+
+    async def refresh_end_offsets(self) -> None:
+        if not self.assignment:
+            return
+        if self._offsets_consumer is None:
+            self._offsets_consumer = AIOKafkaConsumer(
+                bootstrap_servers=self.settings.bootstrap_servers, group_id=None)
+            await self._offsets_consumer.start()
+        tps = [TopicPartition(t, p) for t, p in sorted(self.assignment)]
+        try:
+            ends = await self._offsets_consumer.end_offsets(tps)
+        except Exception as exc:  # noqa: BLE001 - a lag probe must never stop the worker
+            log.warning("end offsets unavailable: %r", exc)
+            return
+        self.end_offsets.update({(tp.topic, tp.partition): n for tp, n in ends.items()})
