@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DURATION ?= 0
 
-.PHONY: demo test unit install clean
+.PHONY: demo test unit install clean promtool
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,8 +18,16 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/ecm demo --duration $(DURATION)
 
-test: $(STAMP)
+test: $(STAMP) promtool
 	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+# promtool and the Prometheus server come from Debian's prometheus package; the alert-rule
+# tests and the Prometheus integration test need them.
+promtool:
+	@command -v promtool >/dev/null && command -v prometheus >/dev/null || { \
+	  echo "installing Debian's prometheus package (promtool, prometheus)"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -q && $$SUDO apt-get install -y -q prometheus; }
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests/unit
