@@ -9,7 +9,7 @@ from faust.types import TP
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from stream.clock import Clock, SystemClock
+from stream.clock import Clock
 from stream.runtime import Runtime
 from stream.settings import Settings
 
@@ -34,7 +34,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> faust.App:
         broker_commit_interval=1.0,
         stream_wait_empty=False,
     )
-    rt = Runtime(app, settings, clock or SystemClock())
+    rt = Runtime(app, settings, clock or settings.make_clock())
     app.ecm_runtime = rt  # type: ignore[attr-defined]
 
     @app.agent(rt.inputs, name="ecm-router")

@@ -35,6 +35,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--visits", type=int, default=300)
     p.add_argument("--seed", type=int, default=7)
 
+    p = sub.add_parser("simulate", help="play a simulated region's day into Kafka and grade it")
+    p.add_argument("--broker")
+    p.add_argument("--embedded", action="store_true",
+                   help="start the embedded broker for this run")
+    p.add_argument("--run-workers", type=int, default=0, metavar="N",
+                   help="start N workers on the simulated clock (0: run your own)")
+    p.add_argument("--clients", type=int, default=20_000)
+    p.add_argument("--workers", type=int, default=2_500)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--date", default="2026-11-23", help="the simulated day (UTC)")
+    p.add_argument("--start-hour", type=float, default=6.0)
+    p.add_argument("--hours", type=float, default=18.0)
+    p.add_argument("--speed", type=float, default=60.0,
+                   help="simulated seconds per wall second (60: an hour a minute)")
+    p.add_argument("--batch-size", type=int, default=100, help="events per message")
+    p.add_argument("--rate", action="append", metavar="NAME=VALUE",
+                   help="a failure rate, e.g. --rate missed=0.02 (repeatable)")
+    p.add_argument("--ledger", default="sim-ledger.json")
+    p.add_argument("--no-score", action="store_true")
+    p.add_argument("--json", action="store_true", help="end with one JSON line")
+
+    p = sub.add_parser("score", help="grade the escalation topic against a ledger")
+    p.add_argument("--broker")
+    p.add_argument("--ledger", default="sim-ledger.json")
+    p.add_argument("--json", action="store_true", help="end with one JSON line")
+
     args = parser.parse_args(argv)
     settings = Settings.from_env(broker=getattr(args, "broker", None),
                                  web_port=getattr(args, "web_port", None),
@@ -53,6 +79,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         from stream.watch import watch
 
         return watch(settings, from_beginning=args.from_beginning)
+    if args.command == "simulate":
+        from pathlib import Path
+
+        from simulator.run import config_from_args, simulate
+
+        report = simulate(config_from_args(args), settings, ledger_path=Path(args.ledger),
+                          embedded=args.embedded, worker_procs=args.run_workers,
+                          do_score=not args.no_score, as_json=args.json)
+        return 0 if report.get("duplicates", 0) == 0 else 1
+    if args.command == "score":
+        from pathlib import Path
+
+        from simulator.run import score_command
+
+        score_command(settings, Path(args.ledger), args.json)
+        return 0
     if args.command == "demo":
         from stream.demo import run_demo
 

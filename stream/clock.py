@@ -44,3 +44,26 @@ class ManualClock:
         if instant < self._now:
             raise ValueError("a clock does not run backwards")
         self._now = float(instant)
+
+
+class ScaledClock:
+    """Simulated time that runs ``speed`` times faster than the wall clock.
+
+    ``sim_start`` (simulated epoch seconds) is the instant the wall clock reads
+    ``wall_start``. A simulator and the workers given the same three numbers agree on "now"
+    to within their wall clocks, so a compressed day is judged in simulated time.
+    """
+
+    def __init__(self, sim_start: float, wall_start: float, speed: float) -> None:
+        if speed <= 0:
+            raise ValueError("speed must be positive")
+        self.sim_start = sim_start
+        self.wall_start = wall_start
+        self.speed = speed
+
+    def now(self) -> float:
+        return self.sim_start + (time.time() - self.wall_start) * self.speed
+
+    def wall_at(self, sim_instant: float) -> float:
+        """The wall-clock instant at which simulated time reaches ``sim_instant``."""
+        return self.wall_start + (sim_instant - self.sim_start) / self.speed

@@ -233,7 +233,7 @@ class Runtime:
             m.events_replayed.inc(out.replayed)
         if out.kernel_s:
             m.kernel_seconds.observe(out.kernel_s)
-        now = time.time()
+        now = self.clock.now()  # deadlines are on the worker clock (simulated in a replay)
         for r in out.escalations:
             log.info("escalation %s %s %s", r["status"], r["kind"], r["priority"])
             if r["status"] == "open":

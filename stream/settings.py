@@ -12,6 +12,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 
+from stream.clock import Clock, ScaledClock, SystemClock
 from stream.errors import SettingsError
 
 PREFIX = "ECM_"
@@ -71,6 +72,16 @@ class Settings:
     session_timeout_s: float = 10.0
     heartbeat_s: float = 1.0
     log_level: str = "info"
+    # Simulated time (stream/clock.py ScaledClock), for replaying a compressed day: when
+    # clock_sim_start is set, "now" is clock_sim_start + (wall - clock_wall_start) * speed.
+    clock_sim_start: float = 0.0
+    clock_wall_start: float = 0.0
+    clock_speed: float = 1.0
+
+    def make_clock(self) -> Clock:
+        if self.clock_sim_start:
+            return ScaledClock(self.clock_sim_start, self.clock_wall_start, self.clock_speed)
+        return SystemClock()
 
     def __post_init__(self) -> None:
         if self.partitions < 1:

@@ -1,0 +1,169 @@
+"""The ground truth: which escalations the monitor must raise, and their deadlines.
+
+Derived from the simulated facts by the rules as the README states them, independently of the
+detector's code: what the monitor could know at each deadline is what had reached Kafka by
+then. Times are read back from the messages as sent (millisecond RFC 3339), so the ledger and
+the monitor do the same arithmetic.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from simulator.scenario import RADIUS_M, EventFact, Scenario, VisitFact
+from stream.timeutil import parse_instant
+
+# A fix's 95% radius from its reported 68% accuracy (see geofence/kernels.py).
+_ACC_95 = 1.622
+
+
+@dataclass(frozen=True, slots=True)
+class Expected:
+    escalation_id: str
+    kind: str
+    deadline: float
+    scored: bool  # inside the scoring window (the tail after it is not judged)
+
+
+@dataclass
+class Ledger:
+    window_start: float
+    window_end: float
+    score_until: float
+    speed: float
+    expected: list[Expected]
+    deadletters: dict[str, int]
+
+    def to_doc(self) -> dict[str, Any]:
+        return {"window_start": self.window_start, "window_end": self.window_end,
+                "score_until": self.score_until, "speed": self.speed,
+                "expected": [asdict(e) for e in self.expected],
+                "deadletters": self.deadletters}
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any]) -> Ledger:
+        return cls(doc["window_start"], doc["window_end"], doc["score_until"], doc["speed"],
+                   [Expected(**e) for e in doc["expected"]], dict(doc["deadletters"]))
+
+
+def build_ledger(sc: Scenario) -> Ledger:
+    start, end = sc.config.window
+    # Events sent in the last guard band may not be processed before the run stops.
+    score_until = end - 2 * sc.config.guard_s
+    expected: list[Expected] = []
+    dead: dict[str, int] = dict(sc.malformed)
+    for fact in sc.facts.values():
+        sent = [e for e in fact.events if e.received <= end]
+        for e in sent:
+            if not e.accepted:
+                dead[e.reject_reason or "?"] = dead.get(e.reject_reason or "?", 0) + 1
+        for kind, deadline in _visit_expectations(fact, [e for e in sent if e.accepted]):
+            expected.append(Expected(f"{fact.visit.visit_id}:{kind}", kind, deadline,
+                                     start <= deadline <= score_until))
+    for at, original in sc.duplicates:
+        if at <= end:
+            # A copy of a refused event is refused for the same reason.
+            reason = "duplicate_event" if original.accepted else original.reject_reason or "?"
+            dead[reason] = dead.get(reason, 0) + 1
+    for u in sc.unscheduled:
+        day = datetime.fromtimestamp(u.occurred, tz=UTC).strftime("%Y%m%d")
+        deadline = u.received + sc.config.unscheduled_grace_s
+        eid = f"adhoc:{u.doc['client_id']}:{u.worker}:{day}:unscheduled"
+        expected.append(Expected(eid, "unscheduled", deadline, start <= deadline <= score_until))
+    for reason in [r for r, n in dead.items() if n == 0]:
+        del dead[reason]
+    return Ledger(start, end, score_until, sc.config.speed, expected, dead)
+
+
+def _stamp(e: EventFact) -> float:
+    t = parse_instant(e.doc["occurred_at"])
+    assert t is not None
+    return t
+
+
+def _visit_expectations(fact: VisitFact, events: list[EventFact]) -> list[tuple[str, float]]:
+    workers = fact.doc["worker_ids"]
+    start = parse_instant(fact.doc["scheduled_start"])
+    end = parse_instant(fact.doc["scheduled_end"])
+    assert start is not None and end is not None
+    cancelled = fact.cancelled_at if fact.cancelled_at is not None else math.inf
+    ins = [e for e in events if e.type == "check_in"]
+    outs = [e for e in events if e.type == "check_out"]
+    out: list[tuple[str, float]] = []
+
+    # late / missed: not attended by the deadline, as far as Kafka knew by then.
+    for kind, name in (("late", "late_after_s"), ("missed", "missed_after_s")):
+        deadline = start + fact.threshold(name)
+        if deadline >= cancelled:
+            continue
+        attended = {e.worker for e in ins if e.received <= deadline and _stamp(e) <= deadline}
+        if len(attended) < len(workers):
+            out.append((kind, deadline))
+
+    # no_check_out: somebody in, not everybody out, when the deadline came.
+    deadline = end + fact.threshold("no_checkout_after_s")
+    if deadline < cancelled:
+        in_by = {e.worker for e in ins if e.received <= deadline}
+        out_by = {e.worker for e in outs if e.received <= deadline}
+        if in_by - out_by:
+            out.append(("no_check_out", deadline))
+
+    # Event rules, in the order the monitor receives the events.
+    first: dict[str, float] = {}
+    held_in: dict[str, float] = {}
+    held_out: dict[str, float] = {}
+    for e in sorted(events, key=lambda e: e.received):
+        if e.received >= cancelled:
+            continue
+        t = _stamp(e)
+        if e.type == "check_in" and e.worker not in workers:
+            first.setdefault("wrong_worker", t)
+        verdict = _location(fact, e)
+        if verdict:
+            first.setdefault(verdict, t)
+        if e.type == "check_in":
+            held_in[e.worker] = min(t, held_in.get(e.worker, math.inf))
+        else:
+            held_out.setdefault(e.worker, t)
+        w = e.worker
+        if w in held_in and w in held_out and held_out[w] >= held_in[w]:
+            scheduled = end - start
+            threshold = fact.threshold("short_long_after_s")
+            actual = held_out[w] - held_in[w]
+            if actual <= scheduled - threshold:
+                first.setdefault("shortened", held_out[w])
+            elif actual >= scheduled + threshold:
+                first.setdefault("extended", held_in[w] + scheduled + threshold)
+    out.extend(first.items())
+    return out
+
+
+def _location(fact: VisitFact, e: EventFact) -> str | None:
+    doc = e.doc
+    method = doc["method"]
+    if method == "gps":
+        loc = fact.doc["location"]
+        d = _haversine(doc["lat"], doc["lon"], loc["lat"], loc["lon"]) - RADIUS_M
+        margin = _ACC_95 * doc["accuracy_m"]
+        if d > margin:
+            return "location_mismatch"
+        if d >= -margin:
+            return "location_unverified"
+        return None
+    if method == "telephony":
+        digits = "".join(ch for ch in doc["caller_number"] if ch.isdigit())
+        known = {"".join(ch for ch in p if ch.isdigit()) for p in fact.doc["client_phones"]}
+        return None if digits in known else "location_unverified"
+    if method in ("nfc", "qr"):
+        return None if doc["tag_id"] in fact.doc["nfc_tags"] else "location_unverified"
+    return None
+
+
+def _haversine(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+    p1, p2 = math.radians(lat1), math.radians(lat2)
+    a = (math.sin((p2 - p1) / 2) ** 2
+         + math.cos(p1) * math.cos(p2) * math.sin(math.radians(lon2 - lon1) / 2) ** 2)
+    return 2 * 6_371_008.8 * math.asin(min(1.0, math.sqrt(a)))

@@ -1,0 +1,157 @@
+"""``ecm simulate``: build a region's day, optionally start a broker and workers on the
+simulated clock, play the day into Kafka, and grade the monitor."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from simulator.ledger import Ledger, build_ledger
+from simulator.player import play
+from simulator.scenario import Rates, SimConfig, build_scenario
+from simulator.score import format_report, read_topic, score, summary_json
+from stream.clock import ScaledClock
+from stream.settings import Settings
+
+# Wall seconds between launching workers and the simulated clock's origin.
+_STARTUP_WALL_S = 3.0
+# Wall seconds to let the workers finish after the last message before scoring.
+_DRAIN_WALL_S = 6.0
+
+
+def simulate(config: SimConfig, settings: Settings, *, ledger_path: Path,
+             embedded: bool = False, worker_procs: int = 0, do_score: bool = True,
+             as_json: bool = False, workdir: Path | None = None) -> dict[str, Any]:
+    # The ledger judges with the workers' own grace period and clock tolerance.
+    config = dataclasses.replace(config, unscheduled_grace_s=settings.unscheduled_grace_s,
+                                 future_tolerance_s=settings.future_tolerance_s)
+    t = time.monotonic()
+    sc = build_scenario(config)
+    ledger = build_ledger(sc)
+    ledger_path.write_bytes(orjson.dumps(ledger.to_doc()))
+    n_events = sum(len(m.records or []) for m in sc.messages if m.topic == "events")
+    print(f"built {len(sc.roster.visits):,} visits ({len(sc.facts):,} in the window) for "
+          f"{len(sc.region.clients):,} clients and {len(sc.region.workers):,} workers, "
+          f"{n_events:,} events, in {time.monotonic() - t:.1f} s; ledger {ledger_path}",
+          flush=True)
+    from stream.broker import EmbeddedBroker, free_port
+    from stream.topics import ensure_topics
+
+    broker = EmbeddedBroker(free_port()).start() if embedded else None
+    workers: list[Any] = []
+    try:
+        if broker is not None:
+            settings = settings.with_(broker=broker.bootstrap)
+        ensure_topics(settings)
+        window_start, window_end = config.window
+        sim_origin = window_start - config.lead_s
+        wall_origin = time.time() + _STARTUP_WALL_S
+        clock = ScaledClock(sim_origin, wall_origin, config.speed)
+        run_settings = settings.with_(clock_sim_start=sim_origin, clock_wall_start=wall_origin,
+                                      clock_speed=config.speed,
+                                      sweep_interval_s=min(settings.sweep_interval_s, 0.2))
+        if worker_procs:
+            workers = _start_workers(run_settings, worker_procs, workdir or ledger_path.parent)
+        else:
+            print("run workers with these settings (the simulated clock):")
+            for k in ("ECM_CLOCK_SIM_START", "ECM_CLOCK_WALL_START", "ECM_CLOCK_SPEED"):
+                print(f"  {k}={run_settings.as_env()[k]}")
+        _wait_ready(workers, clock.wall_at(window_start))
+        stats = play(sc.messages, settings, clock, config.batch_size, until=window_end)
+        print(f"sent {stats.events:,} events and {stats.roster:,} roster records in "
+              f"{stats.messages:,} messages over {stats.seconds:.1f} s "
+              f"({stats.events_per_s:,.0f} events/s)", flush=True)
+        if not do_score:
+            return {}
+        time.sleep(_DRAIN_WALL_S)
+        report = score(ledger, read_topic(settings, settings.topic_escalations),
+                       read_topic(settings, settings.topic_deadletter))
+        report["events_sent"] = stats.events
+        print(format_report(report))
+        if as_json:
+            print(summary_json(report))
+        return report
+    finally:
+        for w in workers:
+            w.stop()
+        if broker is not None:
+            broker.stop()
+
+
+def score_command(settings: Settings, ledger_path: Path, as_json: bool) -> dict[str, Any]:
+    ledger = Ledger.from_doc(orjson.loads(ledger_path.read_bytes()))
+    report = score(ledger, read_topic(settings, settings.topic_escalations),
+                   read_topic(settings, settings.topic_deadletter))
+    print(format_report(report))
+    if as_json:
+        print(summary_json(report))
+    return report
+
+
+class _Worker:
+    def __init__(self, settings: Settings, workdir: Path, n: int) -> None:
+        import os
+        import subprocess
+
+        from stream.broker import free_port
+
+        self.settings = settings.with_(web_port=free_port(), datadir=str(workdir / f"worker-{n}"))
+        self.log = workdir / f"worker-{n}.log"
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "stream.cli", "worker"],
+            env={**os.environ, **self.settings.as_env()},
+            stdout=self.log.open("w"), stderr=subprocess.STDOUT)
+
+    def ready(self) -> bool:
+        try:
+            url = f"http://127.0.0.1:{self.settings.web_port}/readyz"
+            with urllib.request.urlopen(url, timeout=1) as r:
+                return bool(json.loads(r.read()).get("ready"))
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        import subprocess
+
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+
+
+def _start_workers(settings: Settings, n: int, workdir: Path) -> list[_Worker]:
+    workdir.mkdir(parents=True, exist_ok=True)
+    return [_Worker(settings, workdir, i) for i in range(n)]
+
+
+def _wait_ready(workers: list[_Worker], by_wall: float) -> None:
+    while workers and time.time() < by_wall + 60:
+        if all(w.ready() for w in workers):
+            return
+        for w in workers:
+            if w.process.poll() is not None:
+                raise RuntimeError(f"a worker exited; see {w.log}")
+        time.sleep(0.2)
+    if workers:
+        print("warning: workers not ready when the window opened", file=sys.stderr)
+
+
+def config_from_args(args: Any) -> SimConfig:
+    rates = Rates()
+    for spec in args.rate or []:
+        name, _, value = spec.partition("=")
+        if not hasattr(rates, name):
+            raise SystemExit(f"unknown rate {name!r}; one of {[f.name for f in dataclasses.fields(Rates)]}")
+        setattr(rates, name, float(value))
+    return SimConfig(seed=args.seed, clients=args.clients, workers=args.workers,
+                     date=args.date, start_hour=args.start_hour, hours=args.hours,
+                     speed=args.speed, batch_size=args.batch_size, rates=rates)

@@ -1,0 +1,134 @@
+"""Grade the monitor against the ledger: ``ecm score``.
+
+Reads every escalation and dead letter published so far and compares them, per kind, with
+the escalations the ledger says were due inside the scoring window: expected, raised,
+missing, spurious, duplicate ``open`` records, precision, recall, and detection latency
+(``detected_at - deadline``) in simulated and in wall seconds.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter, defaultdict
+from typing import Any
+
+import orjson
+
+from simulator.ledger import Ledger
+from stream.settings import Settings
+from stream.timeutil import parse_instant
+
+
+def read_topic(settings: Settings, topic: str) -> list[dict[str, Any]]:
+    """Every record of a topic, from the beginning to its end offsets now."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers, group_id=None,
+                             enable_auto_commit=False, consumer_timeout_ms=2000)
+    try:
+        parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
+        consumer.assign(parts)
+        consumer.seek_to_beginning(*parts)
+        ends = consumer.end_offsets(parts)
+        out = []
+        while any(consumer.position(tp) < ends[tp] for tp in parts):
+            for records in consumer.poll(timeout_ms=1000, max_records=50_000).values():
+                out.extend(orjson.loads(r.value) for r in records if r.value is not None)
+        return out
+    finally:
+        consumer.close()
+
+
+def _percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    s = sorted(values)
+    k = min(len(s) - 1, max(0, int(round(q * (len(s) - 1)))))
+    return s[k]
+
+
+def score(ledger: Ledger, escalations: list[dict[str, Any]],
+          deadletters: list[dict[str, Any]]) -> dict[str, Any]:
+    lo, hi = ledger.window_start, ledger.score_until
+    expected = {e.escalation_id: e for e in ledger.expected if e.scored}
+    opens: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in escalations:
+        if r.get("status") == "open":
+            opens[r["escalation_id"]].append(r)
+    raised = {}
+    for eid, records in opens.items():
+        deadline = parse_instant(records[0]["deadline"])
+        if deadline is not None and lo <= deadline <= hi:
+            raised[eid] = records[0]
+    kinds = sorted({e.kind for e in expected.values()} | {r["kind"] for r in raised.values()})
+    per_kind: dict[str, dict[str, Any]] = {}
+    all_lat: list[float] = []
+    for kind in kinds:
+        exp = {k for k, e in expected.items() if e.kind == kind}
+        got = {k for k, r in raised.items() if r["kind"] == kind}
+        hit = exp & got
+        lat = []
+        for k in hit:
+            detected = parse_instant(raised[k]["detected_at"])
+            if detected is not None:
+                lat.append(detected - expected[k].deadline)
+        all_lat += lat
+        per_kind[kind] = {
+            "expected": len(exp), "raised": len(got), "missing": len(exp - got),
+            "spurious": len(got - exp),
+            "duplicates": sum(len(opens[k]) - 1 for k in got if len(opens[k]) > 1),
+            "precision": len(hit) / len(got) if got else 1.0,
+            "recall": len(hit) / len(exp) if exp else 1.0,
+            **_latency(lat, ledger.speed),
+            "missing_ids": sorted(exp - got)[:5], "spurious_ids": sorted(got - exp)[:5],
+        }
+    dead = Counter(d.get("reason", "?") for d in deadletters)
+    exp_all = len(expected)
+    hit_all = len(set(expected) & set(raised))
+    return {
+        "kinds": per_kind,
+        "expected": exp_all, "raised": len(raised),
+        "missing": exp_all - hit_all, "spurious": len(raised) - hit_all,
+        "duplicates": sum(len(v) - 1 for v in opens.values() if len(v) > 1),
+        "precision": hit_all / len(raised) if raised else 1.0,
+        "recall": hit_all / exp_all if exp_all else 1.0,
+        **_latency(all_lat, ledger.speed),
+        "deadletters": {r: {"expected": ledger.deadletters.get(r, 0), "got": dead.get(r, 0)}
+                        for r in sorted(set(dead) | set(ledger.deadletters))},
+    }
+
+
+def _latency(values: list[float], speed: float) -> dict[str, float | None]:
+    out: dict[str, float | None] = {}
+    for name, q in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99), ("max", 1.0)):
+        v = _percentile(values, q)
+        out[f"latency_{name}_s"] = v
+        out[f"latency_{name}_wall_s"] = None if v is None else v / (speed or 1.0)
+    return out
+
+
+def format_report(report: dict[str, Any]) -> str:
+    def f(v: float | None, digits: int = 1) -> str:
+        return "-" if v is None else f"{v:.{digits}f}"
+
+    lines = [f"{'kind':<20}{'expected':>9}{'raised':>8}{'missing':>8}{'spurious':>9}{'dup':>5}"
+             f"{'precision':>10}{'recall':>8}{'p50 s':>8}{'p99 s':>8}{'max s':>8}{'p99 wall':>9}"]
+    rows = list(report["kinds"].items()) + [("all", report)]
+    for kind, k in rows:
+        lines.append(f"{kind:<20}{k['expected']:>9}{k['raised']:>8}{k['missing']:>8}"
+                     f"{k['spurious']:>9}{k['duplicates']:>5}{k['precision']:>10.3f}"
+                     f"{k['recall']:>8.3f}{f(k['latency_p50_s']):>8}{f(k['latency_p99_s']):>8}"
+                     f"{f(k['latency_max_s']):>8}{f(k['latency_p99_wall_s'], 2):>9}")
+    lines.append("")
+    lines.append(f"{'dead letters':<24}{'expected':>9}{'got':>6}")
+    for reason, d in report["deadletters"].items():
+        lines.append(f"{reason:<24}{d['expected']:>9}{d['got']:>6}")
+    lines.append("latency: detected_at - deadline, in simulated seconds (wall = simulated / speed)")
+    return "\n".join(lines)
+
+
+def summary_json(report: dict[str, Any]) -> str:
+    keep = {k: v for k, v in report.items() if k != "kinds"}
+    keep["kinds"] = {k: {n: v for n, v in d.items() if not n.endswith("_ids")}
+                     for k, d in report["kinds"].items()}
+    return json.dumps(keep, default=lambda o: o)

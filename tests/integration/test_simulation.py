@@ -1,0 +1,29 @@
+"""A compressed hour of a small region through real workers, graded against the ledger."""
+
+from __future__ import annotations
+
+import pytest
+
+from simulator.run import simulate
+from simulator.scenario import Rates, SimConfig
+
+pytestmark = pytest.mark.integration
+
+
+def test_compressed_hour_is_caught_exactly(settings, tmp_path):
+    config = SimConfig(seed=7, clients=1500, workers=190, start_hour=7.0, hours=1.0,
+                       speed=60.0, batch_size=50,
+                       rates=Rates(delay=0.05, missed=0.05, offline=0.03, duplicate=0.02,
+                                   malformed_per_hour=12.0))
+    report = simulate(config, settings, ledger_path=tmp_path / "ledger.json",
+                      worker_procs=2, workdir=tmp_path)
+    kinds = report["kinds"]
+    for kind in ("late", "missed"):
+        k = kinds[kind]
+        assert k["expected"] >= 5, (kind, k)
+        assert (k["precision"], k["recall"]) == (1.0, 1.0), (kind, k)
+    assert report["duplicates"] == 0
+    dead = report["deadletters"]
+    for reason in ("invalid_json", "missing_field", "invalid_coordinates", "end_before_start"):
+        assert dead[reason]["expected"] >= 3 and dead[reason]["got"] == dead[reason]["expected"]
+    assert dead["duplicate_event"]["got"] == dead["duplicate_event"]["expected"]
