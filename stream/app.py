@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+import os
+from collections.abc import Awaitable
 from typing import Any
 
 import faust
@@ -13,8 +16,26 @@ from stream.clock import Clock
 from stream.runtime import Runtime
 from stream.settings import Settings
 
+log = logging.getLogger(__name__)
+
 # How often a worker asks the broker for its partitions' end offsets, for the lag gauge.
 _LAG_INTERVAL_S = 5.0
+
+
+async def _or_exit(work: Awaitable[None]) -> None:
+    """Run a batch; on an unexpected error, end the process before the batch is acked.
+
+    Faust acks a batch whose agent raised and restarts the agent: the batch would be lost.
+    Bad input never raises (it is dead-lettered), so an error here is the broker or a bug.
+    Exiting leaves the batch uncommitted: the supervisor (systemd, Kubernetes) restarts the
+    worker, or another worker takes the partitions, and the batch is processed again.
+    """
+    try:
+        await work
+    except Exception:
+        log.exception("a batch could not be processed; exiting so that it is replayed")
+        logging.shutdown()
+        os._exit(70)
 
 
 def create_app(settings: Settings, clock: Clock | None = None) -> faust.App:
@@ -40,12 +61,12 @@ def create_app(settings: Settings, clock: Clock | None = None) -> faust.App:
     @app.agent(rt.inputs, name="ecm-router")
     async def router(stream: faust.StreamT) -> None:
         async for batch in stream.take_events(settings.batch_max, settings.batch_within_s):
-            await rt.route_batch(list(batch))
+            await _or_exit(rt.route_batch(list(batch)))
 
     @app.agent(rt.work, name="ecm-detector")
     async def detector(stream: faust.StreamT) -> None:
         async for batch in stream.take_events(settings.batch_max, settings.batch_within_s):
-            await rt.detect_batch(list(batch))
+            await _or_exit(rt.detect_batch(list(batch)))
 
     @app.timer(interval=settings.sweep_interval_s, name="ecm-sweep")
     async def sweep() -> None:

@@ -445,10 +445,10 @@ class PartitionDetector:
                     self.by_client.get(vs.visit.client_id, set()).discard(vid)
             if doc.get("pending") is not None:
                 self.pending = {}
-                for pdoc in doc["pending"]:
-                    p = Pending.from_doc(pdoc)
-                    if p is not None:
-                        self.pending[p.event.event_id] = p
+            for pdoc in (doc.get("pending") or []) + (doc.get("pending_more") or []):
+                p = Pending.from_doc(pdoc)
+                if p is not None:
+                    self.pending[p.event.event_id] = p
         for record in escalations:
             self.book.restore(record)
         for vs in self.visits.values():

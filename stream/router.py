@@ -22,25 +22,45 @@ KIND_ROSTER = "roster"
 KIND_EVENT = "event"
 
 
+# A dead letter keeps at most this much of the rejected bytes (the size is recorded), so a
+# huge bad message still fits a Kafka message once base64-encoded.
+MAX_RAW_BYTES = 256 * 1024
+
+
 @dataclass(slots=True)
 class Routed:
     work: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
     rejections: list[Rejection] = field(default_factory=list)
     records: int = 0
     received: dict[str, int] = field(default_factory=lambda: {KIND_ROSTER: 0, KIND_EVENT: 0})
+    max_bytes: int = 900_000
 
-    def encoded(self) -> dict[int, bytes]:
-        return {p: orjson.dumps({"items": items}) for p, items in self.work.items()}
+    def encoded(self) -> list[tuple[int, bytes]]:
+        """``(partition, value)`` messages, each below ``max_bytes`` where its records allow."""
+        out = []
+        for p, items in self.work.items():
+            chunk: list[bytes] = []
+            size = 16
+            for item in items:
+                b = orjson.dumps(item)
+                if chunk and size + len(b) + 1 > self.max_bytes:
+                    out.append((p, b'{"items":[' + b",".join(chunk) + b"]}"))
+                    chunk, size = [], 16
+                chunk.append(b)
+                size += len(b) + 1
+            if chunk:
+                out.append((p, b'{"items":[' + b",".join(chunk) + b"]}"))
+        return out
 
 
 def route(messages: Iterable[tuple[Source, bytes | None, float]], roster_topic: str,
-          partitions: int) -> Routed:
+          partitions: int, max_bytes: int = 900_000) -> Routed:
     """Split each message into records, reject what cannot be routed, group the rest.
 
     Each message is ``(source, value, timestamp)``; the Kafka timestamp (epoch seconds) goes
     along with every record so the detector can measure processing latency.
     """
-    out = Routed()
+    out = Routed(max_bytes=max_bytes)
     for source, value, timestamp in messages:
         objects, rejections = split_message(value, source)
         out.rejections += rejections
@@ -77,7 +97,9 @@ def deadletter_doc(rejection: Rejection, now: float, stage: str) -> dict[str, An
         "detail": rejection.detail,
         "stage": stage,
         "source": rejection.source.as_dict(),
-        "raw": base64.b64encode(rejection.raw).decode("ascii"),
+        "raw": base64.b64encode(rejection.raw[:MAX_RAW_BYTES]).decode("ascii"),
+        "raw_size": len(rejection.raw),
+        "raw_truncated": len(rejection.raw) > MAX_RAW_BYTES,
         "rejected_at": format_instant(now),
     }
 

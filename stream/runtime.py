@@ -28,6 +28,7 @@ from stream.metrics import Metrics
 from stream.recovery import load_partition
 from stream.router import deadletter_doc, deadletter_key, decode_work, route
 from stream.settings import Settings
+from stream.state import split_delta
 from stream.store import PartitionStore, open_store
 from stream.timeutil import parse_instant
 
@@ -149,12 +150,13 @@ class Runtime:
     async def route_batch(self, events: list[EventT]) -> None:
         messages = [(Source(e.message.topic, e.message.partition, e.message.offset), e.value,
                      float(e.message.timestamp or 0.0)) for e in events]
-        routed = route(messages, self.settings.topic_roster, self.settings.partitions)
+        routed = route(messages, self.settings.topic_roster, self.settings.partitions,
+                       self.settings.max_message_bytes)
         for kind, n in routed.received.items():
             self.metrics.records_received.labels(kind).inc(n)
         self.metrics.batch_records.labels("router").observe(routed.records)
         futures = [await self.work.send(value=value, partition=p)
-                   for p, value in routed.encoded().items()]
+                   for p, value in routed.encoded()]
         futures += await self._send_deadletters(routed.rejections, "router")
         await asyncio.gather(*futures)
         self._seen(events)
@@ -219,9 +221,10 @@ class Runtime:
             store.apply_escalations(out.escalations, max(m.offset for m in sent[:n]))
         delta = detector.take_delta()
         if delta is not None:
-            meta = await (await self.state.send(value=orjson.dumps(delta), partition=p))
-            if store is not None:
-                store.apply_delta(delta, meta.offset)
+            for doc in split_delta(delta, self.settings.max_message_bytes):
+                meta = await (await self.state.send(value=orjson.dumps(doc), partition=p))
+                if store is not None:
+                    store.apply_delta(doc, meta.offset)
         self._count(out)
 
     def _count(self, out: Output) -> None:

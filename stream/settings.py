@@ -65,6 +65,9 @@ class Settings:
     # After an assignment the sweep waits for the backlog to be read (stream/catchup.py),
     # but never longer than this: a late alert beats none.
     catchup_max_hold_s: float = 120.0
+    # Largest message the worker writes (state deltas and work batches are split to fit):
+    # below Kafka's default 1 MB limits with room for the record envelope.
+    max_message_bytes: int = 900_000
     batch_max: int = 500
     batch_within_s: float = 0.05
     # Consumer-group liveness: a crashed worker's partitions move after the session

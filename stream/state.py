@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from stream.contract import Event, Source, Visit, validate_event, validate_visit
 
 
@@ -95,3 +97,45 @@ def delta_doc(partition: int, visits: list[VisitState], deleted: list[str],
               pending: list[Pending] | None) -> dict[str, Any]:
     return {"p": partition, "visits": [v.to_doc() for v in visits], "deleted": deleted,
             "pending": None if pending is None else [p.to_doc() for p in pending]}
+
+
+def split_delta(delta: dict[str, Any], max_bytes: int) -> list[dict[str, Any]]:
+    """One delta as several documents, each below ``max_bytes`` when serialised (a record
+    bigger than that alone gets a document of its own).
+
+    Replayed in order they rebuild the same state: deletions ride in the first document,
+    visits are last-write-wins, and the pending list is replaced by the first pending
+    document and extended by the rest (``pending_more``).
+    """
+    p = delta["p"]
+    docs: list[dict[str, Any]] = []
+    for i, chunk in enumerate(_pack(delta["visits"], max_bytes)):
+        docs.append({"p": p, "visits": chunk, "deleted": delta["deleted"] if i == 0 else [],
+                     "pending": None})
+    if not docs and delta["deleted"]:
+        docs.append({"p": p, "visits": [], "deleted": delta["deleted"], "pending": None})
+    if delta["pending"] is not None:
+        for i, chunk in enumerate(_pack(delta["pending"], max_bytes) or [[]]):
+            doc: dict[str, Any] = {"p": p, "visits": [], "deleted": [], "pending": None}
+            doc["pending" if i == 0 else "pending_more"] = chunk
+            docs.append(doc)
+    return docs
+
+
+_ENVELOPE_BYTES = 200  # the keys and brackets around a document's list
+
+
+def _pack(items: list[dict[str, Any]], max_bytes: int) -> list[list[dict[str, Any]]]:
+    chunks: list[list[dict[str, Any]]] = []
+    chunk: list[dict[str, Any]] = []
+    size = _ENVELOPE_BYTES
+    for item in items:
+        n = len(orjson.dumps(item)) + 1
+        if chunk and size + n > max_bytes:
+            chunks.append(chunk)
+            chunk, size = [], _ENVELOPE_BYTES
+        chunk.append(item)
+        size += n
+    if chunk:
+        chunks.append(chunk)
+    return chunks

@@ -68,3 +68,19 @@ def test_old_visits_are_purged_and_the_purge_is_in_the_delta():
 def test_settings_from_env():
     s = Settings.from_env({"ECM_BROKER": "k:1", "ECM_PARTITIONS": "3", "ECM_LATE_AFTER_S": "60"})
     assert (s.broker, s.partitions, s.late_after_s) == ("k:1", 3, 60.0)
+
+
+def test_a_large_delta_is_split_and_replays_to_the_same_state():
+    from stream.state import split_delta
+
+    h = Harness()
+    h.roster(*[visit(f"v{i}", client_id=f"c{i}") for i in range(300)])
+    h.events(*[event(at=T0, visit_id=None, client_id=f"nobody{i}") for i in range(40)])
+    delta = h.detector.take_delta()
+    docs = split_delta(delta, 20_000)
+    assert len(docs) > 5
+    assert all(len(orjson.dumps(d)) <= 20_000 for d in docs)
+    whole = _rebuild(h, [delta])
+    parts = _rebuild(h, docs)
+    assert sorted(parts.visits) == sorted(whole.visits) == sorted(h.detector.visits)
+    assert sorted(parts.pending) == sorted(whole.pending) and len(parts.pending) == 40

@@ -1,0 +1,88 @@
+"""The simulator is deterministic, and the ledger applies the rules to the facts."""
+
+import random
+
+from simulator.ledger import _visit_expectations, build_ledger
+from simulator.region import build_region
+from simulator.rostering import build_roster
+from simulator.rostering import Visit
+from simulator.scenario import EventFact, SimConfig, VisitFact, _visit_doc, build_scenario
+from simulator.region import Client
+from stream.timeutil import format_instant
+from tests.factories import T0
+
+SMALL = {"clients": 300, "workers": 40, "start_hour": 7.0, "hours": 3.0}
+
+
+def _fingerprint(sc):
+    return [(m.at, m.topic, m.raw, m.records) for m in sc.messages]
+
+
+def test_same_seed_same_day_and_other_seed_another():
+    a = build_scenario(SimConfig(seed=3, **SMALL))
+    b = build_scenario(SimConfig(seed=3, **SMALL))
+    c = build_scenario(SimConfig(seed=4, **SMALL))
+    assert _fingerprint(a) == _fingerprint(b)
+    assert _fingerprint(a) != _fingerprint(c)
+    assert build_ledger(a).to_doc() == build_ledger(b).to_doc()
+
+
+def test_runs_are_feasible_as_rostered():
+    rng = random.Random(5)
+    region = build_region(rng, 300, 40)
+    roster = build_roster(rng, region, SimConfig().day_start, 3.2, 0.05)
+    for run in roster.runs.values():
+        for earlier, later in zip(run, run[1:], strict=False):
+            assert later.start >= earlier.end  # nobody is booked in two homes at once
+
+
+def _fact(**thresholds):
+    client = Client("c1", 0, 52.63, 1.29, "medium", False, False, "01603 111111", "tag-1", 0)
+    v = Visit("v1", client, ["w1"], T0, T0 + 1800, False, "morning", thresholds)
+    return VisitFact(v, _visit_doc(v))
+
+
+def _event(fact, etype, occurred, received, **doc):
+    base = {"event_id": f"e-{etype}-{occurred}", "type": etype, "client_id": "c1",
+            "worker_id": "w1", "occurred_at": format_instant(occurred), "method": "nfc",
+            "tag_id": "tag-1", **doc}
+    return EventFact(base, base["worker_id"], etype, occurred, received)
+
+
+def test_on_time_visit_expects_nothing():
+    f = _fact()
+    evs = [_event(f, "check_in", T0 + 60, T0 + 62), _event(f, "check_out", T0 + 1800, T0 + 1801)]
+    assert _visit_expectations(f, evs) == []
+
+
+def test_check_in_on_time_but_delivered_after_the_deadline_expects_late():
+    f = _fact()
+    evs = [_event(f, "check_in", T0 + 60, T0 + 1000), _event(f, "check_out", T0 + 1800, T0 + 1801)]
+    assert _visit_expectations(f, evs) == [("late", T0 + 900)]
+
+
+def test_nobody_came_expects_late_and_missed_and_no_check_out_needs_a_check_in():
+    f = _fact()
+    assert _visit_expectations(f, []) == [("late", T0 + 900), ("missed", T0 + 1800)]
+
+
+def test_cancelled_before_the_deadline_expects_nothing():
+    f = _fact()
+    f.cancelled_at = T0 + 600
+    assert _visit_expectations(f, []) == []
+
+
+def test_contract_thresholds_and_checked_in_without_check_out():
+    f = _fact(late_after_s=600.0, missed_after_s=1200.0)
+    evs = [_event(f, "check_in", T0 + 700, T0 + 701)]
+    assert _visit_expectations(f, evs) == [("late", T0 + 600), ("no_check_out", T0 + 3600)]
+
+
+def test_wrong_place_and_wrong_phone():
+    f = _fact()
+    gps = {"method": "gps", "lat": 52.65, "lon": 1.29, "accuracy_m": 10.0}
+    evs = [_event(f, "check_in", T0, T0 + 1, **gps),
+           _event(f, "check_out", T0 + 1800, T0 + 1801, method="telephony",
+                  caller_number="07700 900000")]
+    kinds = dict(_visit_expectations(f, evs))
+    assert set(kinds) == {"location_mismatch", "location_unverified"}
