@@ -174,13 +174,26 @@ class PartitionDetector:
         self._push(expires, "grace", event.event_id)
 
     def _nearest(self, event: Event) -> VisitState | None:
-        """The client's visit for this worker nearest in time, else any of the client's.
+        """The visit an event that names none belongs to.
 
-        Only visits whose window, widened by ``match_window_s`` each side, holds the event
-        qualify; cancelled visits never match an event that names no visit.
+        A check-out goes to the visit this worker is checked into at this client (the
+        latest open check-in before it). Otherwise: the client's visit for this worker
+        nearest in time, else any of the client's. Only visits whose window, widened by
+        ``match_window_s`` each side, holds the event qualify; cancelled visits never match
+        an event that names no visit.
         """
-        window = self.settings.match_window_s
         t = event.occurred_at
+        if event.type == "check_out":
+            # A check-out closes the visit this worker is checked into at this client: a
+            # worker running late can check out inside the next visit's scheduled window.
+            open_visits = [vs for vid in self.by_client.get(event.client_id, ())
+                           if not (vs := self.visits[vid]).visit.cancelled
+                           and event.worker_id in vs.checkins
+                           and event.worker_id not in vs.checkouts
+                           and vs.checkins[event.worker_id].occurred <= t]
+            if open_visits:
+                return max(open_visits, key=lambda vs: vs.checkins[event.worker_id].occurred)
+        window = self.settings.match_window_s
         best: tuple[bool, float, float] | None = None
         chosen = None
         for vid in self.by_client.get(event.client_id, ()):

@@ -260,3 +260,14 @@ def test_invalid_records_are_rejected_with_reasons_and_raw_bytes():
            ("event", event(at=T0, lat=95.0)))
     assert h.reasons() == ["end_before_start", "missing_field", "invalid_coordinates"]
     assert b'"visit_id":"v1"' in h.rejections[0].raw
+
+
+def test_check_out_without_visit_id_closes_the_visit_the_worker_is_in():
+    # Running 25 minutes late, the worker checks out of the first visit inside the second
+    # visit's scheduled window; the check-out still belongs to the first.
+    h = Harness()
+    h.roster(visit("first", start=T0, minutes=30), visit("second", start=T0 + 2700, minutes=30))
+    h.events(event(at=T0 + 1500, visit_id=None))
+    h.events(event("check_out", at=T0 + 2820, visit_id=None))
+    assert h.detector.visits["first"].checkouts["w1"].occurred == T0 + 2820
+    assert not h.detector.visits["second"].checkouts
