@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from stream.contract import SCHEMA_VERSION, Event
-from stream.scoring import KINDS, RESPOND_WITHIN_S, assess
+from stream.scoring import KINDS, RESPOND_WITHIN_S, Assessment, assess
 from stream.settings import Settings
 from stream.state import VisitState
 from stream.timeutil import format_instant
@@ -40,34 +40,37 @@ class EscalationBook:
     def known(self, visit_id: str, kind: str) -> bool:
         return escalation_id(visit_id, kind) in self.records
 
-    def status(self, visit_id: str, kind: str) -> str | None:
-        record = self.records.get(escalation_id(visit_id, kind))
-        return None if record is None else record["status"]
-
     def open(self, vs: VisitState, kind: str, deadline: float, now: float,
              evidence: dict[str, Any]) -> list[dict[str, Any]]:
         """The open record, or nothing if this escalation id was ever raised."""
-        eid = escalation_id(vs.visit.visit_id, kind)
+        v = vs.visit
+        return self._open(
+            escalation_id(v.visit_id, kind), kind, deadline, now, evidence,
+            assess(kind, v.risk_level, time_critical=v.time_critical,
+                   lives_alone=v.lives_alone, cognitive_impairment=v.cognitive_impairment),
+            visit_id=v.visit_id, client_id=v.client_id, worker_ids=list(v.worker_ids),
+            contract_id=v.contract_id, scheduled_start=format_instant(v.start),
+            scheduled_end=format_instant(v.end), risk_level=v.risk_level)
+
+    def _open(self, eid: str, kind: str, deadline: float, now: float,
+              evidence: dict[str, Any], a: Assessment, **visit: Any) -> list[dict[str, Any]]:
         if eid in self.records:
             return []
-        v = vs.visit
-        a = assess(kind, v.risk_level, time_critical=v.time_critical,
-                   lives_alone=v.lives_alone, cognitive_impairment=v.cognitive_impairment)
         record = {
             "schema_version": SCHEMA_VERSION,
             "escalation_id": eid,
             "kind": kind,
             "status": "open",
-            "visit_id": v.visit_id,
-            "client_id": v.client_id,
-            "worker_ids": list(v.worker_ids),
-            "contract_id": v.contract_id,
-            "scheduled_start": format_instant(v.start),
-            "scheduled_end": format_instant(v.end),
+            "visit_id": visit["visit_id"],
+            "client_id": visit["client_id"],
+            "worker_ids": visit["worker_ids"],
+            "contract_id": visit["contract_id"],
+            "scheduled_start": visit["scheduled_start"],
+            "scheduled_end": visit["scheduled_end"],
             "deadline": format_instant(deadline),
             "detected_at": format_instant(now),
             "priority": a.priority,
-            "risk_level": v.risk_level,
+            "risk_level": visit["risk_level"],
             "service_impact_score": a.service_impact_score,
             "recommended_route": a.recommended_route,
             "respond_by": format_instant(now + RESPOND_WITHIN_S),
@@ -103,34 +106,14 @@ class EscalationBook:
     def unscheduled(self, event: Event, now: float, received: float) -> list[dict[str, Any]]:
         """A check-in or check-out for a client with no scheduled visit that matches it."""
         vid = adhoc_visit_id(event)
-        eid = escalation_id(vid, "unscheduled")
-        if eid in self.records:
-            return []
-        a = assess("unscheduled", "medium")
-        record = {
-            "schema_version": SCHEMA_VERSION,
-            "escalation_id": eid,
-            "kind": "unscheduled",
-            "status": "open",
-            "visit_id": vid,
-            "client_id": event.client_id,
-            "worker_ids": [event.worker_id],
-            "contract_id": None,
-            "scheduled_start": None,
-            "scheduled_end": None,
-            "deadline": format_instant(received + self.settings.unscheduled_grace_s),
-            "detected_at": format_instant(now),
-            "priority": a.priority,
-            "risk_level": "medium",
-            "service_impact_score": a.service_impact_score,
-            "recommended_route": a.recommended_route,
-            "respond_by": format_instant(now + RESPOND_WITHIN_S),
-            "evidence": _published({"event_id": event.event_id, "event_type": event.type,
-                                    "method": event.method, "occurred_at": event.occurred_at,
-                                    "worker_id": event.worker_id}),
-        }
-        self.records[eid] = record
-        return [record]
+        return self._open(
+            escalation_id(vid, "unscheduled"), "unscheduled",
+            received + self.settings.unscheduled_grace_s, now,
+            {"event_id": event.event_id, "event_type": event.type, "method": event.method,
+             "occurred_at": event.occurred_at, "worker_id": event.worker_id},
+            assess("unscheduled", "medium"),
+            visit_id=vid, client_id=event.client_id, worker_ids=[event.worker_id],
+            contract_id=None, scheduled_start=None, scheduled_end=None, risk_level="medium")
 
     def restore(self, record: dict[str, Any]) -> None:
         """Take a record read back from the escalation topic; the later status wins."""
