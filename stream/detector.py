@@ -301,13 +301,11 @@ class PartitionDetector:
     def _reconcile(self, vs: VisitState, now: float, why: str) -> list[dict[str, Any]]:
         """Resolve what the visit's current check-ins and check-outs have answered."""
         v = vs.visit
-        s = self.settings
         out: list[dict[str, Any]] = []
         arrived = vs.arrival()
         if arrived is not None:
-            for kind, after in (("late", v.late_after_s or s.late_after_s),
-                                ("missed", v.missed_after_s or s.missed_after_s)):
-                deadline = v.start + after
+            for kind in ("late", "missed"):
+                deadline = self.due(v, kind)
                 evidence = {"arrived_at": arrived, "lateness_s": round(arrived - v.start, 1),
                             "delivery_delay_s": round(max(
                                 m.received - m.occurred for m in vs.checkins.values()), 1)}
@@ -331,7 +329,7 @@ class PartitionDetector:
             return []  # a device clock is wrong; the check-in and check-out stand as evidence
         scheduled = v.end - v.start
         actual = t_out - t_in
-        threshold = v.short_long_after_s or self.settings.short_long_after_s
+        threshold = self._threshold(v, "short_long_after_s")
         evidence = {"worker_id": worker, "checked_in_at": t_in, "checked_out_at": t_out,
                     "scheduled_duration_s": scheduled, "actual_duration_s": round(actual, 1),
                     "difference_s": round(actual - scheduled, 1)}
@@ -343,13 +341,21 @@ class PartitionDetector:
 
     # ---- timers ------------------------------------------------------------------------
 
+    def _threshold(self, v: Visit, name: str) -> float:
+        """The visit's own threshold (seconds), else the configured default."""
+        own: float | None = getattr(v, name)
+        return own or float(getattr(self.settings, name))
+
+    def due(self, v: Visit, kind: str) -> float:
+        """The deadline of a timer rule (late, missed, no_check_out) for a visit."""
+        if kind == "no_check_out":
+            return v.end + self._threshold(v, "no_checkout_after_s")
+        return v.start + self._threshold(v, f"{kind}_after_s")
+
     def _schedule(self, vs: VisitState) -> None:
         v = vs.visit
-        s = self.settings
-        self._push(v.start + (v.late_after_s or s.late_after_s), "late", v.visit_id)
-        self._push(v.start + (v.missed_after_s or s.missed_after_s), "missed", v.visit_id)
-        self._push(v.end + (v.no_checkout_after_s or s.no_checkout_after_s),
-                   "no_check_out", v.visit_id)
+        for kind in ("late", "missed", "no_check_out"):
+            self._push(self.due(v, kind), kind, v.visit_id)
 
     def _push(self, due: float, kind: str, key: str) -> None:
         heapq.heappush(self._heap, (due, next(self._seq), kind, key))
@@ -382,19 +388,16 @@ class PartitionDetector:
 
     def _deadline(self, vs: VisitState, kind: str, due: float, now: float) -> list[dict[str, Any]]:
         v = vs.visit
-        s = self.settings
+        if self.due(v, kind) != due:
+            return []  # rescheduled since: the new deadline has its own timer entry
         if kind in ("late", "missed"):
-            after = (v.late_after_s or s.late_after_s) if kind == "late" \
-                else (v.missed_after_s or s.missed_after_s)
-            if v.start + after != due or vs.arrival() is not None:
-                return []  # rescheduled since, or attended
+            if vs.arrival() is not None:
+                return []  # attended
             return self.book.open(vs, kind, due, now, {
                 "workers_absent": [w for w in v.worker_ids if w not in vs.checkins],
                 "workers_present": sorted(vs.checkins),
                 "minutes_after_start": round((now - v.start) / 60.0, 1)})
         if kind == "no_check_out":
-            if v.end + (v.no_checkout_after_s or s.no_checkout_after_s) != due:
-                return []
             still_in = sorted(w for w in vs.checkins if w not in vs.checkouts)
             if not still_in:
                 return []
