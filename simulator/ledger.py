@@ -13,11 +13,11 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from geofence.kernels import ACCURACY_68_TO_95
+from geofence.reference import haversine_m
 from simulator.scenario import RADIUS_M, EventFact, Scenario, VisitFact
 from stream.timeutil import parse_instant
 
-# A fix's 95% radius from its reported 68% accuracy (see geofence/kernels.py).
-_ACC_95 = 1.622
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,8 +146,8 @@ def _location(fact: VisitFact, e: EventFact) -> str | None:
     method = doc["method"]
     if method == "gps":
         loc = fact.doc["location"]
-        d = _haversine(doc["lat"], doc["lon"], loc["lat"], loc["lon"]) - RADIUS_M
-        margin = _ACC_95 * doc["accuracy_m"]
+        d = haversine_m(doc["lat"], doc["lon"], loc["lat"], loc["lon"]) - RADIUS_M
+        margin = ACCURACY_68_TO_95 * doc["accuracy_m"]
         if d > margin:
             return "location_mismatch"
         if d >= -margin:
@@ -161,9 +161,3 @@ def _location(fact: VisitFact, e: EventFact) -> str | None:
         return None if doc["tag_id"] in fact.doc["nfc_tags"] else "location_unverified"
     return None
 
-
-def _haversine(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
-    p1, p2 = math.radians(lat1), math.radians(lat2)
-    a = (math.sin((p2 - p1) / 2) ** 2
-         + math.cos(p1) * math.cos(p2) * math.sin(math.radians(lon2 - lon1) / 2) ** 2)
-    return 2 * 6_371_008.8 * math.asin(min(1.0, math.sqrt(a)))

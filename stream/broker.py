@@ -49,7 +49,7 @@ class EmbeddedBroker:
 
     def start(self) -> EmbeddedBroker:
         url = f"tcp://127.0.0.1:{self.port}"
-        if _port_open(self.port):
+        if port_open(self.port):
             raise BrokerError(f"port {self.port} is already in use")
         out = subprocess.DEVNULL if self.quiet else None
         self.process = subprocess.Popen(
@@ -61,7 +61,7 @@ class EmbeddedBroker:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise BrokerError(f"the broker exited with status {self.process.returncode}")
-            if _port_open(self.port):
+            if port_open(self.port):
                 return self
             time.sleep(0.05)
         self.stop()
@@ -90,7 +90,8 @@ class EmbeddedBroker:
         self.stop()
 
 
-def _port_open(port: int) -> bool:
+def port_open(port: int) -> bool:
+    """Whether something listens on 127.0.0.1:port."""
     with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as s:
         s.settimeout(0.2)
         return s.connect_ex(("127.0.0.1", port)) == 0

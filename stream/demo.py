@@ -14,7 +14,7 @@ from pathlib import Path
 import orjson
 
 from simulator.demo_feed import Feed, build_demo_feed
-from stream.broker import EmbeddedBroker, free_port
+from stream.broker import EmbeddedBroker, free_port, port_open
 from stream.settings import Settings
 from stream.topics import ensure_topics
 from stream.watch import describe
@@ -25,7 +25,7 @@ _FEED_TICK_S = 0.25
 def run_demo(duration_s: float = 0.0, visits: int = 300, seed: int = 7) -> int:
     from kafka import KafkaConsumer
 
-    port = 9092 if _free(9092) else free_port()
+    port = free_port() if port_open(9092) else 9092
     datadir = Path(tempfile.mkdtemp(prefix="ecm-demo-"))
     with EmbeddedBroker(port) as broker:
         settings = Settings.from_env(broker=broker.bootstrap, datadir=str(datadir / "worker"),
@@ -113,9 +113,3 @@ def _summary(counts: collections.Counter[tuple[str, str]], dead: collections.Cou
               f"resolved {counts[(kind, 'resolved')]:>4}")
     print("dead letters: " + (", ".join(f"{r} {n}" for r, n in sorted(dead.items())) or "none"))
 
-
-def _free(port: int) -> bool:
-    import socket
-
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        return s.connect_ex(("127.0.0.1", port)) != 0
