@@ -1,6 +1,6 @@
 """Rebuild a partition's detector from its store and its changelog and escalation partitions.
 
-Topics are read with a plain consumer outside the group (manual assignment, no commits),
+Both topics are read with one plain consumer outside the group (manual assignment, no commits),
 from the store's offsets (the beginning for ``memory://``) to the end offset seen when the
 read started. The worker that owned the partition before has stopped writing to it by then:
 Kafka revokes a partition before it assigns it again, and a worker finishes its in-flight
@@ -28,15 +28,24 @@ async def load_partition(settings: Settings, partition: int, clock: Clock,
                          store: PartitionStore) -> PartitionDetector:
     detector = PartitionDetector(partition, settings, clock)
     snap = store.load()
-    state_end = await end_offset(settings, settings.topic_state, partition)
-    esc_end = await end_offset(settings, settings.topic_escalations, partition)
-    if snap.state_offset > state_end or snap.escalations_offset > esc_end:
-        log.warning("partition %d: the local store is ahead of the topics; rebuilding", partition)
-        store.reset()
-        snap = store.load()
-    deltas = await read_partition(settings, settings.topic_state, partition, snap.state_offset)
-    escalations = await read_partition(settings, settings.topic_escalations, partition,
-                                       snap.escalations_offset)
+    state = TopicPartition(settings.topic_state, partition)
+    esc = TopicPartition(settings.topic_escalations, partition)
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers,
+                                enable_auto_commit=False, group_id=None,
+                                auto_offset_reset="earliest")
+    await consumer.start()
+    try:
+        consumer.assign([state, esc])
+        end = await consumer.end_offsets([state, esc])
+        if snap.state_offset > end[state] or snap.escalations_offset > end[esc]:
+            log.warning("partition %d: the local store is ahead of the topics; rebuilding",
+                        partition)
+            store.reset()
+            snap = store.load()
+        deltas = await _read(consumer, state, snap.state_offset, end[state])
+        escalations = await _read(consumer, esc, snap.escalations_offset, end[esc])
+    finally:
+        await consumer.stop()
     detector.restore([snap.as_delta()] + [d for _, d in deltas],
                      snap.escalations + [e for _, e in escalations])
     for offset, delta in deltas:
@@ -49,40 +58,20 @@ async def load_partition(settings: Settings, partition: int, clock: Clock,
     return detector
 
 
-async def end_offset(settings: Settings, topic: str, partition: int) -> int:
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers, group_id=None)
-    await consumer.start()
-    try:
-        tp = TopicPartition(topic, partition)
-        return int((await consumer.end_offsets([tp]))[tp])
-    finally:
-        await consumer.stop()
-
-
-async def read_partition(settings: Settings, topic: str, partition: int,
-                         start: int = 0) -> list[tuple[int, dict[str, Any]]]:
-    """``(offset, document)`` of every record from ``start`` to the current end."""
-    tp = TopicPartition(topic, partition)
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers,
-                                enable_auto_commit=False, group_id=None,
-                                auto_offset_reset="earliest")
-    await consumer.start()
-    try:
-        consumer.assign([tp])
-        end = (await consumer.end_offsets([tp]))[tp]
-        if start >= end:
-            return []
-        consumer.seek(tp, start)
-        docs: list[tuple[int, dict[str, Any]]] = []
-        while await consumer.position(tp) < end:
-            batch = await consumer.getmany(tp, timeout_ms=1000, max_records=10_000)
-            for record in batch.get(tp, ()):
-                if record.value is None or record.offset >= end:
-                    continue
-                try:
-                    docs.append((record.offset, orjson.loads(record.value)))
-                except orjson.JSONDecodeError as exc:
-                    raise RecoveryError(f"{topic}[{partition}]@{record.offset} is not JSON") from exc
-        return docs
-    finally:
-        await consumer.stop()
+async def _read(consumer: AIOKafkaConsumer, tp: TopicPartition, start: int,
+                end: int) -> list[tuple[int, dict[str, Any]]]:
+    """``(offset, document)`` of every record of ``tp`` from ``start`` up to ``end``."""
+    if start >= end:
+        return []
+    consumer.seek(tp, start)
+    docs: list[tuple[int, dict[str, Any]]] = []
+    while await consumer.position(tp) < end:
+        batch = await consumer.getmany(tp, timeout_ms=1000, max_records=10_000)
+        for record in batch.get(tp, ()):
+            if record.value is None or record.offset >= end:
+                continue
+            try:
+                docs.append((record.offset, orjson.loads(record.value)))
+            except orjson.JSONDecodeError as exc:
+                raise RecoveryError(f"{tp.topic}[{tp.partition}]@{record.offset} is not JSON") from exc
+    return docs
