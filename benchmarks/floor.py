@@ -1,0 +1,46 @@
+"""The Faust floor: a bare Faust agent that reads the messages and does nothing with them.
+
+``python -m benchmarks.floor`` with ``BENCH_BROKER``, ``BENCH_TOPIC``, ``BENCH_PER_MESSAGE``
+(events in each message) and ``BENCH_WEB_PORT``. It consumes the topic with the same loop as
+the ECM worker's agents (``take_events`` batches) and counts; ``/count`` reports how many
+events it has passed and when the first and the last batch arrived. Nothing a Faust
+application does with a message can cost less than this.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import faust
+from faust.web import Request, Response, View
+
+BROKER = os.environ.get("BENCH_BROKER", "127.0.0.1:9092")
+TOPIC = os.environ.get("BENCH_TOPIC", "bench.raw")
+PER_MESSAGE = int(os.environ.get("BENCH_PER_MESSAGE", "1"))
+
+app = faust.App(f"bench-floor-{TOPIC}", broker=f"kafka://{BROKER}", store="memory://",
+                web_port=int(os.environ.get("BENCH_WEB_PORT", "6070")), web_host="127.0.0.1",
+                topic_allow_declare=False, consumer_auto_offset_reset="earliest",
+                stream_wait_empty=False, datadir=os.environ.get("BENCH_DATADIR", "bench-floor"))
+topic = app.topic(TOPIC, key_serializer="raw", value_serializer="raw")
+counts = {"events": 0, "first": 0.0, "last": 0.0}
+
+
+@app.agent(topic)
+async def floor(stream: faust.StreamT) -> None:
+    async for batch in stream.take_events(500, 0.05):
+        now = time.time()
+        if not counts["first"]:
+            counts["first"] = now
+        counts["events"] += len(batch) * PER_MESSAGE
+        counts["last"] = now
+
+
+@app.page("/count")
+async def count(web: View, request: Request) -> Response:
+    return web.json(counts)
+
+
+if __name__ == "__main__":
+    app.main()
