@@ -13,6 +13,7 @@ from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from stream.clock import Clock
+from stream.faustfix import set_fetch_max_wait_ms
 from stream.runtime import Runtime
 from stream.settings import Settings
 
@@ -39,6 +40,7 @@ async def _or_exit(work: Awaitable[None]) -> None:
 
 
 def create_app(settings: Settings, clock: Clock | None = None) -> faust.App:
+    set_fetch_max_wait_ms(settings.fetch_max_wait_ms)
     app = faust.App(
         settings.app_id,
         broker=[f"kafka://{s}" for s in settings.bootstrap_servers],

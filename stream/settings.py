@@ -70,6 +70,9 @@ class Settings:
     max_message_bytes: int = 900_000
     batch_max: int = 500
     batch_within_s: float = 0.05
+    # Longest a fetch may wait on the broker for data (stream/faustfix.py): bounds each
+    # hop's delay on brokers that do not answer a fetch as soon as data arrives.
+    fetch_max_wait_ms: int = 100
     # Consumer-group liveness: a crashed worker's partitions move after the session
     # timeout; Faust's default (60 s) is too slow for a safety monitor.
     session_timeout_s: float = 10.0
