@@ -391,7 +391,51 @@ def machine() -> dict[str, Any]:
             "commit": commit}
 
 
-def run(scale: Scale, workdir: Path, log: Callable[[str], None] = print) -> dict[str, Any]:
+class Profiler:
+    """py-spy sampling a process from outside, as collapsed stacks (``--format raw``)."""
+
+    def __init__(self, pid: int, out: Path) -> None:
+        exe = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+        self.out = out
+        self.proc = subprocess.Popen([exe, "record", "--pid", str(pid), "--format", "raw",
+                                      "--rate", "200", "--output", str(out), "--nonblocking"],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def stop(self) -> dict[str, Any]:
+        self.proc.send_signal(signal.SIGINT)
+        self.proc.wait(30)
+        return summarise_profile(self.out)
+
+
+def summarise_profile(path: Path, top: int = 15) -> dict[str, Any]:
+    """Share of samples by the function on top of the stack (self time), and the share
+    of samples inside each of the project's stages (inclusive time)."""
+    own: Counter[str] = Counter()
+    stages: Counter[str] = Counter()
+    total = 0
+    marks = {"route_batch": "router", "detect_batch": "detector", "_publish": "publish",
+             "sweep": "sweep", "process (stream/detector.py": "rules",
+             "take_delta": "state delta", "_locate": "geofence kernel"}
+    for line in path.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        n = int(count)
+        total += n
+        frames = stack.split(";")
+        own[frames[-1].split(" (")[0] + " (" + frames[-1].split(" (")[-1].split(":")[0]
+            .rsplit("/", 1)[-1]] += n
+        seen = {label for frame in frames for key, label in marks.items() if key in frame}
+        for label in seen:
+            stages[label] += n
+    share = {k: round(100.0 * v / total, 1) for k, v in own.most_common(top)} if total else {}
+    return {"samples": total,
+            "self_pct": share,
+            "stage_pct": {k: round(100.0 * v / total, 1) for k, v in stages.most_common()}}
+
+
+def run(scale: Scale, workdir: Path, log: Callable[[str], None] = print,
+        profile: bool = False) -> dict[str, Any]:
     port = free_port()
     result: dict[str, Any] = {"machine": machine(), "scale": asdict(scale)}
     with EmbeddedBroker(port) as broker:
@@ -433,8 +477,11 @@ def run(scale: Scale, workdir: Path, log: Callable[[str], None] = print) -> dict
                 produce(bootstrap, base.topic_events, values)
             finally:
                 m.proc.signal(signal.SIGCONT)
+            profiler = Profiler(m.proc.p.pid, workdir / f"profile-{per}.txt") if profile else None
             got = wait_for(lambda: m.accepted("event") - before, n, 1800,
                            f"{per}-event messages", m.alive)
+            if profiler is not None:
+                result[f"profile_events_{per}"] = profiler.stop()
             result[f"events_per_s_{per}"] = round(got.rate)
             log(f"events, {per} per message: {got.rate:,.0f}/s")
             produce(bootstrap, f"bench.raw.{per}", values)
@@ -609,10 +656,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--scale", choices=sorted(SCALES), default="full")
     p.add_argument("--out", type=Path, help="also write the JSON result here")
     p.add_argument("--keep", action="store_true", help="keep the worker logs")
+    p.add_argument("--profile", action="store_true",
+                   help="sample the worker with py-spy during the event phases "
+                        "(pip install -e '.[bench]')")
     args = p.parse_args(argv)
     workdir = Path(tempfile.mkdtemp(prefix="ecm-bench-"))
     try:
-        result = run(SCALES[args.scale], workdir, log=lambda s: print(s, flush=True))
+        result = run(SCALES[args.scale], workdir, log=lambda s: print(s, flush=True),
+                     profile=args.profile)
         result["command"] = "python -m benchmarks.pipeline " + " ".join(argv or sys.argv[1:])
         print(table(result))
         line = json.dumps(result)

@@ -90,5 +90,22 @@ def classify(fences: FenceSet, fence_of: Sequence[int], lat: Sequence[float],
         np.asarray(lat, dtype=np.float64), np.asarray(lon, dtype=np.float64),
         np.asarray(fence_of, dtype=np.int64), *fences.arrays())
     codes, margins = kernels.decide(signed, np.asarray(accuracy_m, dtype=np.float64), k)
-    return [Decision(_NAMES[int(c)], float(s), float(m))
-            for c, s, m in zip(codes, signed, margins, strict=True)]
+    return _decisions(codes, signed, margins)
+
+
+def classify_circles(lat: Sequence[float], lon: Sequence[float], accuracy_m: Sequence[float],
+                     clat: Sequence[float], clon: Sequence[float], radius_m: Sequence[float],
+                     k: float = kernels.ACCURACY_68_TO_95) -> list[Decision]:
+    """:func:`classify` for a batch whose fences are all circles, without a :class:`FenceSet`."""
+    if not len(lat):
+        return []
+    f = np.float64
+    codes, signed, margins = kernels.classify_circles(
+        np.asarray(lat, dtype=f), np.asarray(lon, dtype=f), np.asarray(accuracy_m, dtype=f),
+        np.asarray(clat, dtype=f), np.asarray(clon, dtype=f), np.asarray(radius_m, dtype=f), k)
+    return _decisions(codes, signed, margins)
+
+
+def _decisions(codes: np.ndarray, signed: np.ndarray, margins: np.ndarray) -> list[Decision]:
+    return [Decision(_NAMES[c], s, m)
+            for c, s, m in zip(codes.tolist(), signed.tolist(), margins.tolist(), strict=True)]

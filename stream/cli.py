@@ -126,8 +126,10 @@ def _worker(settings: Settings) -> int:
     from faust.worker import Worker
 
     from stream.app import create_app
+    from stream.runtime import tune_gc
     from stream.topics import ensure_topics
 
+    tune_gc()
     ensure_topics(settings)
     app = create_app(settings)
     worker = Worker(app, loglevel=settings.log_level, redirect_stdouts=False)

@@ -30,7 +30,9 @@ _MAX_ID_LEN = 200
 _THRESHOLDS = ("late_after_s", "missed_after_s", "short_long_after_s", "no_checkout_after_s")
 
 
-@dataclass(frozen=True, slots=True)
+# The per-record classes are not frozen: a frozen dataclass's __init__ pays an
+# object.__setattr__ per field, and one of each is built for every record on the hot path.
+@dataclass(slots=True)
 class Source:
     """Where a record came from: enough to find its bytes again and to tell a replay."""
 
@@ -59,7 +61,7 @@ class Rejection:
     source: Source
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Visit:
     """One scheduled visit, validated. Instants are epoch seconds, UTC."""
 
@@ -88,7 +90,7 @@ class Visit:
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Event:
     """One check-in or check-out, validated."""
 
@@ -119,25 +121,22 @@ def split_message(value: bytes | None, source: Source) -> tuple[list[dict[str, A
     """Decode one message value into its objects; a bad message is one rejection."""
     raw = value or b""
     try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        return [], [Rejection("invalid_utf8", str(exc)[:200], raw, source)]
-    try:
-        doc = orjson.loads(text)
+        doc = orjson.loads(raw)  # orjson refuses invalid UTF-8 itself
     except orjson.JSONDecodeError as exc:
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError as bad:
+            return [], [Rejection("invalid_utf8", str(bad)[:200], raw, source)]
         return [], [Rejection("invalid_json", str(exc)[:200], raw, source)]
     items = doc if isinstance(doc, list) else [doc]
-    objects: list[dict[str, Any]] = []
     rejections: list[Rejection] = []
     for i, item in enumerate(items):
-        if isinstance(item, dict):
-            objects.append(item)
-        else:
+        if not isinstance(item, dict):
             src = Source(source.topic, source.partition, source.offset, i)
             rejections.append(Rejection("not_an_object", f"item {i} is {type(item).__name__}",
                                         orjson.dumps(item), src))
-            objects.append({})  # keep indexes aligned; an empty dict is never routed
-    return objects, rejections
+            items[i] = {}  # keep indexes aligned; an empty dict is never routed
+    return items, rejections
 
 
 def routing_key(obj: dict[str, Any]) -> str | None:
@@ -213,6 +212,54 @@ def _visit(obj: dict[str, Any]) -> Visit:
 
 
 def _event(obj: dict[str, Any]) -> Event:
+    return _event_fast(obj) or _event_checked(obj)
+
+
+def _event_fast(obj: dict[str, Any]) -> Event | None:
+    """The well-formed event, in one pass; ``None`` when any field needs a closer look.
+
+    It accepts only what :func:`_event_checked` accepts, and leaves everything else to it,
+    which then finds the reason to reject (or accepts, e.g. an integer latitude).
+    """
+    g = obj.get
+    event_id, etype, client_id, worker_id = g("event_id"), g("type"), g("client_id"), g("worker_id")
+    visit_id, method, gateway = g("visit_id"), g("method"), g("gateway_id")
+    if not (type(event_id) is str and type(client_id) is str and type(worker_id) is str
+            and 0 < len(event_id) <= _MAX_ID_LEN and 0 < len(client_id) <= _MAX_ID_LEN
+            and 0 < len(worker_id) <= _MAX_ID_LEN and type(etype) is str
+            and etype in EVENT_TYPES and type(method) is str
+            and (visit_id is None or (type(visit_id) is str and 0 < len(visit_id) <= _MAX_ID_LEN))
+            and (gateway is None or type(gateway) is str)):
+        return None
+    occurred = parse_instant(g("occurred_at"))
+    if occurred is None:
+        return None
+    lat = lon = accuracy = caller = tag = None
+    if method == "gps":
+        lat, lon, accuracy = g("lat"), g("lon"), g("accuracy_m")
+        # NaN and infinities fail the range tests and go to the full checks.
+        if not (type(lat) is float and type(lon) is float and -90.0 <= lat <= 90.0
+                and -180.0 <= lon <= 180.0 and (lat != 0.0 or lon != 0.0)
+                and (accuracy is None or (type(accuracy) is float
+                                          and 0.0 <= accuracy <= 1_000_000.0))):
+            return None
+    elif method == "telephony":
+        caller = g("caller_number")
+        if not (type(caller) is str and 0 < len(caller) <= _MAX_ID_LEN):
+            return None
+    elif method in ("nfc", "qr"):
+        tag = g("tag_id")
+        if not (type(tag) is str and 0 < len(tag) <= _MAX_ID_LEN):
+            return None
+    elif method != "manual":
+        return None
+    return Event(event_id=event_id, type=etype, client_id=client_id, worker_id=worker_id,
+                 occurred_at=occurred, method=method, visit_id=visit_id, lat=lat, lon=lon,
+                 accuracy_m=accuracy, caller_number=caller, tag_id=tag, gateway_id=gateway,
+                 raw=obj)
+
+
+def _event_checked(obj: dict[str, Any]) -> Event:
     event_id = _id(obj, "event_id")
     etype = _required(obj, "type")
     if etype not in EVENT_TYPES:

@@ -10,7 +10,6 @@ escalation id is opened at most once and resolved at most once.
 from __future__ import annotations
 
 import heapq
-import itertools
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from typing import Any
 import orjson
 
 from geofence import FenceSet, classify
+from geofence.fences import classify_circles
 from geofence.fences import Decision
 from stream.clock import Clock
 from stream.contract import Event, Rejection, Source, Visit, validate_event, validate_visit
@@ -29,7 +29,6 @@ from stream.state import Mark, Pending, VisitState, delta_doc
 # Visits are forgotten this long after their scheduled end: late uploads from phones that
 # were offline for a day still find their visit.
 RETENTION_S = 36 * 3600.0
-_PURGE_EVERY_S = 60.0
 
 
 @dataclass(slots=True)
@@ -54,16 +53,18 @@ class PartitionDetector:
         self.settings = settings
         self.clock = clock
         self.visits: dict[str, VisitState] = {}
+        self.checked_in = 0  # visits with at least one check-in, kept for the gauge
         self.by_client: dict[str, set[str]] = {}
         self.pending: dict[str, Pending] = {}
         self.event_index: dict[str, list[Any]] = {}
         self.book = EscalationBook(settings)
-        self._heap: list[tuple[float, int, str, str]] = []
-        self._seq = itertools.count()
+        # (due, kind, key): ties at one instant are broken by kind and key, deterministically.
+        self._heap: list[tuple[float, str, str]] = []
+        # (instant, visit_id): when a visit is forgotten, RETENTION_S after its end.
+        self._purge_heap: list[tuple[float, str]] = []
         self._dirty: set[str] = set()
         self._deleted: list[str] = []
         self._pending_dirty = False
-        self._next_purge = 0.0
 
     # ---- input -------------------------------------------------------------------------
 
@@ -77,11 +78,19 @@ class PartitionDetector:
         out = Output()
         events: list[tuple[dict[str, Any], Source]] = []
         retry: list[Pending] = []
+        rostered: set[str] = set()
         for kind, obj, source in records:
             if kind == "roster":
-                self._roster(obj, source, now, out, retry)
+                self._roster(obj, source, now, out, rostered)
             else:
                 events.append((obj, source))
+        if rostered and self.pending:
+            # Events that were waiting for a roster record of one of these clients.
+            for eid, p in list(self.pending.items()):
+                if p.event.client_id in rostered:
+                    del self.pending[eid]
+                    self._pending_dirty = True
+                    retry.append(p)
         work: list[_Work] = []
         for p in retry:
             self._match_or_wait(p.event, p.source, now, out, work, waiting=p)
@@ -95,7 +104,7 @@ class PartitionDetector:
         return out
 
     def _roster(self, obj: dict[str, Any], source: Source, now: float, out: Output,
-                retry: list[Pending]) -> None:
+                rostered: set[str]) -> None:
         visit = validate_visit(obj)
         if not isinstance(visit, Visit):
             out.rejections.append(_reject(visit, obj, source))
@@ -107,23 +116,20 @@ class PartitionDetector:
                 orjson.dumps(obj), source))
             return
         out.accepted["roster"] += 1
+        self._push_purge(visit)
         if vs is None:
             vs = VisitState(visit)
             self.visits[visit.visit_id] = vs
             self.by_client.setdefault(visit.client_id, set()).add(visit.visit_id)
         else:
-            vs.visit = visit
+            vs.set_visit(visit)
         self._dirty.add(visit.visit_id)
         if visit.cancelled:
             out.escalations.extend(self.book.resolve_all(vs, now, "cancelled"))
             return
         self._schedule(vs)
         out.escalations.extend(self._reconcile(vs, now, "roster_update"))
-        for eid, p in list(self.pending.items()):
-            if p.event.client_id == visit.client_id:
-                del self.pending[eid]
-                self._pending_dirty = True
-                retry.append(p)
+        rostered.add(visit.client_id)
 
     def _admit(self, event: Event, source: Source, now: float, out: Output,
                work: list[_Work]) -> None:
@@ -140,7 +146,7 @@ class PartitionDetector:
             return
         seen = self.event_index.get(event.event_id)
         if seen is not None:
-            if seen == source.as_list():
+            if seen == [source.topic, source.partition, source.offset, source.index]:
                 out.replayed += 1
             else:
                 out.rejections.append(_reject(("duplicate_event", (
@@ -216,8 +222,9 @@ class PartitionDetector:
         for item, decision in zip(work, decisions, strict=True):
             ev, vs = item.event, item.visit
             v = vs.visit
-            vs.events[ev.event_id] = item.source.as_list()
-            self.event_index[ev.event_id] = item.source.as_list()
+            src = item.source.as_list()
+            vs.events[ev.event_id] = src
+            self.event_index[ev.event_id] = src
             self._dirty.add(v.visit_id)
             if v.cancelled:
                 continue
@@ -226,8 +233,11 @@ class PartitionDetector:
                 out.escalations.extend(self.book.open(vs, "wrong_worker", ev.occurred_at, now, {
                     "worker_id": ev.worker_id, "rostered_worker_ids": list(v.worker_ids),
                     "event_id": ev.event_id}))
-            out.escalations.extend(self._location(vs, ev, decision, now))
+            if decision is None or decision.verdict != "inside":
+                out.escalations.extend(self._location(vs, ev, decision, now))
             if ev.type == "check_in":
+                if not vs.checkins:
+                    self.checked_in += 1
                 held = vs.checkins.get(ev.worker_id)
                 if held is None or ev.occurred_at < held.occurred:
                     vs.checkins[ev.worker_id] = mark
@@ -241,28 +251,24 @@ class PartitionDetector:
 
     def _locate(self, work: list[_Work]) -> list[Decision | None]:
         """One geofence kernel call for every GPS fix in the batch."""
-        fences = FenceSet()
-        index: list[int] = []
-        fence_of: list[int] = []
-        lat: list[float] = []
-        lon: list[float] = []
-        acc: list[float] = []
-        for i, item in enumerate(work):
-            ev, v = item.event, item.visit.visit
-            if ev.method != "gps":
-                continue
-            if v.polygon is not None:
-                f = fences.add_polygon(v.polygon, v.lat, v.lon)
-            else:
-                f = fences.add_circle(v.lat, v.lon, v.radius_m)
-            index.append(i)
-            fence_of.append(f)
-            lat.append(ev.lat)  # type: ignore[arg-type]
-            lon.append(ev.lon)  # type: ignore[arg-type]
-            acc.append(self.settings.default_gps_accuracy_m
-                       if ev.accuracy_m is None else ev.accuracy_m)
         decisions: list[Decision | None] = [None] * len(work)
-        for i, d in zip(index, classify(fences, fence_of, lat, lon, acc), strict=True):
+        gps = [i for i, item in enumerate(work) if item.event.method == "gps"]
+        if not gps:
+            return decisions
+        default = self.settings.default_gps_accuracy_m
+        lat = [work[i].event.lat for i in gps]
+        lon = [work[i].event.lon for i in gps]
+        acc = [default if (a := work[i].event.accuracy_m) is None else a for i in gps]
+        visits = [work[i].visit.visit for i in gps]
+        if all(v.polygon is None for v in visits):
+            found = classify_circles(lat, lon, acc, [v.lat for v in visits],
+                                     [v.lon for v in visits], [v.radius_m for v in visits])
+        else:
+            fences = FenceSet()
+            fence_of = [fences.add_circle(v.lat, v.lon, v.radius_m) if v.polygon is None
+                        else fences.add_polygon(v.polygon, v.lat, v.lon) for v in visits]
+            found = classify(fences, fence_of, lat, lon, acc)
+        for i, d in zip(gps, found, strict=True):
             decisions[i] = d
         return decisions
 
@@ -303,21 +309,23 @@ class PartitionDetector:
         v = vs.visit
         out: list[dict[str, Any]] = []
         arrived = vs.arrival()
-        if arrived is not None:
+        if arrived is not None and (arrived > self.due(v, "late") or arrived > self.due(v, "missed")
+                                    or self.book.has_open(v.visit_id)):
             for kind in ("late", "missed"):
                 deadline = self.due(v, kind)
-                evidence = {"arrived_at": arrived, "lateness_s": round(arrived - v.start, 1),
-                            "delivery_delay_s": round(max(
-                                m.received - m.occurred for m in vs.checkins.values()), 1)}
-                if arrived > deadline and not self.book.known(v.visit_id, kind):
+                raise_now = arrived > deadline and not self.book.known(v.visit_id, kind)
+                if raise_now:
                     # The rule became true before its timer could fire: a late arrival
                     # inside one sweep interval, or a visit booked after its deadline.
                     out += self.book.open(vs, kind, deadline, now, {"workers_absent": []})
-                out += self.book.resolve(vs, kind, now, "arrived", evidence)
+                out += self.book.resolve(vs, kind, now, "arrived", {
+                    "arrived_at": arrived, "lateness_s": round(arrived - v.start, 1),
+                    "delivery_delay_s": round(max(
+                        m.received - m.occurred for m in vs.checkins.values()), 1)})
         if vs.checkins and all(w in vs.checkouts for w in vs.checkins):
             out += self.book.resolve(vs, "no_check_out", now, "checked_out", {
                 "checked_out_at": max(m.occurred for m in vs.checkouts.values())})
-        if all(w in v.worker_ids for w in vs.checkins) and why == "roster_update":
+        if why == "roster_update" and all(w in v.worker_ids for w in vs.checkins):
             out += self.book.resolve(vs, "wrong_worker", now, "reassigned", {})
         return out
 
@@ -348,9 +356,12 @@ class PartitionDetector:
 
     def due(self, v: Visit, kind: str) -> float:
         """The deadline of a timer rule (late, missed, no_check_out) for a visit."""
-        if kind == "no_check_out":
-            return v.end + self._threshold(v, "no_checkout_after_s")
-        return v.start + self._threshold(v, f"{kind}_after_s")
+        s = self.settings
+        if kind == "late":
+            return v.start + (v.late_after_s or s.late_after_s)
+        if kind == "missed":
+            return v.start + (v.missed_after_s or s.missed_after_s)
+        return v.end + (v.no_checkout_after_s or s.no_checkout_after_s)
 
     def _schedule(self, vs: VisitState) -> None:
         v = vs.visit
@@ -358,7 +369,10 @@ class PartitionDetector:
             self._push(self.due(v, kind), kind, v.visit_id)
 
     def _push(self, due: float, kind: str, key: str) -> None:
-        heapq.heappush(self._heap, (due, next(self._seq), kind, key))
+        heapq.heappush(self._heap, (due, kind, key))
+
+    def _push_purge(self, v: Visit) -> None:
+        heapq.heappush(self._purge_heap, (v.end + RETENTION_S, v.visit_id))
 
     def next_due(self) -> float | None:
         return self._heap[0][0] if self._heap else None
@@ -373,7 +387,7 @@ class PartitionDetector:
         out = Output()
         heap = self._heap
         while heap and heap[0][0] <= now:
-            due, _, kind, key = heapq.heappop(heap)
+            due, kind, key = heapq.heappop(heap)
             if kind == "grace":
                 self._expire(key, now, out)
                 continue
@@ -381,9 +395,12 @@ class PartitionDetector:
             if vs is None or vs.visit.cancelled:
                 continue
             out.escalations.extend(self._deadline(vs, kind, due, now))
-        if now >= self._next_purge:
-            self._purge(now)
-            self._next_purge = now + _PURGE_EVERY_S
+        purge = self._purge_heap
+        while purge and purge[0][0] < now:
+            _, vid = heapq.heappop(purge)
+            vs = self.visits.get(vid)
+            if vs is not None and vs.visit.end + RETENTION_S < now:  # else re-booked later
+                self._forget(vid)
         return out
 
     def _deadline(self, vs: VisitState, kind: str, due: float, now: float) -> list[dict[str, Any]]:
@@ -419,19 +436,20 @@ class PartitionDetector:
             return
         out.escalations.extend(self.book.unscheduled(ev, now, p.received))
 
-    def _purge(self, now: float) -> None:
-        for vid in [vid for vid, vs in self.visits.items() if vs.visit.end + RETENTION_S < now]:
-            vs = self.visits.pop(vid)
-            ids = self.by_client.get(vs.visit.client_id)
-            if ids is not None:
-                ids.discard(vid)
-                if not ids:
-                    del self.by_client[vs.visit.client_id]
-            for eid in vs.events:
-                self.event_index.pop(eid, None)
-            self.book.forget(vid)
-            self._dirty.discard(vid)
-            self._deleted.append(vid)
+    def _forget(self, vid: str) -> None:
+        """Drop a visit past its retention, with its events and escalation records."""
+        vs = self.visits.pop(vid)
+        self.checked_in -= bool(vs.checkins)
+        ids = self.by_client.get(vs.visit.client_id)
+        if ids is not None:
+            ids.discard(vid)
+            if not ids:
+                del self.by_client[vs.visit.client_id]
+        for eid in vs.events:
+            self.event_index.pop(eid, None)
+        self.book.forget(vid)
+        self._dirty.discard(vid)
+        self._deleted.append(vid)
 
     # ---- state -------------------------------------------------------------------------
 
@@ -467,8 +485,10 @@ class PartitionDetector:
                     self.pending[p.event.event_id] = p
         for record in escalations:
             self.book.restore(record)
+        self.checked_in = sum(1 for vs in self.visits.values() if vs.checkins)
         for vs in self.visits.values():
             self.event_index.update(vs.events)
+            self._push_purge(vs.visit)
             if not vs.visit.cancelled:
                 self._schedule(vs)
         for p in self.pending.values():

@@ -36,9 +36,24 @@ class EscalationBook:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.records: dict[str, dict[str, Any]] = {}
+        # Open records per visit id, so the common "nothing open here" is one lookup.
+        self._open_per_visit: dict[str, int] = {}
 
     def known(self, visit_id: str, kind: str) -> bool:
         return escalation_id(visit_id, kind) in self.records
+
+    def has_open(self, visit_id: str) -> bool:
+        return visit_id in self._open_per_visit
+
+    def _count(self, record: dict[str, Any], step: int) -> None:
+        vid = record.get("visit_id")
+        if not isinstance(vid, str):
+            return
+        n = self._open_per_visit.get(vid, 0) + step
+        if n > 0:
+            self._open_per_visit[vid] = n
+        else:
+            self._open_per_visit.pop(vid, None)
 
     def open(self, vs: VisitState, kind: str, deadline: float, now: float,
              evidence: dict[str, Any]) -> list[dict[str, Any]]:
@@ -77,6 +92,7 @@ class EscalationBook:
             "evidence": _published(evidence),
         }
         self.records[eid] = record
+        self._count(record, 1)
         return [record]
 
     def resolve(self, vs: VisitState, kind: str, now: float, resolution: str,
@@ -101,6 +117,7 @@ class EscalationBook:
         resolved["resolution"] = resolution
         resolved["evidence"] = {**record["evidence"], **_published(evidence)}
         self.records[eid] = resolved
+        self._count(record, -1)
         return [resolved]
 
     def unscheduled(self, event: Event, now: float, received: float) -> list[dict[str, Any]]:
@@ -123,10 +140,12 @@ class EscalationBook:
         held = self.records.get(eid)
         if held is None or held["status"] == "open":
             self.records[eid] = record
+            self._count(record, (record.get("status") == "open") - (held is not None))
 
     def forget(self, visit_id: str) -> None:
         for kind in KINDS:
             self.records.pop(escalation_id(visit_id, kind), None)
+        self._open_per_visit.pop(visit_id, None)
 
     def open_count(self) -> int:
         return sum(1 for r in self.records.values() if r["status"] == "open")

@@ -56,8 +56,9 @@ class Metrics:
             "timer kinds (late, missed, no_check_out) this is the monitor's own delay.",
             ["kind"], registry=r, buckets=_LATENCY_BUCKETS)
         self.processing_latency = Histogram(
-            "ecm_event_processing_latency_seconds", "From an input record's Kafka timestamp to "
-            "its decision being published.", registry=r, buckets=_LATENCY_BUCKETS)
+            "ecm_event_processing_latency_seconds", "From an input message's Kafka timestamp to "
+            "the decisions on its records being published; one sample per message.",
+            registry=r, buckets=_LATENCY_BUCKETS)
         self.batch_records = Histogram(
             "ecm_batch_records", "Records per batch, by stage.", ["stage"], registry=r,
             buckets=_BATCH_BUCKETS)
@@ -103,7 +104,7 @@ class _StateCollector(Collector):
         n_visits = n_in = n_pending = n_waiting = 0
         for d in owned:
             n_visits += len(d.visits)
-            n_in += sum(1 for vs in d.visits.values() if vs.checkins)
+            n_in += d.checked_in
             n_pending += d.deadlines_pending
             n_waiting += len(d.pending)
             for rec in d.book.records.values():

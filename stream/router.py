@@ -8,6 +8,7 @@ repartition.
 from __future__ import annotations
 
 import base64
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,7 +30,8 @@ MAX_RAW_BYTES = 256 * 1024
 
 @dataclass(slots=True)
 class Routed:
-    work: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+    # Per work partition: ``[kind, [topic, partition, offset, index], timestamp, object]``.
+    work: dict[int, list[list[Any]]] = field(default_factory=dict)
     rejections: list[Rejection] = field(default_factory=list)
     records: int = 0
     received: dict[str, int] = field(default_factory=lambda: {KIND_ROSTER: 0, KIND_EVENT: 0})
@@ -37,20 +39,22 @@ class Routed:
 
     def encoded(self) -> list[tuple[int, bytes]]:
         """``(partition, value)`` messages, each below ``max_bytes`` where its records allow."""
-        out = []
+        out: list[tuple[int, bytes]] = []
         for p, items in self.work.items():
-            chunk: list[bytes] = []
-            size = 16
-            for item in items:
-                b = orjson.dumps(item)
-                if chunk and size + len(b) + 1 > self.max_bytes:
-                    out.append((p, b'{"items":[' + b",".join(chunk) + b"]}"))
-                    chunk, size = [], 16
-                chunk.append(b)
-                size += len(b) + 1
-            if chunk:
-                out.append((p, b'{"items":[' + b",".join(chunk) + b"]}"))
+            _encode(p, items, self.max_bytes, out)
         return out
+
+
+def _encode(p: int, items: list[list[Any]], max_bytes: int, out: list[tuple[int, bytes]]) -> None:
+    """One message for the items, or halves of them until each fits (a record alone is
+    sent whatever its size: the broker's refusal then stops the worker, not silence)."""
+    value = orjson.dumps({"items": items})
+    if len(value) <= max_bytes or len(items) == 1:
+        out.append((p, value))
+        return
+    half = len(items) // 2
+    _encode(p, items[:half], max_bytes, out)
+    _encode(p, items[half:], max_bytes, out)
 
 
 def route(messages: Iterable[tuple[Source, bytes | None, float]], roster_topic: str,
@@ -61,33 +65,46 @@ def route(messages: Iterable[tuple[Source, bytes | None, float]], roster_topic: 
     along with every record so the detector can measure processing latency.
     """
     out = Routed(max_bytes=max_bytes)
+    work = out.work
+    received = out.received
+    routed = 0
     for source, value, timestamp in messages:
         objects, rejections = split_message(value, source)
         out.rejections += rejections
         kind = KIND_ROSTER if source.topic == roster_topic else KIND_EVENT
+        topic, partition, offset = source.topic, source.partition, source.offset
         for i, obj in enumerate(objects):
             if not obj:
                 continue
-            out.received[kind] += 1
-            src = Source(source.topic, source.partition, source.offset, i)
+            received[kind] += 1
             key = routing_key(obj)
             if key is None:
                 reason = "missing_field" if obj.get("client_id") is None else "wrong_type"
                 out.rejections.append(Rejection(
-                    reason, "client_id must be a non-empty string", orjson.dumps(obj), src))
+                    reason, "client_id must be a non-empty string", orjson.dumps(obj),
+                    Source(topic, partition, offset, i)))
                 continue
-            out.records += 1
-            out.work.setdefault(partition_for(key, partitions), []).append(
-                {"k": kind, "s": src.as_list(), "t": timestamp, "o": obj})
+            routed += 1
+            p = _partition(key, partitions)
+            items = work.get(p)
+            if items is None:
+                items = work[p] = []
+            items.append([kind, [topic, partition, offset, i], timestamp, obj])
+    out.records = routed
     return out
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _partition(client_id: str, partitions: int) -> int:
+    return partition_for(client_id, partitions)
 
 
 def decode_work(value: bytes) -> tuple[list[tuple[str, dict[str, Any], Source]], list[float]]:
     """The records of one ``ecm.work`` message (written by :func:`route`), and the Kafka
     timestamps of the input messages they came in."""
     items = orjson.loads(value)["items"]
-    records = [(item["k"], item["o"], Source.from_list(item["s"])) for item in items]
-    return records, [float(item.get("t") or 0.0) for item in items]
+    records = [(kind, obj, Source(*src)) for kind, src, _, obj in items]
+    return records, [float(t or 0.0) for _, _, t, _ in items]
 
 
 def deadletter_doc(rejection: Rejection, now: float, stage: str) -> dict[str, Any]:

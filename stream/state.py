@@ -41,6 +41,8 @@ class VisitState:
     # Every event applied to the visit, with where it came from, so a replay of the same
     # source position is told apart from a true duplicate after a restart.
     events: dict[str, list[Any]] = field(default_factory=dict)
+    # The roster record as JSON, encoded once: every delta that names the visit embeds it.
+    raw_json: orjson.Fragment | None = field(default=None, repr=False, compare=False)
 
     def arrival(self) -> float | None:
         """When the visit was attended: the instant the last required worker checked in.
@@ -51,11 +53,20 @@ class VisitState:
         need = len(self.visit.worker_ids)
         if len(self.checkins) < need:
             return None
+        if need == 1:
+            return min(m.occurred for m in self.checkins.values())
         return sorted(m.occurred for m in self.checkins.values())[need - 1]
 
+    def set_visit(self, visit: Visit) -> None:
+        self.visit = visit
+        self.raw_json = None
+
     def to_doc(self) -> dict[str, Any]:
+        if self.raw_json is None:
+            self.raw_json = orjson.Fragment(orjson.dumps(self.visit.raw))
         return {
-            "v": self.visit.raw,
+            "id": self.visit.visit_id,
+            "v": self.raw_json,
             "ci": {w: m.as_list() for w, m in self.checkins.items()},
             "co": {w: m.as_list() for w, m in self.checkouts.items()},
             "ev": self.events,
@@ -126,6 +137,10 @@ _ENVELOPE_BYTES = 200  # the keys and brackets around a document's list
 
 
 def _pack(items: list[dict[str, Any]], max_bytes: int) -> list[list[dict[str, Any]]]:
+    if not items:
+        return []
+    if len(orjson.dumps(items)) + _ENVELOPE_BYTES <= max_bytes:
+        return [items]  # the common case: one encoding, no per-item sizes
     chunks: list[list[dict[str, Any]]] = []
     chunk: list[dict[str, Any]] = []
     size = _ENVELOPE_BYTES

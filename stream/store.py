@@ -102,7 +102,7 @@ class RocksStore:
 
         wb = WriteBatch()
         for vdoc in delta.get("visits", ()):
-            wb.put(_VISIT + vdoc["v"]["visit_id"].encode(), orjson.dumps(vdoc))
+            wb.put(_VISIT + vdoc["id"].encode(), orjson.dumps(vdoc))
         for vid in delta.get("deleted", ()):
             wb.delete(_VISIT + vid.encode())
             for kind_key in self._escalation_keys(vid):

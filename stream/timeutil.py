@@ -18,14 +18,15 @@ def parse_instant(text: object) -> float | None:
     """
     if not isinstance(text, str) or len(text) < 20 or len(text) > 40:
         return None
-    candidate = text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text
-    if "T" not in candidate and "t" not in candidate and " " not in candidate:
+    if "T" not in text and "t" not in text and " " not in text:
         return None
+    if text[-1] == "z":
+        text = text[:-1] + "Z"
     try:
-        parsed = datetime.fromisoformat(candidate)
+        parsed = datetime.fromisoformat(text)  # takes "Z" since Python 3.11
     except ValueError:
         return None
-    if parsed.tzinfo is None or parsed.utcoffset() is None:
+    if parsed.tzinfo is None:
         return None
     return parsed.timestamp()
 

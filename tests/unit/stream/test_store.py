@@ -15,7 +15,7 @@ def test_rocks_store_round_trip_and_offsets(tmp_path):
     again = RocksStore(tmp_path / "p0")
     snap = again.load()
     assert (snap.state_offset, snap.escalations_offset) == (5, 10)
-    assert sorted(v["v"]["visit_id"] for v in snap.visits) == ["v1", "v2"]
+    assert sorted(v["id"] for v in snap.visits) == ["v1", "v2"]
     assert [e["escalation_id"] for e in snap.escalations] == ["v2:late"]
     again.reset()
     assert again.load().visits == []
