@@ -87,7 +87,7 @@ class Visit:
     short_long_after_s: float | None = None
     no_checkout_after_s: float | None = None
     cancelled: bool = False
-    raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    raw: dict[str, Any] | None = field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass(slots=True)

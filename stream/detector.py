@@ -29,6 +29,7 @@ from stream.state import Mark, Pending, VisitState, delta_doc
 # Visits are forgotten this long after their scheduled end: late uploads from phones that
 # were offline for a day still find their visit.
 RETENTION_S = 36 * 3600.0
+_TIMER_KINDS = ("late", "missed", "no_check_out")
 
 
 @dataclass(slots=True)
@@ -54,7 +55,9 @@ class PartitionDetector:
         self.clock = clock
         self.visits: dict[str, VisitState] = {}
         self.checked_in = 0  # visits with at least one check-in, kept for the gauge
-        self.by_client: dict[str, set[str]] = {}
+        # A client's visit ids, in booking order (a list: a client has a few visits a day,
+        # and a list of one costs a third of a set of one).
+        self.by_client: dict[str, list[str]] = {}
         self.pending: dict[str, Pending] = {}
         self.event_index: dict[str, list[Any]] = {}
         self.book = EscalationBook(settings)
@@ -120,7 +123,7 @@ class PartitionDetector:
         if vs is None:
             vs = VisitState(visit)
             self.visits[visit.visit_id] = vs
-            self.by_client.setdefault(visit.client_id, set()).add(visit.visit_id)
+            self.by_client.setdefault(visit.client_id, []).append(visit.visit_id)
         else:
             vs.set_visit(visit)
         self._dirty.add(visit.visit_id)
@@ -363,10 +366,15 @@ class PartitionDetector:
             return v.start + (v.missed_after_s or s.missed_after_s)
         return v.end + (v.no_checkout_after_s or s.no_checkout_after_s)
 
+    def _timeline(self, v: Visit) -> list[tuple[float, str]]:
+        """The visit's timer deadlines in the order they fall due."""
+        return sorted((self.due(v, kind), kind) for kind in _TIMER_KINDS)
+
     def _schedule(self, vs: VisitState) -> None:
-        v = vs.visit
-        for kind in ("late", "missed", "no_check_out"):
-            self._push(self.due(v, kind), kind, v.visit_id)
+        """Arm the visit's first timer; each timer arms the next when it fires, so the heap
+        holds one entry per visit (a million visits are tracked at once)."""
+        due, kind = self._timeline(vs.visit)[0]
+        self._push(due, kind, vs.visit.visit_id)
 
     def _push(self, due: float, kind: str, key: str) -> None:
         heapq.heappush(self._heap, (due, kind, key))
@@ -387,14 +395,23 @@ class PartitionDetector:
         out = Output()
         heap = self._heap
         while heap and heap[0][0] <= now:
-            due, kind, key = heapq.heappop(heap)
+            entry = heapq.heappop(heap)
+            while heap and heap[0] == entry:
+                heapq.heappop(heap)  # the same timer armed twice (a re-booking that kept it)
+            due, kind, key = entry
             if kind == "grace":
                 self._expire(key, now, out)
                 continue
             vs = self.visits.get(key)
             if vs is None or vs.visit.cancelled:
                 continue
+            if self.due(vs.visit, kind) != due:
+                continue  # rescheduled since: the new deadline has its own timer entry
             out.escalations.extend(self._deadline(vs, kind, due, now))
+            timeline = self._timeline(vs.visit)
+            at = timeline.index((due, kind)) + 1
+            if at < len(timeline):
+                self._push(*timeline[at], key)
         purge = self._purge_heap
         while purge and purge[0][0] < now:
             _, vid = heapq.heappop(purge)
@@ -405,8 +422,6 @@ class PartitionDetector:
 
     def _deadline(self, vs: VisitState, kind: str, due: float, now: float) -> list[dict[str, Any]]:
         v = vs.visit
-        if self.due(v, kind) != due:
-            return []  # rescheduled since: the new deadline has its own timer entry
         if kind in ("late", "missed"):
             if vs.arrival() is not None:
                 return []  # attended
@@ -436,15 +451,18 @@ class PartitionDetector:
             return
         out.escalations.extend(self.book.unscheduled(ev, now, p.received))
 
+    def _unindex(self, client_id: str, vid: str) -> None:
+        ids = self.by_client.get(client_id)
+        if ids is not None and vid in ids:
+            ids.remove(vid)
+            if not ids:
+                del self.by_client[client_id]
+
     def _forget(self, vid: str) -> None:
         """Drop a visit past its retention, with its events and escalation records."""
         vs = self.visits.pop(vid)
         self.checked_in -= bool(vs.checkins)
-        ids = self.by_client.get(vs.visit.client_id)
-        if ids is not None:
-            ids.discard(vid)
-            if not ids:
-                del self.by_client[vs.visit.client_id]
+        self._unindex(vs.visit.client_id, vid)
         for eid in vs.events:
             self.event_index.pop(eid, None)
         self.book.forget(vid)
@@ -471,12 +489,14 @@ class PartitionDetector:
                 vs = VisitState.from_doc(vdoc)
                 if vs is None:
                     continue
-                self.visits[vs.visit.visit_id] = vs
-                self.by_client.setdefault(vs.visit.client_id, set()).add(vs.visit.visit_id)
+                vid = vs.visit.visit_id
+                if self.visits.get(vid) is None:
+                    self.by_client.setdefault(vs.visit.client_id, []).append(vid)
+                self.visits[vid] = vs
             for vid in doc.get("deleted", ()):
                 vs = self.visits.pop(vid, None)
                 if vs is not None:
-                    self.by_client.get(vs.visit.client_id, set()).discard(vid)
+                    self._unindex(vs.visit.client_id, vid)
             if doc.get("pending") is not None:
                 self.pending = {}
             for pdoc in (doc.get("pending") or []) + (doc.get("pending_more") or []):

@@ -92,8 +92,9 @@ class _StateCollector(Collector):
                                    "worker's partitions (cancelled ones included).")
         checked_in = GaugeMetricFamily("ecm_visits_checked_in", "Visits with at least one "
                                        "check-in, on this worker's partitions.")
-        pending = GaugeMetricFamily("ecm_deadlines_pending", "Deadlines (late, missed, no "
-                                    "check-out, grace) waiting in this worker's timers.")
+        pending = GaugeMetricFamily("ecm_deadlines_pending", "Timers armed on this worker: "
+                                    "each visit's next deadline (late, then missed, then no "
+                                    "check-out) and each waiting event's grace expiry.")
         waiting = GaugeMetricFamily("ecm_events_waiting_for_roster", "Events held for the "
                                     "grace period, waiting for their roster record.")
         parts = GaugeMetricFamily("ecm_partitions_owned", "Work partitions this worker owns.")

@@ -37,7 +37,8 @@ async def load_partition(settings: Settings, partition: int, clock: Clock,
     try:
         consumer.assign([state, esc])
         end = await consumer.end_offsets([state, esc])
-        if snap.state_offset > end[state] or snap.escalations_offset > end[esc]:
+        if not (await _reaches(consumer, state, snap.state_offset, end[state])
+                and await _reaches(consumer, esc, snap.escalations_offset, end[esc])):
             log.warning("partition %d: the local store is ahead of the topics; rebuilding",
                         partition)
             store.reset()
@@ -58,20 +59,48 @@ async def load_partition(settings: Settings, partition: int, clock: Clock,
     return detector
 
 
+async def _reaches(consumer: AIOKafkaConsumer, tp: TopicPartition, offset: int, end: int) -> bool:
+    """Whether the topic holds every record before ``offset`` (the store's position).
+
+    Beyond the reported end offset (which can fall short, see :func:`_read`), the record
+    just before ``offset`` is looked up.
+    """
+    if offset <= end:
+        return True
+    consumer.seek(tp, offset - 1)
+    batch = await consumer.getmany(tp, timeout_ms=1000, max_records=1)
+    return any(r.offset == offset - 1 for r in batch.get(tp, ()))
+
+
+# After the reported end offset, read on until the partition has been quiet this long.
+_TAIL_QUIET_MS = 200
+
+
 async def _read(consumer: AIOKafkaConsumer, tp: TopicPartition, start: int,
                 end: int) -> list[tuple[int, dict[str, Any]]]:
-    """``(offset, document)`` of every record of ``tp`` from ``start`` up to ``end``."""
-    if start >= end:
-        return []
+    """``(offset, document)`` of every record of ``tp`` from ``start`` to its end.
+
+    ``end`` is the end offset reported when the read started; records found beyond it are
+    read too. The embedded broker reports the base offset of a partition's last record
+    batch as its end, so the last records of a batch sent in one request (escalations of
+    one sweep, for instance) lie beyond it: measured, 9 records at offsets 0-8 with an end
+    offset of 7. Stopping at the reported end lost them, and the new owner opened those
+    escalations a second time. The previous owner has stopped writing by then, so the
+    partition's true end is where it falls quiet.
+    """
     consumer.seek(tp, start)
     docs: list[tuple[int, dict[str, Any]]] = []
-    while await consumer.position(tp) < end:
-        batch = await consumer.getmany(tp, timeout_ms=1000, max_records=10_000)
-        for record in batch.get(tp, ()):
-            if record.value is None or record.offset >= end:
+    while True:
+        past_end = await consumer.position(tp) >= end
+        batch = await consumer.getmany(tp, timeout_ms=_TAIL_QUIET_MS if past_end else 1000,
+                                       max_records=10_000)
+        records = batch.get(tp, ())
+        if not records and past_end:
+            return docs
+        for record in records:
+            if record.value is None:
                 continue
             try:
                 docs.append((record.offset, orjson.loads(record.value)))
             except orjson.JSONDecodeError as exc:
                 raise RecoveryError(f"{tp.topic}[{tp.partition}]@{record.offset} is not JSON") from exc
-    return docs

@@ -202,24 +202,31 @@ class Runtime:
                                                e.message.offset)))
         if broken:
             await asyncio.gather(*await self._send_deadletters(broken, "detector"))
-        rostered = 0
-        for p, records in by_partition.items():
+        owned: dict[int, PartitionDetector] = {}
+        for p in by_partition:
             detector = await self.detector(p)
             if detector is None:
                 log.warning("work for partition %d that this worker does not own", p)
-                continue
-            async with self.lock:
+            else:
+                owned[p] = detector
+        rostered = 0
+        async with self.lock:
+            results = []
+            for p, detector in owned.items():
                 if self.detectors.get(p) is not detector:
                     continue  # revoked while waiting; the new owner replays it
+                records = by_partition[p]
                 self.metrics.batch_records.labels("detector").observe(len(records))
                 out = detector.process(records)
                 rostered += out.accepted["roster"]
-                await self._publish(detector, out)
-                now = time.time()
-                # One sample per input message (its records share its timestamp).
-                for t in set(stamps[p]):
-                    if t > 0:
-                        self.metrics.processing_latency.observe(max(0.0, now - t))
+                results.append((detector, out))
+            await self._publish(results)
+        now = time.time()
+        # One sample per input message (its records share its timestamp).
+        for p in owned:
+            for t in set(stamps[p]):
+                if t > 0:
+                    self.metrics.processing_latency.observe(max(0.0, now - t))
         if rostered >= _SETTLE_AFTER_ROSTER:
             settle_heap()
         self._seen(events)
@@ -232,31 +239,41 @@ class Runtime:
         if not self.sweep_open:
             return
         started = time.perf_counter()
-        for p, detector in list(self.detectors.items()):
-            async with self.lock:
-                if self.detectors.get(p) is not detector:
-                    continue
-                await self._publish(detector, detector.sweep())
+        async with self.lock:
+            await self._publish([(d, d.sweep()) for d in self.detectors.values()])
         self.metrics.sweep_seconds.observe(time.perf_counter() - started)
 
-    async def _publish(self, detector: PartitionDetector, out: Output) -> None:
-        p = detector.partition
-        futures = [await self.escalations.send(key=r["escalation_id"].encode(),
-                                               value=orjson.dumps(r), partition=p)
-                   for r in out.escalations]
-        n = len(out.escalations)
-        futures += await self._send_deadletters(out.rejections, "detector")
+    async def _publish(self, results: list[tuple[PartitionDetector, Output]]) -> None:
+        """Publish what the partitions decided: every escalation and dead letter, acknowledged,
+        then every partition's state delta, acknowledged. Partitions are published together
+        so that a batch waits for two round trips to the broker, not two per partition."""
+        pending = []
+        futures = []
+        for detector, out in results:
+            p = detector.partition
+            sends = [await self.escalations.send(key=r["escalation_id"].encode(),
+                                                 value=orjson.dumps(r), partition=p)
+                     for r in out.escalations]
+            pending.append((detector, out, len(futures), len(sends)))
+            futures += sends
+            futures += await self._send_deadletters(out.rejections, "detector")
         sent = await asyncio.gather(*futures)
-        store = self.stores.get(p)
-        if n and store is not None:
-            store.apply_escalations(out.escalations, max(m.offset for m in sent[:n]))
-        delta = detector.take_delta()
-        if delta is not None:
-            for doc in split_delta(delta, self.settings.max_message_bytes):
-                meta = await (await self.state.send(value=orjson.dumps(doc), partition=p))
-                if store is not None:
-                    store.apply_delta(doc, meta.offset)
-        self._count(out)
+        state_sends = []
+        for detector, out, first, n in pending:
+            store = self.stores.get(detector.partition)
+            if n and store is not None:
+                store.apply_escalations(out.escalations,
+                                        max(m.offset for m in sent[first:first + n]))
+            delta = detector.take_delta()
+            if delta is not None:
+                for doc in split_delta(delta, self.settings.max_message_bytes):
+                    state_sends.append((store, doc, await self.state.send(
+                        value=orjson.dumps(doc), partition=detector.partition)))
+            self._count(out)
+        metas = await asyncio.gather(*(f for _, _, f in state_sends))
+        for (store, doc, _), meta in zip(state_sends, metas, strict=True):
+            if store is not None:
+                store.apply_delta(doc, meta.offset)
 
     def _count(self, out: Output) -> None:
         m = self.metrics

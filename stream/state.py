@@ -41,8 +41,12 @@ class VisitState:
     # Every event applied to the visit, with where it came from, so a replay of the same
     # source position is told apart from a true duplicate after a restart.
     events: dict[str, list[Any]] = field(default_factory=dict)
-    # The roster record as JSON, encoded once: every delta that names the visit embeds it.
-    raw_json: orjson.Fragment | None = field(default=None, repr=False, compare=False)
+    # The roster record as JSON, encoded once: every delta that names the visit embeds it,
+    # and the decoded record is released (a million visits are held at once).
+    raw_json: bytes = field(default=b"", repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self.set_visit(self.visit)
 
     def arrival(self) -> float | None:
         """When the visit was attended: the instant the last required worker checked in.
@@ -59,14 +63,15 @@ class VisitState:
 
     def set_visit(self, visit: Visit) -> None:
         self.visit = visit
-        self.raw_json = None
+        if visit.raw is not None:
+            # An exact-size copy: orjson's own result keeps a 4 KiB buffer behind 200 bytes.
+            self.raw_json = bytes(memoryview(orjson.dumps(visit.raw)))
+            visit.raw = None
 
     def to_doc(self) -> dict[str, Any]:
-        if self.raw_json is None:
-            self.raw_json = orjson.Fragment(orjson.dumps(self.visit.raw))
         return {
             "id": self.visit.visit_id,
-            "v": self.raw_json,
+            "v": orjson.Fragment(self.raw_json),
             "ci": {w: m.as_list() for w, m in self.checkins.items()},
             "co": {w: m.as_list() for w, m in self.checkouts.items()},
             "ev": self.events,

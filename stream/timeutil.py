@@ -7,6 +7,7 @@ aware ones.
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, datetime
 
 
@@ -35,6 +36,7 @@ def to_datetime(instant: float) -> datetime:
     return datetime.fromtimestamp(instant, tz=UTC)
 
 
+@functools.lru_cache(maxsize=1 << 14)
 def format_instant(instant: float) -> str:
     """RFC 3339 in UTC with millisecond precision and a ``Z``."""
     return to_datetime(instant).isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -1,0 +1,32 @@
+"""The pipeline benchmark's small variant: real workers under load, answers checked.
+
+The full run (``python -m benchmarks.pipeline``) stays out of the suite; this one runs the
+same phases on a small roster so that a change that loses, invents or repeats escalations
+under load, or stops a phase from finishing, fails here. It asserts answers, not speeds.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from benchmarks.pipeline import SCALES, run
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.mark.timeout(600)
+def test_small_pipeline_benchmark_answers_exactly(tmp_path):
+    scale = SCALES["small"]
+    result = run(scale, tmp_path, log=lambda _: None)
+    assert result["escalations_expected"] > scale.latency_visits
+    assert (result["escalations_missing"], result["escalations_false"],
+            result["escalations_duplicate"]) == (0, 0, 0), result
+    # Every unattended visit was raised late once, and every live wrong-place check-in too.
+    assert result["latency_timer_s"]["n"] == scale.latency_visits
+    assert result["latency_event_s"]["n"] > 0
+    for key in ("roster_ingest_visits_per_s", "events_per_s_100", "events_per_s_1",
+                "client_limit_events_per_s_100", "faust_floor_events_per_s_1"):
+        assert result[key] > 0, key
+    base = result["baseline"]
+    assert base["escalations"] == base["escalations_expected"] > 0
+    assert result["sweep"]["sweep_1000_due_raised"] > 0
