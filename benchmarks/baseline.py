@@ -39,7 +39,8 @@ events_by_visit = app.topic(f"{PREFIX}.events-by-visit", key_type=str, value_ser
 escalations = app.topic(f"{PREFIX}.escalations", key_type=str, value_serializer="json")
 visits = app.Table("visits", default=None, partitions=PARTITIONS)
 visit_state = app.Table("visit-state", default=None, partitions=PARTITIONS)
-counts = {"visits": 0, "events": 0, "escalations": 0, "first": 0.0, "last": 0.0}
+counts = {"visits": 0, "events": 0, "escalations": 0, "first": 0.0, "last": 0.0,
+          "visits_split": 0, "events_split": 0}
 
 
 def _records(value: bytes) -> list[dict[str, Any]]:
@@ -54,15 +55,16 @@ def haversine_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
     return 2 * 6_371_008.8 * math.asin(math.sqrt(a))
 
 
-async def _repartition(stream: faust.StreamT, to: faust.TopicT) -> None:
+async def _repartition(stream: faust.StreamT, to: faust.TopicT, kind: str) -> None:
     async for value in stream:
         for record in _records(value):
             await to.send(key=record["visit_id"], value=record)
+            counts[f"{kind}_split"] += 1
 
 
 @app.agent(roster_in)
 async def split_roster(stream: faust.StreamT) -> None:
-    await _repartition(stream, visits_by_id)
+    await _repartition(stream, visits_by_id, "visits")
 
 
 @app.agent(visits_by_id)
@@ -74,7 +76,7 @@ async def load_roster(stream: faust.StreamT) -> None:
 
 @app.agent(events_in)
 async def split_events(stream: faust.StreamT) -> None:
-    await _repartition(stream, events_by_visit)
+    await _repartition(stream, events_by_visit, "events")
 
 
 @app.agent(events_by_visit)

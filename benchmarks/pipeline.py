@@ -149,25 +149,32 @@ class Progress:
         return self.count / self.seconds if self.seconds > 0 else float("inf")
 
 
-def wait_for(read: Callable[[], float], target: float, timeout_s: float,
+def wait_for(read: Callable[[], float | tuple[float, float]], target: float, timeout_s: float,
              what: str, alive: Callable[[], bool] = lambda: True) -> Progress:
     """Poll ``read`` until it reaches ``target``.
 
-    The clock runs from the last poll that saw the starting value to the first poll that saw
-    the target, so the rate is never flattered by more than one poll interval.
+    ``read`` returns the count of records done, or ``(done, seen)`` where ``seen`` counts
+    them at the first stage of a pipeline. The clock runs from the last poll at which
+    ``seen`` had not moved yet to the first poll that saw ``done`` reach the target: a rate
+    is never flattered by more than one poll interval, nor by the time the first stage
+    spent before the last stage counted anything.
     """
-    start_value = read()
+    def both() -> tuple[float, float]:
+        got = read()
+        return got if isinstance(got, tuple) else (got, got)
+
+    start_done, start_seen = both()
     t_start = time.perf_counter()
     deadline = t_start + timeout_s
     while True:
-        value = read()
+        done, seen = both()
         now = time.perf_counter()
-        if value == start_value:
+        if seen == start_seen:
             t_start = now
-        if value >= target:
-            return Progress(int(target - start_value), now - t_start)
+        if done >= target:
+            return Progress(int(target - start_done), now - t_start)
         if now > deadline or not alive():
-            raise RuntimeError(f"{what}: {value} of {target} after {timeout_s} s")
+            raise RuntimeError(f"{what}: {done} of {target} after {timeout_s} s")
         time.sleep(_POLL_S)
 
 
@@ -226,6 +233,12 @@ class Worker:
 
     def accepted(self, kind: str) -> float:
         return self.metric(f"ecm_records_accepted_total{{kind={kind}}}")
+
+    def progress(self, kind: str) -> tuple[float, float]:
+        """Records of ``kind`` applied by the detector, and received by the router."""
+        m = scrape(self.port)
+        return (m.get(f"ecm_records_accepted_total{{kind={kind}}}", 0.0),
+                m.get(f"ecm_records_received_total{{kind={kind}}}", 0.0))
 
     def tracked(self) -> float:
         return self.metric("ecm_visits_tracked{}")
@@ -295,6 +308,11 @@ def faust_floor(bootstrap: str, topic: str, per: int, events: int, workdir: Path
         proc.stop()
 
 
+def _stages(port: int, kind: str) -> tuple[float, float]:
+    c = get_json(port, "/count")
+    return c[kind], c[f"{kind}_split"]
+
+
 def baseline(bootstrap: str, scale: Scale, start: float, workdir: Path) -> dict[str, Any]:
     prefix = "bench.base"
     partitions = 8
@@ -312,18 +330,18 @@ def baseline(bootstrap: str, scale: Scale, start: float, workdir: Path) -> dict[
         n = scale.baseline_single + scale.baseline_batched
         produce(bootstrap, f"{prefix}.roster",
                 wl.messages(wl.roster(n, start, prefix="bb"), 1000))
-        roster = wait_for(lambda: get_json(port, "/count")["visits"], n, 900,
-                          "baseline roster", proc.alive)
+        roster = wait_for(lambda: _stages(port, "visits"), n, 900, "baseline roster",
+                          proc.alive)
         at = time.time()
         single = scale.baseline_single
         batched = scale.baseline_batched
         produce(bootstrap, f"{prefix}.events",
                 wl.messages(wl.check_ins(0, single, at, prefix="bb"), 1))
-        one = wait_for(lambda: get_json(port, "/count")["events"], single, 900,
+        one = wait_for(lambda: _stages(port, "events"), single, 900,
                        "baseline 1-event messages", proc.alive)
         produce(bootstrap, f"{prefix}.events",
                 wl.messages(wl.check_ins(single, single + batched, at, prefix="bb"), 100))
-        hundred = wait_for(lambda: get_json(port, "/count")["events"], single + batched, 900,
+        hundred = wait_for(lambda: _stages(port, "events"), single + batched, 900,
                            "baseline 100-event messages", proc.alive)
         expected = sum(1 for i in range(single + batched) if wl.wrong_place(i))
         got = get_json(port, "/count")["escalations"]
@@ -461,7 +479,8 @@ def run(scale: Scale, workdir: Path, log: Callable[[str], None] = print,
 
         started = time.perf_counter()
         m = Worker(base, workdir, "worker-memory")
-        ingest = wait_for(m.tracked, scale.visits, 1800, "roster ingest", m.alive)
+        ingest = wait_for(lambda: (m.tracked(), m.progress("roster")[1]), scale.visits, 1800,
+                          "roster ingest", m.alive)
         result["roster_ingest_visits_per_s"] = round(ingest.rate)
         result["roster_ready_after_start_s"] = round(time.perf_counter() - started, 2)
         result["rss_mb_memory_roster"] = round(rss_mb(m.proc.p.pid), 1)
@@ -472,15 +491,15 @@ def run(scale: Scale, workdir: Path, log: Callable[[str], None] = print,
             lo, hi = next_visit, next_visit + n
             next_visit = hi
             values = wl.messages(wl.check_ins(lo, hi, time.time()), per)
-            before = m.accepted("event")
+            before = m.progress("event")
             m.proc.signal(signal.SIGSTOP)
             try:
                 produce(bootstrap, base.topic_events, values)
             finally:
                 m.proc.signal(signal.SIGCONT)
             profiler = Profiler(m.proc.p.pid, workdir / f"profile-{per}.txt") if profile else None
-            got = wait_for(lambda: m.accepted("event") - before, n, 1800,
-                           f"{per}-event messages", m.alive)
+            got = wait_for(lambda: tuple(a - b for a, b in zip(m.progress("event"), before)),
+                           n, 1800, f"{per}-event messages", m.alive)
             if profiler is not None:
                 result[f"profile_events_{per}"] = profiler.stop()
             result[f"events_per_s_{per}"] = round(got.rate)
@@ -544,7 +563,8 @@ def run(scale: Scale, workdir: Path, log: Callable[[str], None] = print,
             ensure_topics(rs)
             r = Worker(rs, workdir, "worker-rocksdb")
             total = scale.visits + scale.latency_visits
-            ingest_r = wait_for(r.tracked, total, 1800, "rocksdb roster ingest", r.alive)
+            ingest_r = wait_for(lambda: (r.tracked(), r.progress("roster")[1]), total, 1800,
+                                "rocksdb roster ingest", r.alive)
             result["roster_ingest_visits_per_s_rocksdb"] = round(ingest_r.rate)
             result["rss_mb_rocksdb_roster"] = round(rss_mb(r.proc.p.pid), 1)
             r.proc.stop()

@@ -29,7 +29,7 @@ from stream.metrics import Metrics
 from stream.recovery import load_partition
 from stream.router import deadletter_doc, deadletter_key, decode_work, route
 from stream.settings import Settings
-from stream.state import split_delta
+from stream.state import encode_delta
 from stream.store import PartitionStore, open_store
 from stream.timeutil import parse_instant
 
@@ -266,9 +266,9 @@ class Runtime:
                                         max(m.offset for m in sent[first:first + n]))
             delta = detector.take_delta()
             if delta is not None:
-                for doc in split_delta(delta, self.settings.max_message_bytes):
+                for doc, value in encode_delta(delta, self.settings.max_message_bytes):
                     state_sends.append((store, doc, await self.state.send(
-                        value=orjson.dumps(doc), partition=detector.partition)))
+                        value=value, partition=detector.partition)))
             self._count(out)
         metas = await asyncio.gather(*(f for _, _, f in state_sends))
         for (store, doc, _), meta in zip(state_sends, metas, strict=True):

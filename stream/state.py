@@ -138,6 +138,15 @@ def split_delta(delta: dict[str, Any], max_bytes: int) -> list[dict[str, Any]]:
     return docs
 
 
+def encode_delta(delta: dict[str, Any], max_bytes: int) -> list[tuple[dict[str, Any], bytes]]:
+    """The delta's documents (see :func:`split_delta`) with their encodings; the common
+    delta that fits one message is encoded once."""
+    whole = orjson.dumps(delta)
+    if len(whole) <= max_bytes:
+        return [(delta, whole)]
+    return [(doc, orjson.dumps(doc)) for doc in split_delta(delta, max_bytes)]
+
+
 _ENVELOPE_BYTES = 200  # the keys and brackets around a document's list
 
 
