@@ -462,7 +462,8 @@ def run(scale: Scale, workdir: Path, log: Callable[[str], None] = print,
                         topic_events="bench.events", topic_work="bench-m.work",
                         topic_state="bench-m.state", topic_escalations="bench-m.escalations",
                         topic_deadletter="bench-m.deadletter", log_level="warn",
-                        session_timeout_s=60.0)
+                        # Outlives the pause (SIGSTOP) while a backlog is produced.
+                        session_timeout_s=20.0)
         result["settings"] = {k: v for k, v in base.as_env().items()
                               if k.startswith("ECM_") and "TOPIC" not in k}
         ensure_topics(base)
