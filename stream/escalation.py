@@ -8,6 +8,7 @@ the record of what has been published.
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
 
@@ -36,8 +37,10 @@ class EscalationBook:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.records: dict[str, dict[str, Any]] = {}
-        # Open records per visit id, so the common "nothing open here" is one lookup.
+        # Open records per visit id, so the common "nothing open here" is one lookup, and
+        # per (kind, priority), so the open-escalations gauge costs nothing to scrape.
         self._open_per_visit: dict[str, int] = {}
+        self.open_by_kind: Counter[tuple[str, str]] = Counter()
 
     def known(self, visit_id: str, kind: str) -> bool:
         return escalation_id(visit_id, kind) in self.records
@@ -46,6 +49,13 @@ class EscalationBook:
         return visit_id in self._open_per_visit
 
     def _count(self, record: dict[str, Any], step: int) -> None:
+        """Count an open record in (``step`` 1) or out (``step`` -1)."""
+        key = (str(record.get("kind")), str(record.get("priority")))
+        n = self.open_by_kind[key] + step
+        if n > 0:
+            self.open_by_kind[key] = n
+        else:
+            del self.open_by_kind[key]
         vid = record.get("visit_id")
         if not isinstance(vid, str):
             return
@@ -140,15 +150,19 @@ class EscalationBook:
         held = self.records.get(eid)
         if held is None or held["status"] == "open":
             self.records[eid] = record
-            self._count(record, (record.get("status") == "open") - (held is not None))
+            if held is not None:
+                self._count(held, -1)
+            if record.get("status") == "open":
+                self._count(record, 1)
 
     def forget(self, visit_id: str) -> None:
         for kind in KINDS:
-            self.records.pop(escalation_id(visit_id, kind), None)
-        self._open_per_visit.pop(visit_id, None)
+            record = self.records.pop(escalation_id(visit_id, kind), None)
+            if record is not None and record["status"] == "open":
+                self._count(record, -1)
 
     def open_count(self) -> int:
-        return sum(1 for r in self.records.values() if r["status"] == "open")
+        return sum(self.open_by_kind.values())
 
 
 def _published(evidence: dict[str, Any]) -> dict[str, Any]:

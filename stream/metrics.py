@@ -108,9 +108,7 @@ class _StateCollector(Collector):
             n_in += d.checked_in
             n_pending += d.deadlines_pending
             n_waiting += len(d.pending)
-            for rec in d.book.records.values():
-                if rec["status"] == "open":
-                    open_counts[(rec["kind"], rec["priority"])] += 1
+            open_counts.update(d.book.open_by_kind)
         visits.add_metric([], n_visits)
         checked_in.add_metric([], n_in)
         pending.add_metric([], n_pending)

@@ -84,3 +84,24 @@ def test_a_large_delta_is_split_and_replays_to_the_same_state():
     parts = _rebuild(h, docs)
     assert sorted(parts.visits) == sorted(whole.visits) == sorted(h.detector.visits)
     assert sorted(parts.pending) == sorted(whole.pending) and len(parts.pending) == 40
+
+
+def test_open_escalation_counts_follow_opens_resolutions_restores_and_purges():
+    from collections import Counter
+
+    from stream.detector import RETENTION_S
+
+    def recount(book):
+        return Counter((r["kind"], r["priority"]) for r in book.records.values()
+                       if r["status"] == "open")
+
+    h = Harness()
+    h.roster(visit("v1"), visit("v2", client_id="c2"), visit("v3", client_id="c3"))
+    h.at(T0 + 1000)  # all three late
+    h.events(event(at=T0 + 1000, visit_id="v1", event_id="e1"))  # v1 late resolved
+    book = h.detector.book
+    assert book.open_by_kind == recount(book) and book.open_count() == 2
+    again = _rebuild(h, [h.detector.take_delta()])
+    assert again.book.open_by_kind == recount(again.book) == recount(book)
+    h.at(T0 + 1800 + RETENTION_S + 120)  # past retention: forgotten with their records
+    assert book.open_by_kind == recount(book) == Counter()
