@@ -70,12 +70,52 @@ def _verdict(s: float, a: float, k: float) -> tuple[int, float]:
     return UNCERTAIN, m
 
 
-# Floating-point licences for the polygon loop: reassociation lets the minimum and the
-# crossing count be vectorised; no licence to assume away NaN or infinity.
+# Floating-point licences for the polygon loops: reassociation lets the minimum be
+# vectorised; no licence to assume away NaN or infinity. NumPy's error model drops the
+# ZeroDivisionError branch Numba otherwise puts on every float division, which alone kept
+# the distance loop scalar.
 _POLYGON_FASTMATH = {"reassoc", "contract", "arcp", "nsz"}
 
 
-@njit(cache=True, nogil=True, fastmath=_POLYGON_FASTMATH)
+@njit(cache=True, nogil=True, fastmath=_POLYGON_FASTMATH, error_model="numpy")
+def _ring_min_d2(lat: float, lon: float, kx: float, ky: float, a: int, b: int,
+                 vlon: np.ndarray, vlat: np.ndarray) -> float:
+    """Squared distance (m²) from the fix to the nearest edge of ring vertices a:b."""
+    best = np.inf
+    for j in range(a, b - 1):
+        # In the plane centred on the fix (the fix is the origin).
+        x1 = (vlon[j] - lon) * kx
+        y1 = (vlat[j] - lat) * ky
+        dx = (vlon[j + 1] - vlon[j]) * kx
+        dy = (vlat[j + 1] - vlat[j]) * ky
+        # Nearest point of the segment; the tiny term keeps a zero-length edge finite.
+        t = min(1.0, max(0.0, -(x1 * dx + y1 * dy) / (dx * dx + dy * dy + 1e-300)))
+        px = x1 + t * dx
+        py = y1 + t * dy
+        best = min(best, px * px + py * py)
+    return best
+
+
+@njit(cache=True, nogil=True)
+def _ring_crossings(lat: float, lon: float, a: int, b: int, vlon: np.ndarray,
+                    vlat: np.ndarray) -> int:
+    """Edges of ring vertices a:b that the ray from the fix along +x crosses (even-odd
+    rule). Degrees are used as they are: scaling an axis by a positive factor leaves the
+    sign tests unchanged."""
+    crossings = 0
+    for j in range(a, b - 1):
+        x1 = vlon[j] - lon
+        y1 = vlat[j] - lat
+        y2 = vlat[j + 1] - lat
+        dx = vlon[j + 1] - vlon[j]
+        dy = y2 - y1
+        # The edge straddles y = 0 and its intercept is at x > 0 (sign of the cross
+        # product, no division).
+        crossings += ((y1 > 0.0) != (y2 > 0.0)) & ((x1 * dy - y1 * dx) * dy > 0.0)
+    return crossings
+
+
+@njit(cache=True, nogil=True)
 def _polygon_signed_m(lat: float, lon: float, fence: int, ring_start: np.ndarray,
                       vert_start: np.ndarray, vlon: np.ndarray, vlat: np.ndarray,
                       bbox: np.ndarray) -> float:
@@ -87,24 +127,13 @@ def _polygon_signed_m(lat: float, lon: float, fence: int, ring_start: np.ndarray
     crossings = 0
     best = np.inf
     for r in range(ring_start[fence], ring_start[fence + 1]):
-        # Branch-free edge loop in the plane centred on the fix (the fix is the origin).
-        for j in range(vert_start[r], vert_start[r + 1] - 1):
-            x1 = (vlon[j] - lon) * kx
-            y1 = (vlat[j] - lat) * ky
-            x2 = (vlon[j + 1] - lon) * kx
-            y2 = (vlat[j + 1] - lat) * ky
-            dx = x2 - x1
-            dy = y2 - y1
-            # Even-odd rule along the positive x axis: the edge straddles y = 0 and its
-            # intercept is at x > 0 (sign of the cross product, no division).
-            crossings += ((y1 > 0.0) != (y2 > 0.0)) & ((x1 * dy - y1 * dx) * dy > 0.0)
-            # Nearest point of the segment; the tiny term keeps a zero-length edge finite.
-            t = min(1.0, max(0.0, -(x1 * dx + y1 * dy) / (dx * dx + dy * dy + 1e-300)))
-            px = x1 + t * dx
-            py = y1 + t * dy
-            best = min(best, px * px + py * py)
+        a = vert_start[r]
+        b = vert_start[r + 1]
+        best = min(best, _ring_min_d2(lat, lon, kx, ky, a, b, vlon, vlat))
+        if may_be_inside:
+            crossings += _ring_crossings(lat, lon, a, b, vlon, vlat)
     dist = math.sqrt(best)
-    return -dist if may_be_inside and (crossings & 1) else dist
+    return -dist if crossings & 1 else dist
 
 
 @njit(cache=True, nogil=True)
