@@ -51,7 +51,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from benchmarks import workload as wl
 from stream.broker import EmbeddedBroker, free_port
 from stream.settings import Settings
-from stream.timeutil import format_instant, parse_instant
+from stream.timeutil import parse_instant
 from stream.topics import ensure_topics
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -151,10 +151,6 @@ _ENVELOPE_BYTES = 200  # the keys and brackets around a document's list
 
 
 def _pack(items: list[dict[str, Any]], max_bytes: int) -> list[list[dict[str, Any]]]:
-    if not items:
-        return []
-    if len(orjson.dumps(items)) + _ENVELOPE_BYTES <= max_bytes:
-        return [items]  # the common case: one encoding, no per-item sizes
     chunks: list[list[dict[str, Any]]] = []
     chunk: list[dict[str, Any]] = []
     size = _ENVELOPE_BYTES
