@@ -433,7 +433,9 @@ def summarise_profile(path: Path, top: int = 15) -> dict[str, Any]:
     total = 0
     marks = {"route_batch": "router", "detect_batch": "detector", "_publish": "publish",
              "sweep": "sweep", "process (stream/detector.py": "rules",
-             "take_delta": "state delta", "_locate": "geofence kernel"}
+             "take_delta": "state delta", "encode_delta": "state delta",
+             "_locate": "geofence kernel",
+             "validate_visit": "roster validation", "settle_heap": "gc freeze"}
     for line in path.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
         if not stack or not count.isdigit():
@@ -480,8 +482,11 @@ def run(scale: Scale, workdir: Path, log: Callable[[str], None] = print,
 
         started = time.perf_counter()
         m = Worker(base, workdir, "worker-memory")
+        profiler = Profiler(m.proc.p.pid, workdir / "profile-roster.txt") if profile else None
         ingest = wait_for(lambda: (m.tracked(), m.progress("roster")[1]), scale.visits, 1800,
                           "roster ingest", m.alive)
+        if profiler is not None:
+            result["profile_roster"] = profiler.stop()
         result["roster_ingest_visits_per_s"] = round(ingest.rate)
         result["roster_ready_after_start_s"] = round(time.perf_counter() - started, 2)
         result["rss_mb_memory_roster"] = round(rss_mb(m.proc.p.pid), 1)
