@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import functools
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,12 +38,29 @@ class Routed:
     received: dict[str, int] = field(default_factory=lambda: {KIND_ROSTER: 0, KIND_EVENT: 0})
     max_bytes: int = 900_000
 
+    # Per work partition: the estimated encoded size of its items (bytes).
+    sizes: dict[int, float] = field(default_factory=dict)
+
     def encoded(self) -> list[tuple[int, bytes]]:
-        """``(partition, value)`` messages, each below ``max_bytes`` where its records allow."""
+        """``(partition, value)`` messages, each below ``max_bytes`` where its records allow.
+
+        A partition's items are cut, from their estimated size, into as many equal parts as
+        should fit, and each part is encoded once; a part that still does not fit is halved.
+        """
         out: list[tuple[int, bytes]] = []
         for p, items in self.work.items():
-            _encode(p, items, self.max_bytes, out)
+            parts = max(1, min(len(items), math.ceil(self.sizes.get(p, 0.0)
+                                                      / (_FILL * self.max_bytes))))
+            step = math.ceil(len(items) / parts)
+            for k in range(0, len(items), step):
+                _encode(p, items[k:k + step], self.max_bytes, out)
         return out
+
+
+# Parts are cut to this share of the limit, so that an estimate a little short still fits.
+_FILL = 0.8
+# What a record's envelope in ecm.work adds to its own bytes: kind, source, timestamp.
+_ENVELOPE_BYTES = 64
 
 
 def _encode(p: int, items: list[list[Any]], max_bytes: int, out: list[tuple[int, bytes]]) -> None:
@@ -66,6 +84,7 @@ def route(messages: Iterable[tuple[Source, bytes | None, float]], roster_topic: 
     """
     out = Routed(max_bytes=max_bytes)
     work = out.work
+    sizes = out.sizes
     received = out.received
     routed = 0
     for source, value, timestamp in messages:
@@ -73,6 +92,8 @@ def route(messages: Iterable[tuple[Source, bytes | None, float]], roster_topic: 
         out.rejections += rejections
         kind = KIND_ROSTER if source.topic == roster_topic else KIND_EVENT
         topic, partition, offset = source.topic, source.partition, source.offset
+        # A record re-encodes to about its share of the message, plus its envelope.
+        each = len(value or b"") / max(1, len(objects)) + _ENVELOPE_BYTES
         for i, obj in enumerate(objects):
             if not obj:
                 continue
@@ -89,7 +110,9 @@ def route(messages: Iterable[tuple[Source, bytes | None, float]], roster_topic: 
             items = work.get(p)
             if items is None:
                 items = work[p] = []
+                sizes[p] = 0.0
             items.append([kind, [topic, partition, offset, i], timestamp, obj])
+            sizes[p] += each
     out.records = routed
     return out
 
