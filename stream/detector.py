@@ -149,7 +149,7 @@ class PartitionDetector:
             return
         seen = self.event_index.get(event.event_id)
         if seen is not None:
-            if seen == [source.topic, source.partition, source.offset, source.index]:
+            if seen == source.as_list():
                 out.replayed += 1
             else:
                 out.rejections.append(_reject(("duplicate_event", (
@@ -359,12 +359,11 @@ class PartitionDetector:
 
     def due(self, v: Visit, kind: str) -> float:
         """The deadline of a timer rule (late, missed, no_check_out) for a visit."""
-        s = self.settings
         if kind == "late":
-            return v.start + (v.late_after_s or s.late_after_s)
+            return v.start + self._threshold(v, "late_after_s")
         if kind == "missed":
-            return v.start + (v.missed_after_s or s.missed_after_s)
-        return v.end + (v.no_checkout_after_s or s.no_checkout_after_s)
+            return v.start + self._threshold(v, "missed_after_s")
+        return v.end + self._threshold(v, "no_checkout_after_s")
 
     def _timeline(self, v: Visit) -> list[tuple[float, str]]:
         """The visit's timer deadlines in the order they fall due."""
