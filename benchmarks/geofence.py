@@ -160,9 +160,10 @@ i = np.zeros(2, dtype=np.int64)
 kernels.classify_circles(a, a, a, a, a, a, 1.6)
 kernels.decide(a, a, 1.6)
 kernels.circle_signed_m(a, a, a, a, a)
-bbox = np.zeros((1, 4))
-kernels.signed_distance_m(a, a, i, np.zeros(1, np.int8), a, a, a, np.zeros(2, np.int64),
-                          np.zeros(1, np.int64), a, a, bbox)
+from geofence.fences import FenceSet
+fences = FenceSet()
+fences.add_polygon([[(0.1, 0.1), (0.2, 0.1), (0.2, 0.2), (0.1, 0.1)]])
+kernels.signed_distance_m(a, a, i, *fences.arrays())
 windows.lateness_s(a, a)
 windows.duration_verdicts(a, a, a, a, a)
 windows.due_instants(a, a, a, a, a)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import math
+
 import numpy as np
 
 from geofence import kernels
@@ -18,8 +20,9 @@ _NAMES = {kernels.INSIDE: "inside", kernels.OUTSIDE: "outside",
 class FenceSet:
     """Circles and polygons appended one by one, then frozen into flat arrays.
 
-    A polygon's rings (exterior first, holes after) are stored end to end in ``vlon`` /
-    ``vlat``; ``ring_start`` and ``vert_start`` are offsets, as in CSR matrices.
+    A polygon's rings (exterior first, holes after) are stored end to end; ``ring_start`` and
+    ``vert_start`` are offsets, as in CSR matrices. :meth:`arrays` projects the vertices into
+    each polygon's own plane (see :mod:`geofence.kernels`) in one vectorised pass.
     """
 
     def __init__(self) -> None:
@@ -31,7 +34,7 @@ class FenceSet:
         self._vert_start: list[int] = [0]
         self._vlon: list[float] = []
         self._vlat: list[float] = []
-        self._bbox: list[tuple[float, float, float, float]] = []
+        self._plane: list[tuple[float, ...]] = []
 
     def __len__(self) -> int:
         return len(self._kind)
@@ -42,7 +45,7 @@ class FenceSet:
         self._clon.append(lon)
         self._radius.append(radius_m)
         self._ring_start.append(self._ring_start[-1])
-        self._bbox.append((np.nan, np.nan, np.nan, np.nan))
+        self._plane.append((np.nan,) * 7)
         return len(self._kind) - 1
 
     def add_polygon(self, rings: Sequence[Ring], lat: float = np.nan, lon: float = np.nan) -> int:
@@ -56,21 +59,44 @@ class FenceSet:
                 self._vlat.append(y)
             self._vert_start.append(len(self._vlon))
         self._ring_start.append(len(self._vert_start) - 1)
-        xs = [x for x, _ in rings[0]]
-        ys = [y for _, y in rings[0]]
-        self._bbox.append((min(xs), min(ys), max(xs), max(ys)))
+        self._plane.append(fence_plane(rings[0]))
         return len(self._kind) - 1
 
     def arrays(self) -> tuple[np.ndarray, ...]:
+        """The arguments after ``fence_of`` of :func:`geofence.kernels.signed_distance_m`."""
+        ring_start = np.asarray(self._ring_start, dtype=np.int64)
+        vert_start = np.asarray(self._vert_start, dtype=np.int64)
+        plane = np.asarray(self._plane, dtype=np.float64).reshape(-1, 7)
+        # Each vertex's fence, through its ring.
+        rings_per_fence = np.diff(ring_start)
+        fence_of_ring = np.repeat(np.arange(len(self._kind)), rings_per_fence)
+        fence_of_vertex = np.repeat(fence_of_ring, np.diff(vert_start))
+        origin = plane[fence_of_vertex]
+        vx = (np.asarray(self._vlon, dtype=np.float64) - origin[:, 0]) * origin[:, 2]
+        vy = (np.asarray(self._vlat, dtype=np.float64) - origin[:, 1]) * kernels.M_PER_DEG
+        # 1 / |edge|^2 for the edge from each vertex to the next (the last vertex of a ring
+        # starts no edge); 0 for a zero-length edge.
+        len2 = np.diff(vx) ** 2 + np.diff(vy) ** 2
+        vinv = np.zeros(vx.size, dtype=np.float64)
+        np.divide(1.0, len2, out=vinv[:-1], where=len2 > 0)
         return (np.asarray(self._kind, dtype=np.int8),
                 np.asarray(self._clat, dtype=np.float64),
                 np.asarray(self._clon, dtype=np.float64),
                 np.asarray(self._radius, dtype=np.float64),
-                np.asarray(self._ring_start, dtype=np.int64),
-                np.asarray(self._vert_start, dtype=np.int64),
-                np.asarray(self._vlon, dtype=np.float64),
-                np.asarray(self._vlat, dtype=np.float64),
-                np.asarray(self._bbox, dtype=np.float64).reshape(-1, 4))
+                ring_start, vert_start, vx, vy, vinv, plane)
+
+
+def fence_plane(exterior: Ring) -> tuple[float, ...]:
+    """A polygon's plane: origin (lon, lat) at its exterior's bounding-box centre, metres per
+    degree of longitude there, and the box in plane metres (min x, min y, max x, max y)."""
+    xs = [x for x, _ in exterior]
+    ys = [y for _, y in exterior]
+    lon0 = (min(xs) + max(xs)) / 2
+    lat0 = (min(ys) + max(ys)) / 2
+    kx = math.cos(math.radians(lat0)) * kernels.M_PER_DEG
+    ky = kernels.M_PER_DEG
+    return (lon0, lat0, kx, (min(xs) - lon0) * kx, (min(ys) - lat0) * ky,
+            (max(xs) - lon0) * kx, (max(ys) - lat0) * ky)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,12 +1,14 @@
 """Numba kernels for the location decision: arrays in, arrays out, no Python objects.
 
 Distances are metres on a sphere of the Earth's mean radius. Circles use the haversine
-distance to the centre. Polygons are projected onto a local equirectangular plane centred on
-the fix (the error is below 0.1% of the distance within a few kilometres of the fix, at any
-latitude away from the poles: a fence is tens to hundreds of metres across), where the
-even-odd rule decides inside (so holes work) and the nearest edge gives the distance to the
-boundary. A bounding-box pre-filter skips the crossing test for fixes outside a polygon's
-exterior ring.
+distance to the centre. A polygon is projected once, when its fence is built, onto a local
+equirectangular plane centred on its exterior's bounding box (metres east and north; the
+scale error at a fix d metres north or south of the centre is about d * tan(lat) / R, below
+0.1% of the distance within 3 km of a fence at latitudes up to 60 degrees: a fence is tens
+to hundreds of metres across). In that plane the even-odd rule decides inside (so holes
+work) and the nearest edge gives the distance to the boundary, in one branch-free pass over
+the edges with each edge's 1 / length^2 stored, so the loop has no division and vectorises.
+A bounding-box pre-filter settles fixes outside a polygon's exterior ring as outside.
 
 Kernels are compiled with ``cache=True`` (a restarted worker loads the machine code from
 ``__pycache__`` instead of compiling again) and ``nogil=True`` (a caller may run them in a
@@ -70,70 +72,12 @@ def _verdict(s: float, a: float, k: float) -> tuple[int, float]:
     return UNCERTAIN, m
 
 
-# Floating-point licences for the polygon loops: reassociation lets the minimum be
-# vectorised; no licence to assume away NaN or infinity. NumPy's error model drops the
-# ZeroDivisionError branch Numba otherwise puts on every float division, which alone kept
-# the distance loop scalar.
+# Floating-point licences for signed_distance_m: reassociation lets the minimum and the
+# count over a ring's edges be vectorised; no licence to assume away NaN or infinity (the
+# validity checks rely on them). NumPy's error model drops the ZeroDivisionError branch.
 _POLYGON_FASTMATH = {"reassoc", "contract", "arcp", "nsz"}
-
-
-@njit(cache=True, nogil=True, fastmath=_POLYGON_FASTMATH, error_model="numpy")
-def _ring_min_d2(lat: float, lon: float, kx: float, ky: float, a: int, b: int,
-                 vlon: np.ndarray, vlat: np.ndarray) -> float:
-    """Squared distance (m²) from the fix to the nearest edge of ring vertices a:b."""
-    best = np.inf
-    for j in range(a, b - 1):
-        # In the plane centred on the fix (the fix is the origin).
-        x1 = (vlon[j] - lon) * kx
-        y1 = (vlat[j] - lat) * ky
-        dx = (vlon[j + 1] - vlon[j]) * kx
-        dy = (vlat[j + 1] - vlat[j]) * ky
-        # Nearest point of the segment; the tiny term keeps a zero-length edge finite.
-        t = min(1.0, max(0.0, -(x1 * dx + y1 * dy) / (dx * dx + dy * dy + 1e-300)))
-        px = x1 + t * dx
-        py = y1 + t * dy
-        best = min(best, px * px + py * py)
-    return best
-
-
-@njit(cache=True, nogil=True)
-def _ring_crossings(lat: float, lon: float, a: int, b: int, vlon: np.ndarray,
-                    vlat: np.ndarray) -> int:
-    """Edges of ring vertices a:b that the ray from the fix along +x crosses (even-odd
-    rule). Degrees are used as they are: scaling an axis by a positive factor leaves the
-    sign tests unchanged."""
-    crossings = 0
-    for j in range(a, b - 1):
-        x1 = vlon[j] - lon
-        y1 = vlat[j] - lat
-        y2 = vlat[j + 1] - lat
-        dx = vlon[j + 1] - vlon[j]
-        dy = y2 - y1
-        # The edge straddles y = 0 and its intercept is at x > 0 (sign of the cross
-        # product, no division).
-        crossings += ((y1 > 0.0) != (y2 > 0.0)) & ((x1 * dy - y1 * dx) * dy > 0.0)
-    return crossings
-
-
-@njit(cache=True, nogil=True)
-def _polygon_signed_m(lat: float, lon: float, fence: int, ring_start: np.ndarray,
-                      vert_start: np.ndarray, vlon: np.ndarray, vlat: np.ndarray,
-                      bbox: np.ndarray) -> float:
-    kx = math.cos(math.radians(lat)) * M_PER_DEG
-    ky = M_PER_DEG
-    # Outside the exterior ring's box: outside the polygon, no crossing test needed.
-    may_be_inside = (bbox[fence, 0] <= lon <= bbox[fence, 2]
-                     and bbox[fence, 1] <= lat <= bbox[fence, 3])
-    crossings = 0
-    best = np.inf
-    for r in range(ring_start[fence], ring_start[fence + 1]):
-        a = vert_start[r]
-        b = vert_start[r + 1]
-        best = min(best, _ring_min_d2(lat, lon, kx, ky, a, b, vlon, vlat))
-        if may_be_inside:
-            crossings += _ring_crossings(lat, lon, a, b, vlon, vlat)
-    dist = math.sqrt(best)
-    return -dist if crossings & 1 else dist
+_NO_DISTANCE = np.int64(0x7FF0000000000000)  # the bits of +inf
+_U1 = np.uint64(1)
 
 
 @njit(cache=True, nogil=True)
@@ -171,29 +115,78 @@ def classify_circles(lat: np.ndarray, lon: np.ndarray, accuracy_m: np.ndarray,
     return codes, signed, margins
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, fastmath=_POLYGON_FASTMATH, error_model="numpy")
 def signed_distance_m(lat: np.ndarray, lon: np.ndarray, fence_of: np.ndarray,
                       kind: np.ndarray, clat: np.ndarray, clon: np.ndarray,
                       radius_m: np.ndarray, ring_start: np.ndarray, vert_start: np.ndarray,
-                      vlon: np.ndarray, vlat: np.ndarray, bbox: np.ndarray) -> np.ndarray:
+                      vx: np.ndarray, vy: np.ndarray, vinv: np.ndarray,
+                      plane: np.ndarray) -> np.ndarray:
     """Distance from each fix to its fence's boundary: negative inside, positive outside.
 
     ``fence_of[i]`` is the fence of fix ``i``. A circle fence ``f`` is ``clat[f], clon[f],
     radius_m[f]``; a polygon fence's rings are ``ring_start[f]:ring_start[f + 1]``, a ring's
-    vertices (closed, lon/lat) ``vert_start[r]:vert_start[r + 1]``, and ``bbox[f]`` is its
-    exterior's (min lon, min lat, max lon, max lat). NaN for an invalid fix.
+    vertices (closed) ``vert_start[r]:vert_start[r + 1]`` in ``vx, vy``: metres east and
+    north in the fence's plane, with ``vinv`` the inverse squared length of the edge from
+    each vertex (0 for a zero-length edge). ``plane[f]`` is the plane's origin (lon, lat),
+    metres per degree of longitude there, and the exterior's box in the plane (min x,
+    min y, max x, max y); :class:`geofence.fences.FenceSet` builds all of them. NaN for an
+    invalid fix.
     """
+    # The polygon work is written out here rather than in helpers: passing arrays to a
+    # helper costs two atomic reference-count updates per array per call, which weighed
+    # more than the arithmetic. Indices into the vertex arrays are unsigned, so Numba adds
+    # no wraparound for negative indices, which would keep the edge loop from vectorising.
     n = lat.shape[0]
     out = np.empty(n, dtype=np.float64)
+    longest = 0
+    for r in range(vert_start.shape[0] - 1):
+        longest = max(longest, vert_start[r + 1] - vert_start[r])
+    # Squared distances to a ring's edges. LLVM does not vectorise a floating-point minimum
+    # here, so the minimum is taken over their bits as int64: the bit patterns of
+    # non-negative doubles order as the numbers do.
+    d2 = np.empty(max(longest, 1), dtype=np.float64)
+    d2_bits = d2.view(np.int64)
     for i in range(n):
         f = fence_of[i]
         if not _valid_fix(lat[i], lon[i]):
             out[i] = np.nan
-        elif kind[f] == FENCE_CIRCLE:
+            continue
+        if kind[f] == FENCE_CIRCLE:
             out[i] = _haversine_m(lat[i], lon[i], clat[f], clon[f]) - radius_m[f]
-        else:
-            out[i] = _polygon_signed_m(lat[i], lon[i], f, ring_start, vert_start, vlon, vlat,
-                                       bbox)
+            continue
+        # The fix in the fence's plane.
+        px = (lon[i] - plane[f, 0]) * plane[f, 2]
+        py = (lat[i] - plane[f, 1]) * M_PER_DEG
+        least = _NO_DISTANCE
+        crossings = 0
+        for r in range(ring_start[f], ring_start[f + 1]):
+            a = np.uint64(vert_start[r])
+            edges = np.uint64(vert_start[r + 1]) - a - _U1
+            for k in range(edges):
+                j = a + np.uint64(k)
+                x1 = vx[j] - px
+                y1 = vy[j] - py
+                y2 = vy[j + _U1] - py
+                dx = vx[j + _U1] - vx[j]
+                dy = vy[j + _U1] - vy[j]
+                # Nearest point of the edge; vinv is 1 / |edge|^2, 0 for a zero-length one.
+                t = -(x1 * dx + y1 * dy) * vinv[j]
+                t = t if t > 0.0 else 0.0
+                t = t if t < 1.0 else 1.0
+                qx = x1 + t * dx
+                qy = y1 + t * dy
+                d2[k] = qx * qx + qy * qy
+                least = min(least, d2_bits[k])
+                # Even-odd rule: the edge straddles the ray along +x from the fix and meets
+                # it at x > 0 (sign of the cross product, no division). Each vertex's y is
+                # one stored number, so the edges either side of a vertex agree on which
+                # side of the ray it lies.
+                crossings += ((y1 > 0.0) != (y2 > 0.0)) & ((x1 * dy - y1 * dx) * dy > 0.0)
+        d2_bits[0] = least
+        dist = math.sqrt(d2[0])
+        # Outside the exterior's box the fix is outside, whatever the count says.
+        in_box = (plane[f, 3] <= px <= plane[f, 5] and plane[f, 4] <= py <= plane[f, 6])
+        out[i] = -dist if in_box and crossings & 1 else dist
     return out
 
 

@@ -32,18 +32,23 @@ def circle_signed_m(lat: float, lon: float, clat: float, clon: float, radius_m: 
 
 
 def polygon_signed_m(lat: float, lon: float, rings: Sequence[Ring]) -> float:
-    """Signed distance with shapely, in the same local plane centred on the fix."""
+    """Signed distance with shapely, in the polygon's plane: equirectangular, centred on
+    the exterior's bounding box (the kernels' plane)."""
     if not valid_fix(lat, lon):
         return math.nan
-    kx = math.cos(math.radians(lat)) * M_PER_DEG
+    lons = [x for x, _ in rings[0]]
+    lats = [y for _, y in rings[0]]
+    lon0 = (min(lons) + max(lons)) / 2
+    lat0 = (min(lats) + max(lats)) / 2
+    kx = math.cos(math.radians(lat0)) * M_PER_DEG
 
     def plane(ring: Ring) -> list[tuple[float, float]]:
-        return [((x - lon) * kx, (y - lat) * M_PER_DEG) for x, y in ring]
+        return [((x - lon0) * kx, (y - lat0) * M_PER_DEG) for x, y in ring]
 
     poly = Polygon(plane(rings[0]), [plane(r) for r in rings[1:]])
-    origin = Point(0.0, 0.0)
-    d = poly.boundary.distance(origin)
-    return -d if poly.contains(origin) else d
+    fix = Point((lon - lon0) * kx, (lat - lat0) * M_PER_DEG)
+    d = poly.boundary.distance(fix)
+    return -d if poly.contains(fix) else d
 
 
 def decide(signed_m: float, accuracy_m: float, k: float) -> tuple[int, float]:
