@@ -8,6 +8,8 @@ the partition exactly; that is what a worker does when it is assigned the partit
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -115,52 +117,60 @@ def delta_doc(partition: int, visits: list[VisitState], deleted: list[str],
             "pending": None if pending is None else [p.to_doc() for p in pending]}
 
 
-def split_delta(delta: dict[str, Any], max_bytes: int) -> list[dict[str, Any]]:
-    """One delta as several documents, each below ``max_bytes`` when serialised (a record
-    bigger than that alone gets a document of its own).
-
-    Replayed in order they rebuild the same state: deletions ride in the first document,
-    visits are last-write-wins, and the pending list is replaced by the first pending
-    document and extended by the rest (``pending_more``).
-    """
-    p = delta["p"]
-    docs: list[dict[str, Any]] = []
-    for i, chunk in enumerate(_pack(delta["visits"], max_bytes)):
-        docs.append({"p": p, "visits": chunk, "deleted": delta["deleted"] if i == 0 else [],
-                     "pending": None})
-    if not docs and delta["deleted"]:
-        docs.append({"p": p, "visits": [], "deleted": delta["deleted"], "pending": None})
-    if delta["pending"] is not None:
-        for i, chunk in enumerate(_pack(delta["pending"], max_bytes) or [[]]):
-            doc: dict[str, Any] = {"p": p, "visits": [], "deleted": [], "pending": None}
-            doc["pending" if i == 0 else "pending_more"] = chunk
-            docs.append(doc)
-    return docs
-
-
 def encode_delta(delta: dict[str, Any], max_bytes: int) -> list[tuple[dict[str, Any], bytes]]:
-    """The delta's documents (see :func:`split_delta`) with their encodings; the common
-    delta that fits one message is encoded once."""
+    """One delta as one or more documents with their encodings, each below ``max_bytes``
+    where its records allow (a record bigger than that gets a document of its own).
+
+    A delta that fits is encoded once. A bigger one has its visits cut into parts from its
+    encoded size and each part encoded once; a part that is still too big, because its
+    records are larger than the average, is halved. Replayed in order the documents rebuild the same
+    state: deletions ride in the first document, visits are last-write-wins, and the
+    pending list is replaced by the first pending document and extended by the rest
+    (``pending_more``).
+    """
     whole = orjson.dumps(delta)
     if len(whole) <= max_bytes:
         return [(delta, whole)]
-    return [(doc, orjson.dumps(doc)) for doc in split_delta(delta, max_bytes)]
+    p, deleted, pending = delta["p"], delta["deleted"], delta["pending"]
+    parts = max(2, math.ceil(len(whole) / (_FILL * max_bytes)))
+    out: list[tuple[dict[str, Any], bytes]] = []
+
+    def visits_doc(items: list[Any]) -> dict[str, Any]:
+        return {"p": p, "visits": items, "deleted": [] if out else deleted, "pending": None}
+
+    _fit(visits_doc, delta["visits"], parts, max_bytes, out)
+    if not out and deleted:
+        out.append((visits_doc([]), orjson.dumps(visits_doc([]))))
+    if pending is not None:
+        first = len(out)
+
+        def pending_doc(items: list[Any]) -> dict[str, Any]:
+            doc: dict[str, Any] = {"p": p, "visits": [], "deleted": [], "pending": None}
+            doc["pending_more" if len(out) > first else "pending"] = items
+            return doc
+
+        # The pending list is short as a rule: tried whole, halved when too big.
+        _halve(pending_doc, pending, max_bytes, out)
+    return out
 
 
-_ENVELOPE_BYTES = 200  # the keys and brackets around a document's list
+_FILL = 0.8  # parts are cut to this share of the limit, for records of uneven size
 
 
-def _pack(items: list[dict[str, Any]], max_bytes: int) -> list[list[dict[str, Any]]]:
-    chunks: list[list[dict[str, Any]]] = []
-    chunk: list[dict[str, Any]] = []
-    size = _ENVELOPE_BYTES
-    for item in items:
-        n = len(orjson.dumps(item)) + 1
-        if chunk and size + n > max_bytes:
-            chunks.append(chunk)
-            chunk, size = [], _ENVELOPE_BYTES
-        chunk.append(item)
-        size += n
-    if chunk:
-        chunks.append(chunk)
-    return chunks
+def _fit(make: Callable[[list[Any]], dict[str, Any]], items: list[Any], parts: int,
+         max_bytes: int, out: list[tuple[dict[str, Any], bytes]]) -> None:
+    step = max(1, math.ceil(len(items) / parts))
+    for k in range(0, len(items), step):
+        _halve(make, items[k:k + step], max_bytes, out)
+
+
+def _halve(make: Callable[[list[Any]], dict[str, Any]], items: list[Any], max_bytes: int,
+           out: list[tuple[dict[str, Any], bytes]]) -> None:
+    doc = make(items)
+    value = orjson.dumps(doc)
+    if len(value) <= max_bytes or len(items) <= 1:
+        out.append((doc, value))
+        return
+    half = len(items) // 2
+    _halve(make, items[:half], max_bytes, out)
+    _halve(make, items[half:], max_bytes, out)

@@ -71,19 +71,25 @@ def test_settings_from_env():
 
 
 def test_a_large_delta_is_split_and_replays_to_the_same_state():
-    from stream.state import split_delta
+    from stream.state import encode_delta
 
     h = Harness()
     h.roster(*[visit(f"v{i}", client_id=f"c{i}") for i in range(300)])
     h.events(*[event(at=T0, visit_id=None, client_id=f"nobody{i}") for i in range(40)])
     delta = h.detector.take_delta()
-    docs = split_delta(delta, 20_000)
-    assert len(docs) > 5
-    assert all(len(orjson.dumps(d)) <= 20_000 for d in docs)
+    [(same, whole_bytes)] = encode_delta(delta, 10_000_000)
+    assert same is delta and whole_bytes == orjson.dumps(delta)
     whole = _rebuild(h, [delta])
-    parts = _rebuild(h, docs)
-    assert sorted(parts.visits) == sorted(whole.visits) == sorted(h.detector.visits)
-    assert sorted(parts.pending) == sorted(whole.pending) and len(parts.pending) == 40
+    for max_bytes in (20_000, 2_000):  # 2,000 bytes also splits the pending list
+        encoded = encode_delta(delta, max_bytes)
+        docs = [doc for doc, _ in encoded]
+        assert len(docs) > 5
+        assert all(value == orjson.dumps(doc) for doc, value in encoded)
+        assert all(len(value) <= max_bytes for _, value in encoded)
+        assert (max_bytes == 2_000) == any("pending_more" in doc for doc in docs)
+        parts = _rebuild(h, docs)
+        assert sorted(parts.visits) == sorted(whole.visits) == sorted(h.detector.visits)
+        assert sorted(parts.pending) == sorted(whole.pending) and len(parts.pending) == 40
 
 
 def test_open_escalation_counts_follow_opens_resolutions_restores_and_purges():
