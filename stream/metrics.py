@@ -28,6 +28,10 @@ class Metrics:
         self.records_received = PCounter(
             "ecm_records_received", "Records decoded from the input topics, by kind.",
             ["kind"], registry=r)
+        self.work_records = PCounter(
+            "ecm_work_records", "Routed records by path: 'direct' when they arrived on their "
+            "client's partition and went straight to its detector here, 'forwarded' through "
+            "ecm.work.", ["path"], registry=r)
         self.records_accepted = PCounter(
             "ecm_records_accepted", "Records validated and applied, by kind.", ["kind"],
             registry=r)

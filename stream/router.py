@@ -41,6 +41,30 @@ class Routed:
     # Per work partition: the estimated encoded size of its items (bytes).
     sizes: dict[int, float] = field(default_factory=dict)
 
+    def take_local(self, owned: Iterable[int]) -> dict[int, list[list[Any]]]:
+        """Take out, for each partition in ``owned``, the items that arrived on that same
+        partition number of their input topic: they are already where their client's work
+        belongs and are handed to the detector without the ``ecm.work`` hop. Whether a
+        record takes the hop depends only on its client and the partition it arrived on, so
+        the order of one client's records from one input partition is kept."""
+        local: dict[int, list[list[Any]]] = {}
+        for p in owned:
+            items = self.work.get(p)
+            if not items:
+                continue
+            mine = [item for item in items if item[1][1] == p]
+            if not mine:
+                continue
+            local[p] = mine
+            if len(mine) == len(items):
+                del self.work[p]
+                self.sizes.pop(p, None)
+            else:
+                rest = [item for item in items if item[1][1] != p]
+                self.sizes[p] = self.sizes.get(p, 0.0) * len(rest) / len(items)
+                self.work[p] = rest
+        return local
+
     def encoded(self) -> list[tuple[int, bytes]]:
         """``(partition, value)`` messages, each below ``max_bytes`` where its records allow.
 
@@ -125,7 +149,12 @@ def _partition(client_id: str, partitions: int) -> int:
 def decode_work(value: bytes) -> tuple[list[tuple[str, dict[str, Any], Source]], list[float]]:
     """The records of one ``ecm.work`` message (written by :func:`route`), and the Kafka
     timestamps of the input messages they came in."""
-    items = orjson.loads(value)["items"]
+    return work_records(orjson.loads(value)["items"])
+
+
+def work_records(items: list[list[Any]]) -> tuple[list[tuple[str, dict[str, Any], Source]],
+                                                   list[float]]:
+    """Routed items as the detector takes them, and their input messages' timestamps."""
     records = [(kind, obj, Source(*src)) for kind, src, _, obj in items]
     return records, [float(t or 0.0) for _, _, t, _ in items]
 

@@ -27,7 +27,7 @@ from stream.contract import Rejection, Source
 from stream.detector import Output, PartitionDetector
 from stream.metrics import Metrics
 from stream.recovery import load_partition
-from stream.router import deadletter_doc, deadletter_key, decode_work, route
+from stream.router import deadletter_doc, deadletter_key, decode_work, route, work_records
 from stream.settings import Settings
 from stream.state import encode_delta
 from stream.store import PartitionStore, open_store
@@ -181,9 +181,21 @@ class Runtime:
         for kind, n in routed.received.items():
             self.metrics.records_received.labels(kind).inc(n)
         self.metrics.batch_records.labels("router").observe(routed.records)
+        local = routed.take_local([p for p in routed.work
+                                   if p in self.detectors or p in self.loading])
         futures = [await self.work.send(value=value, partition=p)
                    for p, value in routed.encoded()]
         futures += await self._send_deadletters(routed.rejections, "router")
+        direct = 0
+        if local:
+            by_partition: dict[int, list[Any]] = {}
+            stamps: dict[int, list[float]] = {}
+            for p, items in local.items():
+                by_partition[p], stamps[p] = work_records(items)
+                direct += len(items)
+            await self._detect(by_partition, stamps)
+        self.metrics.work_records.labels("direct").inc(direct)
+        self.metrics.work_records.labels("forwarded").inc(routed.records - direct)
         await asyncio.gather(*futures)
         self._seen(events)
 
@@ -202,6 +214,12 @@ class Runtime:
                                                e.message.offset)))
         if broken:
             await asyncio.gather(*await self._send_deadletters(broken, "detector"))
+        await self._detect(by_partition, stamps)
+        self._seen(events)
+
+    async def _detect(self, by_partition: dict[int, list[Any]],
+                      stamps: dict[int, list[float]]) -> None:
+        """Apply each partition's records to its detector and publish the results."""
         owned: dict[int, PartitionDetector] = {}
         for p in by_partition:
             detector = await self.detector(p)
@@ -229,7 +247,6 @@ class Runtime:
                     self.metrics.processing_latency.observe(max(0.0, now - t))
         if rostered >= _SETTLE_AFTER_ROSTER:
             settle_heap()
-        self._seen(events)
 
     def _seen(self, events: list[EventT]) -> None:
         for e in events:

@@ -3,7 +3,8 @@ import base64
 import orjson
 
 from stream.contract import Rejection, Source
-from stream.router import MAX_RAW_BYTES, deadletter_doc, decode_work, route
+from stream.router import MAX_RAW_BYTES, deadletter_doc, decode_work, route, work_records
+from stream.topics import partition_for
 from tests.factories import T0, event, visit
 
 
@@ -31,6 +32,34 @@ def test_work_messages_are_split_below_the_size_limit():
     encoded = routed.encoded()
     assert len(encoded) >= 3 and all(len(v) <= 50_000 for _, v in encoded)
     assert sum(len(decode_work(v)[0]) for _, v in encoded) == 400
+
+
+def test_records_on_their_own_partition_skip_the_work_hop_for_owned_partitions():
+    clients = [f"c{i}" for i in range(40)]
+    home = {c: partition_for(c, 4) for c in clients}
+    # Every client's events arrive on partition 0 and on their own partition.
+    msgs = []
+    for offset, c in enumerate(clients):
+        for arrived in sorted({0, home[c]}):
+            msgs.append((Source("ecm.events", arrived, offset),
+                         orjson.dumps([event(at=T0, client_id=c, event_id=f"{c}-{arrived}-{k}")
+                                       for k in range(3)]), 1.0))
+    routed = route(msgs, "ecm.roster", 4)
+    local = routed.take_local([0, 2])  # the partitions this worker owns
+    assert set(local) == {0, 2}
+    for p, items in local.items():
+        records, stamps = work_records(items)
+        assert stamps == [1.0] * len(records)
+        # Only records that arrived on their own client's partition, in arrival order.
+        assert all(s.partition == p == home[obj["client_id"]] for _, obj, s in records)
+        assert [(s.offset, s.index) for _, _, s in records] == sorted(
+            (s.offset, s.index) for _, _, s in records)
+        assert len(records) == 3 * sum(home[c] == p for c in clients)
+    forwarded = [rec for _, value in routed.encoded() for rec in decode_work(value)[0]]
+    # Everything else still goes through ecm.work: nothing is lost, nothing doubled.
+    assert all(not (s.partition == home[obj["client_id"]] and s.partition in (0, 2))
+               for _, obj, s in forwarded)
+    assert len(forwarded) + sum(len(v) for v in local.values()) == routed.records == len(msgs) * 3
 
 
 def test_dead_letter_keeps_raw_bytes_up_to_a_cap():
