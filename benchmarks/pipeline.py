@@ -6,7 +6,9 @@ One run, one embedded broker, real ``ecm worker`` processes, measured side by si
    visits/s until ``ecm_visits_tracked`` holds all of it (memory://), and the worker's RSS;
 2. event throughput: the worker is paused (SIGSTOP) while a backlog of check-ins is produced,
    then resumed; check-ins/s until ``ecm_records_accepted_total{kind="event"}`` holds all of
-   them, with 100-event messages and then with one event per message;
+   them, with 100-event messages and then with one event per message. Inputs are produced
+   keyed, as the README recommends (each message to its clients' partition), so records
+   skip the ``ecm.work`` hop; the two backlogs are then repeated unkeyed, side by side;
 3. detection latency under load: visits whose late deadlines fall due continuously are added,
    and check-ins stream at a fixed rate meanwhile; escalation publish time (its Kafka
    timestamp) minus deadline, p50 / p99 / max;
@@ -63,6 +65,8 @@ class Scale:
     visits: int
     batched_events: int
     single_events: int
+    unkeyed_batched_events: int
+    unkeyed_single_events: int
     latency_s: float
     latency_rate: int
     latency_visits: int
@@ -73,11 +77,13 @@ class Scale:
 
 
 SCALES = {
-    "full": Scale(visits=1_000_000, batched_events=400_000, single_events=20_000,
+    "full": Scale(visits=1_000_000, batched_events=200_000, single_events=20_000,
+                  unkeyed_batched_events=200_000, unkeyed_single_events=10_000,
                   latency_s=40.0, latency_rate=10_000, latency_visits=20_000,
                   baseline_single=2_000, baseline_batched=5_000,
                   sweep_visits=1_000_000),
-    "small": Scale(visits=20_000, batched_events=10_000, single_events=1_000,
+    "small": Scale(visits=20_000, batched_events=6_000, single_events=1_000,
+                   unkeyed_batched_events=4_000, unkeyed_single_events=500,
                    latency_s=6.0, latency_rate=400, latency_visits=600,
                    baseline_single=200, baseline_batched=500,
                    sweep_visits=20_000, rocksdb=False),
@@ -91,12 +97,16 @@ def _producer(bootstrap: str) -> KafkaProducer:
                          max_request_size=8 << 20)
 
 
-def produce(bootstrap: str, topic: str, values: list[bytes]) -> float:
-    """Send ``values`` and wait for the broker; returns the seconds it took."""
+def produce(bootstrap: str, topic: str, values: list[bytes] | list[tuple[int, bytes]]) -> float:
+    """Send ``values`` (each a value, or a ``(partition, value)`` pair) and wait for the
+    broker; returns the seconds it took."""
     started = time.perf_counter()
     producer = _producer(bootstrap)
     for v in values:
-        producer.send(topic, v)
+        if isinstance(v, tuple):
+            producer.send(topic, v[1], partition=v[0])
+        else:
+            producer.send(topic, v)
     producer.flush()
     producer.close()
     return time.perf_counter() - started
@@ -472,7 +482,7 @@ def run(scale: Scale, workdir: Path, log: Callable[[str], None] = print,
         far = run_start + 4 * 3600  # checked-in visits: no timer falls due during the run
 
         log(f"building and producing a roster of {scale.visits:,} visits")
-        roster = wl.messages(wl.roster(scale.visits, far), 1000)
+        roster = wl.keyed_messages(wl.roster(scale.visits, far), 1000, base.partitions)
         produce_s = produce(bootstrap, base.topic_roster, roster)
         del roster
         result["roster_produce_visits_per_s"] = round(scale.visits / produce_s)
@@ -490,24 +500,33 @@ def run(scale: Scale, workdir: Path, log: Callable[[str], None] = print,
         log(f"roster ingest: {ingest.rate:,.0f} visits/s")
 
         next_visit = 0
-        for per, n in ((100, scale.batched_events), (1, scale.single_events)):
+        # Keyed (each message sent to its clients' partition, as the README recommends),
+        # then the same without keys: every record then takes the ecm.work hop but 1 in N.
+        for per, n, keyed in ((100, scale.batched_events, True), (1, scale.single_events, True),
+                              (100, scale.unkeyed_batched_events, False),
+                              (1, scale.unkeyed_single_events, False)):
             lo, hi = next_visit, next_visit + n
             next_visit = hi
-            values = wl.messages(wl.check_ins(lo, hi, time.time()), per)
+            docs = wl.check_ins(lo, hi, time.time())
+            values = (wl.keyed_messages(docs, per, base.partitions) if keyed
+                      else wl.messages(docs, per))
+            tag = f"{per}" if keyed else f"{per}_unkeyed"
             before = m.progress("event")
             m.proc.signal(signal.SIGSTOP)
             try:
                 produce(bootstrap, base.topic_events, values)
             finally:
                 m.proc.signal(signal.SIGCONT)
-            profiler = Profiler(m.proc.p.pid, workdir / f"profile-{per}.txt") if profile else None
+            profiler = (Profiler(m.proc.p.pid, workdir / f"profile-{tag}.txt")
+                        if profile and keyed else None)
             got = wait_for(lambda: tuple(a - b for a, b in zip(m.progress("event"), before)),
                            n, 1800, f"{per}-event messages", m.alive)
             if profiler is not None:
                 result[f"profile_events_{per}"] = profiler.stop()
-            result[f"events_per_s_{per}"] = round(got.rate)
-            log(f"events, {per} per message: {got.rate:,.0f}/s")
-            produce(bootstrap, f"bench.raw.{per}", values)
+            result[f"events_per_s_{tag}"] = round(got.rate)
+            log(f"events, {per} per message{'' if keyed else ', unkeyed'}: {got.rate:,.0f}/s")
+            if keyed:
+                produce(bootstrap, f"bench.raw.{per}", values)
         result["rss_mb_memory_after_events"] = round(rss_mb(m.proc.p.pid), 1)
 
         # Detection latency: deadlines falling due continuously while check-ins stream.
@@ -529,8 +548,9 @@ def run(scale: Scale, workdir: Path, log: Callable[[str], None] = print,
         while tick < end:
             if next_visit + per_tick > scale.visits:
                 raise RuntimeError("the roster is too small for the latency stream")
-            docs = list(wl.check_ins(next_visit, next_visit + per_tick, time.time()))
-            producer.send(base.topic_events, orjson.dumps(docs))
+            docs = wl.check_ins(next_visit, next_visit + per_tick, time.time())
+            for p, value in wl.keyed_messages(docs, per_tick, base.partitions):
+                producer.send(base.topic_events, value, partition=p)
             next_visit += per_tick
             tick += 0.01
             pause = tick - time.perf_counter()
@@ -592,6 +612,10 @@ def run(scale: Scale, workdir: Path, log: Callable[[str], None] = print,
         "events_1_vs_faust_floor": _ratio(result["events_per_s_1"],
                                           result["faust_floor_events_per_s_1"]),
         "events_1_vs_baseline": _ratio(result["events_per_s_1"], b["events_per_s_1"]),
+        "events_100_keyed_vs_unkeyed": _ratio(result["events_per_s_100"],
+                                              result["events_per_s_100_unkeyed"]),
+        "events_1_keyed_vs_unkeyed": _ratio(result["events_per_s_1"],
+                                            result["events_per_s_1_unkeyed"]),
         "roster_vs_baseline": _ratio(result["roster_ingest_visits_per_s"],
                                      b["roster_visits_per_s"]),
     }
@@ -667,7 +691,8 @@ def table(result: dict[str, Any]) -> str:
         rows.append((path, f"{value:,}", f"{op} {target:,}", "met" if ok else "MISSED"))
     for key in ("roster_ready_after_start_s", "client_limit_events_per_s_100",
                 "client_limit_events_per_s_1", "faust_floor_events_per_s_100",
-                "faust_floor_events_per_s_1", "events_per_s_1", "latency_event_s",
+                "faust_floor_events_per_s_1", "events_per_s_1", "events_per_s_100_unkeyed",
+                "events_per_s_1_unkeyed", "latency_event_s",
                 "sweep_worker_mean_ms", "rss_mb_memory_roster", "roster_ingest_visits_per_s_rocksdb",
                 "baseline", "ratios", "sweep"):
         if key in result:
