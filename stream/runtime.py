@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 # A batch that applies this many roster records leaves long-lived state behind: see
 # settle_heap().
 _SETTLE_AFTER_ROSTER = 1000
+# Records handed to the detectors at once on the direct path (about 0.2 s of work).
+_DIRECT_SLICE = 5000
 
 
 def settle_heap() -> None:
@@ -186,14 +188,21 @@ class Runtime:
         futures = [await self.work.send(value=value, partition=p)
                    for p, value in routed.encoded()]
         futures += await self._send_deadletters(routed.rejections, "router")
-        direct = 0
-        if local:
-            by_partition: dict[int, list[Any]] = {}
-            stamps: dict[int, list[float]] = {}
-            for p, items in local.items():
-                by_partition[p], stamps[p] = work_records(items)
-                direct += len(items)
-            await self._detect(by_partition, stamps)
+        direct = sum(len(items) for items in local.values())
+        # In slices, so that a large batch (a backlog of roster messages is hundreds of
+        # thousands of records) lets the event loop run between them; a partition's slices
+        # are applied in order.
+        part: dict[int, list[list[Any]]] = {}
+        size = 0
+        for p, items in local.items():
+            for k in range(0, len(items), _DIRECT_SLICE):
+                if size >= _DIRECT_SLICE or p in part:
+                    await self._detect_items(part)
+                    part, size = {}, 0
+                part[p] = items[k:k + _DIRECT_SLICE]
+                size += len(part[p])
+        if part:
+            await self._detect_items(part)
         self.metrics.work_records.labels("direct").inc(direct)
         self.metrics.work_records.labels("forwarded").inc(routed.records - direct)
         await asyncio.gather(*futures)
@@ -216,6 +225,13 @@ class Runtime:
             await asyncio.gather(*await self._send_deadletters(broken, "detector"))
         await self._detect(by_partition, stamps)
         self._seen(events)
+
+    async def _detect_items(self, items: dict[int, list[list[Any]]]) -> None:
+        by_partition: dict[int, list[Any]] = {}
+        stamps: dict[int, list[float]] = {}
+        for p, routed in items.items():
+            by_partition[p], stamps[p] = work_records(routed)
+        await self._detect(by_partition, stamps)
 
     async def _detect(self, by_partition: dict[int, list[Any]],
                       stamps: dict[int, list[float]]) -> None:
