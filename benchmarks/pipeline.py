@@ -438,7 +438,10 @@ def summarise_profile(path: Path, top: int = 15) -> dict[str, Any]:
     own: Counter[str] = Counter()
     stages: Counter[str] = Counter()
     total = 0
-    marks = {"route_batch": "router", "detect_batch": "detector", "_publish": "publish",
+    # The input agent (route_batch) also applies the records that skip ecm.work; the work
+    # agent (detect_batch) applies the forwarded ones.
+    marks = {"route_batch": "input agent", "detect_batch": "work agent", "_publish": "publish",
+             "route (stream/router.py": "decode and route",
              "sweep": "sweep", "process (stream/detector.py": "rules",
              "take_delta": "state delta", "encode_delta": "state delta",
              "_locate": "geofence kernel",

@@ -325,7 +325,8 @@ class PartitionDetector:
                     "arrived_at": arrived, "lateness_s": round(arrived - v.start, 1),
                     "delivery_delay_s": round(max(
                         m.received - m.occurred for m in vs.checkins.values()), 1)})
-        if vs.checkins and all(w in vs.checkouts for w in vs.checkins):
+        # Most calls follow a check-in, with no check-out yet: that is tested first.
+        if vs.checkouts and vs.checkins and all(w in vs.checkouts for w in vs.checkins):
             out += self.book.resolve(vs, "no_check_out", now, "checked_out", {
                 "checked_out_at": max(m.occurred for m in vs.checkouts.values())})
         if why == "roster_update" and all(w in v.worker_ids for w in vs.checkins):
