@@ -57,7 +57,8 @@ class PartitionDetector:
         self.checked_in = 0  # visits with at least one check-in, kept for the gauge
         # A client's visit ids, in booking order (a list: a client has a few visits a day,
         # and a list of one costs a third of a set of one).
-        self.by_client: dict[str, list[str]] = {}
+        # A client's visit ids, as tuples: a tuple of one is 40 bytes less than a list.
+        self.by_client: dict[str, tuple[str, ...]] = {}
         self.pending: dict[str, Pending] = {}
         self.event_index: dict[str, list[Any]] = {}
         self.book = EscalationBook(settings)
@@ -123,7 +124,7 @@ class PartitionDetector:
         if vs is None:
             vs = VisitState(visit)
             self.visits[visit.visit_id] = vs
-            self.by_client.setdefault(visit.client_id, []).append(visit.visit_id)
+            self._index(visit.client_id, visit.visit_id)
         else:
             vs.set_visit(visit)
         self._dirty.add(visit.visit_id)
@@ -226,7 +227,7 @@ class PartitionDetector:
             ev, vs = item.event, item.visit
             v = vs.visit
             src = item.source.as_list()
-            vs.events[ev.event_id] = src
+            vs.add_event(ev.event_id, src)
             self.event_index[ev.event_id] = src
             self._dirty.add(v.visit_id)
             if v.cancelled:
@@ -243,11 +244,11 @@ class PartitionDetector:
                     self.checked_in += 1
                 held = vs.checkins.get(ev.worker_id)
                 if held is None or ev.occurred_at < held.occurred:
-                    vs.checkins[ev.worker_id] = mark
+                    vs.check_in(ev.worker_id, mark)
                 out.escalations.extend(self._reconcile(vs, now, "checked_in"))
             else:
                 if ev.worker_id not in vs.checkouts:
-                    vs.checkouts[ev.worker_id] = mark
+                    vs.check_out(ev.worker_id, mark)
                 out.escalations.extend(self._reconcile(vs, now, "checked_out"))
             if ev.worker_id in vs.checkins and ev.worker_id in vs.checkouts:
                 out.escalations.extend(self._durations(vs, ev.worker_id, now))
@@ -451,11 +452,16 @@ class PartitionDetector:
             return
         out.escalations.extend(self.book.unscheduled(ev, now, p.received))
 
+    def _index(self, client_id: str, vid: str) -> None:
+        self.by_client[client_id] = self.by_client.get(client_id, ()) + (vid,)
+
     def _unindex(self, client_id: str, vid: str) -> None:
         ids = self.by_client.get(client_id)
         if ids is not None and vid in ids:
-            ids.remove(vid)
-            if not ids:
+            rest = tuple(i for i in ids if i != vid)
+            if rest:
+                self.by_client[client_id] = rest
+            else:
                 del self.by_client[client_id]
 
     def _forget(self, vid: str) -> None:
@@ -491,7 +497,7 @@ class PartitionDetector:
                     continue
                 vid = vs.visit.visit_id
                 if self.visits.get(vid) is None:
-                    self.by_client.setdefault(vs.visit.client_id, []).append(vid)
+                    self._index(vs.visit.client_id, vid)
                 self.visits[vid] = vs
             for vid in doc.get("deleted", ()):
                 vs = self.visits.pop(vid, None)

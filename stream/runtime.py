@@ -10,6 +10,7 @@ committed by Faust after the batch returns. See the README's "Guarantees".
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import gc
 import logging
 import time
@@ -49,11 +50,25 @@ def settle_heap() -> None:
     CPython's full collections walk all of them, pausing the event loop for a second or
     more and, measured on the hot path, doubling the cost of every record. After a roster
     load or a partition restore the new objects are state that lives for a day, so they are
-    frozen (``gc.freeze``); the young generations are collected first so that no garbage
-    cycle is frozen with them.
+    frozen (``gc.freeze``). Everything not yet frozen is collected first, so that no garbage
+    cycle is frozen with it (a full collection walks only what is not frozen, so it costs
+    no more than a young one here), and the C allocator then hands freed pages back to the
+    system where it can.
     """
-    gc.collect(1)
+    gc.collect()
     gc.freeze()
+    if _malloc_trim is not None:
+        _malloc_trim(0)
+
+
+def _libc_malloc_trim() -> Any:
+    try:
+        return ctypes.CDLL(None).malloc_trim  # glibc; other C libraries go without
+    except (OSError, AttributeError):
+        return None
+
+
+_malloc_trim = _libc_malloc_trim()
 
 
 def tune_gc() -> None:

@@ -35,20 +35,54 @@ class Mark:
         return cls(float(v[0]), float(v[1]), str(v[2]), str(v[3]))
 
 
+class _Unset(dict):  # type: ignore[type-arg]
+    """The one empty mapping shared by every visit that has not had that kind of event yet:
+    three empty dicts per visit would be about a fifth of a tracked visit's memory. Writes
+    go through :class:`VisitState`'s methods, which give the visit its own dict first;
+    writing here is a bug, and raises."""
+
+    __slots__ = ()
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        raise TypeError("write through VisitState.add_event / check_in / check_out")
+
+
+_UNSET: Any = _Unset()
+
+
+def _own(mapping: dict[str, Any]) -> dict[str, Any]:
+    return mapping or _UNSET
+
+
 @dataclass(slots=True)
 class VisitState:
     visit: Visit
-    checkins: dict[str, Mark] = field(default_factory=dict)
-    checkouts: dict[str, Mark] = field(default_factory=dict)
+    checkins: dict[str, Mark] = field(default_factory=lambda: _UNSET)
+    checkouts: dict[str, Mark] = field(default_factory=lambda: _UNSET)
     # Every event applied to the visit, with where it came from, so a replay of the same
     # source position is told apart from a true duplicate after a restart.
-    events: dict[str, list[Any]] = field(default_factory=dict)
+    events: dict[str, list[Any]] = field(default_factory=lambda: _UNSET)
     # The roster record as JSON, encoded once: every delta that names the visit embeds it,
     # and the decoded record is released (a million visits are held at once).
     raw_json: bytes = field(default=b"", repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.set_visit(self.visit)
+
+    def add_event(self, event_id: str, source: list[Any]) -> None:
+        if self.events is _UNSET:
+            self.events = {}
+        self.events[event_id] = source
+
+    def check_in(self, worker_id: str, mark: Mark) -> None:
+        if self.checkins is _UNSET:
+            self.checkins = {}
+        self.checkins[worker_id] = mark
+
+    def check_out(self, worker_id: str, mark: Mark) -> None:
+        if self.checkouts is _UNSET:
+            self.checkouts = {}
+        self.checkouts[worker_id] = mark
 
     def arrival(self) -> float | None:
         """When the visit was attended: the instant the last required worker checked in.
@@ -85,9 +119,9 @@ class VisitState:
         if not isinstance(visit, Visit):
             return None
         return cls(visit,
-                   {w: Mark.from_list(m) for w, m in doc.get("ci", {}).items()},
-                   {w: Mark.from_list(m) for w, m in doc.get("co", {}).items()},
-                   dict(doc.get("ev", {})))
+                   _own({w: Mark.from_list(m) for w, m in doc.get("ci", {}).items()}),
+                   _own({w: Mark.from_list(m) for w, m in doc.get("co", {}).items()}),
+                   _own(dict(doc.get("ev", {}))))
 
 
 @dataclass(slots=True)

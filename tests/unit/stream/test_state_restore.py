@@ -111,3 +111,21 @@ def test_open_escalation_counts_follow_opens_resolutions_restores_and_purges():
     assert again.book.open_by_kind == recount(again.book) == recount(book)
     h.at(T0 + 1800 + RETENTION_S + 120)  # past retention: forgotten with their records
     assert book.open_by_kind == recount(book) == Counter()
+
+
+def test_visits_without_events_share_one_empty_mapping_and_writes_get_their_own():
+    import pytest
+
+    from stream.state import Mark, VisitState
+
+    h = Harness()
+    h.roster(visit("v1"), visit("v2", client_id="c2"))
+    a, b = h.detector.visits["v1"], h.detector.visits["v2"]
+    assert a.checkins is b.checkins and a.events is b.events  # one shared empty mapping
+    with pytest.raises(TypeError):
+        a.checkins["w1"] = Mark(T0, T0, "e", "gps")
+    h.events(event(at=T0, visit_id="v1", event_id="e-1"))
+    assert list(a.checkins) == ["w1"] and list(a.events) == ["e-1"]
+    assert not b.checkins and not b.events and b.checkins is not a.checkins
+    again = VisitState.from_doc(orjson.loads(orjson.dumps(b.to_doc())))
+    assert again.checkins is b.checkins  # restored empty: shared again
