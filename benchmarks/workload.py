@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 
 from stream.timeutil import format_instant
-from stream.topics import partition_for
+from stream.topics import by_partition
 
 WRONG_PLACE_EVERY = 50
 _AWAY_DEG = 2000.0 / 111_195.0  # 2 km north
@@ -64,13 +64,11 @@ def messages(docs: Iterator[dict[str, Any]] | list[dict[str, Any]], per: int) ->
 
 
 def keyed_messages(docs: Iterator[dict[str, Any]] | list[dict[str, Any]], per: int,
-                   partitions: int) -> list[tuple[int, bytes]]:
+                   partitions: int) -> list[tuple[int | None, bytes]]:
     """``(partition, value)`` messages as a producer keying by client sends them: the
     records grouped by their client's partition, ``per`` to a message."""
-    groups: dict[int, list[dict[str, Any]]] = {}
-    for d in docs:
-        groups.setdefault(partition_for(d["client_id"], partitions), []).append(d)
-    return [(p, value) for p, group in sorted(groups.items()) for value in messages(group, per)]
+    return [(p, value) for p, group in by_partition(docs, partitions).items()
+            for value in messages(group, per)]
 
 
 def roster(n: int, start: float, *, prefix: str = "bv") -> Iterator[dict[str, Any]]:

@@ -1,7 +1,8 @@
 """Send a scenario's messages to Kafka when simulated time reaches them.
 
 Events due in the same tick go out in gateway-style batches of ``batch_size`` events per
-message (1 allowed); roster records in messages of up to 500. A speed of 0 sends everything
+message (1 allowed); roster records in messages of up to 500. Both are keyed by client: a
+message holds records of one partition and is sent to it. A speed of 0 sends everything
 as fast as the producer takes it, for measuring the generator itself.
 """
 
@@ -16,6 +17,7 @@ import orjson
 from simulator.scenario import Message
 from stream.clock import ScaledClock
 from stream.settings import Settings
+from stream.topics import by_partition
 from stream.timeutil import to_datetime
 
 _TICK_S = 0.05
@@ -65,13 +67,19 @@ def play(messages: list[Message], settings: Settings, clock: ScaledClock | None,
                     events.extend(m.records or [])
                 if clock is None and len(events) >= batch_size * 100:
                     break
-            for chunk in _chunks(roster, _ROSTER_PER_MESSAGE):
-                producer.send(topics["roster"], orjson.dumps(chunk))
-                stats.messages += 1
+            # Keyed by client, as the README asks of producers: each message goes to its
+            # records' partition, and the records skip the ecm.work hop.
+            for p, group in by_partition(roster, settings.partitions).items():
+                for chunk in _chunks(group, _ROSTER_PER_MESSAGE):
+                    producer.send(topics["roster"], orjson.dumps(chunk), partition=p)
+                    stats.messages += 1
             stats.roster += len(roster)
-            for chunk in _chunks(events, batch_size):
-                producer.send(topics["events"], orjson.dumps(chunk if batch_size > 1 else chunk[0]))
-                stats.messages += 1
+            for p, group in by_partition(events, settings.partitions).items():
+                for chunk in _chunks(group, batch_size):
+                    producer.send(topics["events"],
+                                  orjson.dumps(chunk if batch_size > 1 else chunk[0]),
+                                  partition=p)
+                    stats.messages += 1
             stats.events += len(events)
             stats.seconds = time.monotonic() - started
             if progress and stats.seconds - last_report >= 1.0:

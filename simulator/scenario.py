@@ -160,7 +160,6 @@ class _Day:
         self.bank = 0
 
     def play(self) -> Scenario:
-        rng = self.rng
         monitored = [v for v in self.roster.visits if self.start <= v.start < self.end]
         skip: set[tuple[str, str]] = set()  # (visit, worker) pairs the worker does not do
         for v in monitored:

@@ -16,7 +16,7 @@ import orjson
 from simulator.demo_feed import Feed, build_demo_feed
 from stream.broker import EmbeddedBroker, free_port, port_open
 from stream.settings import Settings
-from stream.topics import ensure_topics
+from stream.topics import by_partition, ensure_topics
 from stream.watch import describe
 
 _FEED_TICK_S = 0.25
@@ -86,8 +86,10 @@ def _play(settings: Settings, feed: Feed, stop: threading.Event) -> None:
     from kafka import KafkaProducer
 
     producer = KafkaProducer(bootstrap_servers=settings.bootstrap_servers, linger_ms=5)
-    for i in range(0, len(feed.roster), 100):
-        producer.send(settings.topic_roster, orjson.dumps(feed.roster[i:i + 100]))
+    # Keyed by client: each message goes to its records' partition (see the README).
+    for p, group in by_partition(feed.roster, settings.partitions).items():
+        for i in range(0, len(group), 100):
+            producer.send(settings.topic_roster, orjson.dumps(group[i:i + 100]), partition=p)
     producer.flush()
     events = collections.deque(feed.events)
     bad = collections.deque(sorted(feed.bad))
@@ -96,8 +98,10 @@ def _play(settings: Settings, feed: Feed, stop: threading.Event) -> None:
         due = []
         while events and events[0][0] <= now:
             due.append(events.popleft()[1])
-        for i in range(0, len(due), 100):
-            producer.send(settings.topic_events, orjson.dumps(due[i:i + 100]))
+        for p, group in by_partition(due, settings.partitions).items():
+            for i in range(0, len(group), 100):
+                producer.send(settings.topic_events, orjson.dumps(group[i:i + 100]),
+                              partition=p)
         while bad and bad[0][0] <= now:
             _, raw, topic = bad.popleft()
             producer.send(topic, raw)

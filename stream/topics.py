@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import time
 import zlib
+from collections.abc import Iterable
+from typing import Any
 
 from stream.settings import Settings
 
@@ -14,6 +16,19 @@ log = logging.getLogger(__name__)
 def partition_for(client_id: str, partitions: int) -> int:
     """The work partition of a client: stable across processes, runs and languages."""
     return zlib.crc32(client_id.encode("utf-8")) % partitions
+
+
+def by_partition(records: Iterable[dict[str, Any]], partitions: int
+                 ) -> dict[int | None, list[dict[str, Any]]]:
+    """Records grouped as a producer that keys by client sends them: by the partition their
+    ``client_id`` hashes to, so they skip the ``ecm.work`` hop. A record without a usable
+    ``client_id`` goes under None, for the producer's own partitioner (the worker rejects it)."""
+    groups: dict[int | None, list[dict[str, Any]]] = {}
+    for r in records:
+        c = r.get("client_id") if isinstance(r, dict) else None
+        p = partition_for(c, partitions) if isinstance(c, str) and c else None
+        groups.setdefault(p, []).append(r)
+    return groups
 
 
 def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> list[str]:
