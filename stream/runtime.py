@@ -55,9 +55,13 @@ def settle_heap() -> None:
     no more than a young one here), and the C allocator then hands freed pages back to the
     system where it can.
     """
+    global _last_trim
     gc.collect()
     gc.freeze()
-    if _malloc_trim is not None:
+    # Trimming walks the whole C heap; during a bulk load once every few seconds is enough.
+    now = time.monotonic()
+    if _malloc_trim is not None and now - _last_trim >= _TRIM_EVERY_S:
+        _last_trim = now
         _malloc_trim(0)
 
 
@@ -69,6 +73,8 @@ def _libc_malloc_trim() -> Any:
 
 
 _malloc_trim = _libc_malloc_trim()
+_TRIM_EVERY_S = 5.0
+_last_trim = float("-inf")
 
 
 def tune_gc() -> None:

@@ -91,8 +91,11 @@ class VisitState:
         rule questions who came, not whether somebody did).
         """
         need = len(self.visit.worker_ids)
-        if len(self.checkins) < need:
+        have = len(self.checkins)
+        if have < need:
             return None
+        if have == 1:  # the common case: one worker, one check-in
+            return next(iter(self.checkins.values())).occurred
         if need == 1:
             return min(m.occurred for m in self.checkins.values())
         return sorted(m.occurred for m in self.checkins.values())[need - 1]
