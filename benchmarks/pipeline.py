@@ -97,7 +97,8 @@ def _producer(bootstrap: str) -> KafkaProducer:
                          max_request_size=8 << 20)
 
 
-def produce(bootstrap: str, topic: str, values: list[bytes] | list[tuple[int, bytes]]) -> float:
+def produce(bootstrap: str, topic: str,
+            values: list[bytes] | list[tuple[int | None, bytes]]) -> float:
     """Send ``values`` (each a value, or a ``(partition, value)`` pair) and wait for the
     broker; returns the seconds it took."""
     started = time.perf_counter()

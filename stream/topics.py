@@ -8,6 +8,7 @@ import zlib
 from collections.abc import Iterable
 from typing import Any
 
+from stream.contract import routing_key
 from stream.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -25,9 +26,8 @@ def by_partition(records: Iterable[dict[str, Any]], partitions: int
     ``client_id`` goes under None, for the producer's own partitioner (the worker rejects it)."""
     groups: dict[int | None, list[dict[str, Any]]] = {}
     for r in records:
-        c = r.get("client_id") if isinstance(r, dict) else None
-        p = partition_for(c, partitions) if isinstance(c, str) and c else None
-        groups.setdefault(p, []).append(r)
+        key = routing_key(r) if isinstance(r, dict) else None
+        groups.setdefault(None if key is None else partition_for(key, partitions), []).append(r)
     return groups
 
 
