@@ -71,13 +71,18 @@ class FenceSet:
         fence_of_ring = np.repeat(np.arange(len(self._kind)), rings_per_fence)
         fence_of_vertex = np.repeat(fence_of_ring, np.diff(vert_start))
         origin = plane[fence_of_vertex]
-        vx = (np.asarray(self._vlon, dtype=np.float64) - origin[:, 0]) * origin[:, 2]
-        vy = (np.asarray(self._vlat, dtype=np.float64) - origin[:, 1]) * kernels.M_PER_DEG
+        vx = ((np.asarray(self._vlon, dtype=np.float64) - origin[:, 0])
+              * origin[:, 2]).astype(np.float32)
+        vy = ((np.asarray(self._vlat, dtype=np.float64) - origin[:, 1])
+              * kernels.M_PER_DEG).astype(np.float32)
         # 1 / |edge|^2 for the edge from each vertex to the next (the last vertex of a ring
-        # starts no edge); 0 for a zero-length edge.
-        len2 = np.diff(vx) ** 2 + np.diff(vy) ** 2
+        # starts no edge); 0 for an edge under a micrometre, whose nearest point is then its
+        # first vertex (and whose inverse would overflow float32). From the stored float32
+        # vertices, so it matches the edge the kernel sees.
+        len2 = np.diff(vx.astype(np.float64)) ** 2 + np.diff(vy.astype(np.float64)) ** 2
         vinv = np.zeros(vx.size, dtype=np.float64)
-        np.divide(1.0, len2, out=vinv[:-1], where=len2 > 0)
+        np.divide(1.0, len2, out=vinv[:-1], where=len2 > 1e-12)
+        vinv = vinv.astype(np.float32)
         return (np.asarray(self._kind, dtype=np.int8),
                 np.asarray(self._clat, dtype=np.float64),
                 np.asarray(self._clon, dtype=np.float64),
