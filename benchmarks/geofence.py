@@ -24,7 +24,7 @@ import shapely
 from shapely.geometry import Point
 
 from geofence import kernels, reference
-from geofence.fences import FenceSet
+from geofence.fences import FenceSet, PolygonCache
 
 K = kernels.ACCURACY_68_TO_95
 UK = (50.0, 58.5, -6.0, 1.8)
@@ -151,6 +151,39 @@ def bench_polygons(vertices: int, n: int, fences: int, per_point: int, repeat: i
             f"{tag}_vs_shapely_per_point": rate / (m / dt_pp)}
 
 
+def bench_gather(vertices: int, fixes: int, rng: np.random.Generator) -> dict[str, float]:
+    """The stream's step before the kernel: a batch's fences gathered into one FenceSet,
+    each visit's polygon projected for the fix (first fix of a visit) or taken from the
+    detector's cache of projections (later fixes)."""
+    rings, _, _ = _star_polygons(rng, fixes, vertices)
+    polygons = [(tuple(ring),) for ring in rings]
+    cache = PolygonCache(size=fixes)
+
+    def projected() -> FenceSet:
+        fences = FenceSet()
+        for rings_ in polygons:
+            fences.add_polygon(rings_)
+        fences.arrays()
+        return fences
+
+    def cached() -> FenceSet:
+        fences = FenceSet()
+        for rings_ in polygons:
+            fences.add_prepared(cache.get(rings_))
+        fences.arrays()
+        return fences
+
+    projected()
+    cached()
+    dt_projected, a = _best(projected, 3)
+    dt_cached, b = _best(cached, 3)
+    for x, y in zip(a.arrays(), b.arrays(), strict=True):
+        assert np.array_equal(x, y, equal_nan=True)
+    tag = f"polygon{vertices}_gather_us_per_fix"
+    return {f"{tag}_projected": dt_projected / fixes * 1e6,
+            f"{tag}_cached": dt_cached / fixes * 1e6}
+
+
 _START_PROBE = """
 import time
 t0 = time.perf_counter()
@@ -215,6 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     for v in (8, 64, 512):
         n = args.polygon_fixes if v < 512 else max(1, args.polygon_fixes // 4)
         result.update(bench_polygons(v, n, args.fences, args.per_point, args.repeat, rng))
+    result.update(bench_gather(64, 500, rng))
     print(f"{'workload':<34}{'checks/s':>16}")
     print(f"{'circle (kernel, one thread)':<34}{result['circle_checks_per_s']:>16,.0f}")
     print(f"{'circle (numpy vectorised)':<34}{result['circle_numpy_checks_per_s']:>16,.0f}")
@@ -226,6 +260,9 @@ def main(argv: list[str] | None = None) -> int:
               f"   kernel x{result[t + '_vs_shapely_vectorised']:.1f}")
         print(f"{'  shapely per point':<34}{result[t + '_shapely_per_point_checks_per_s']:>16,.0f}"
               f"   kernel x{result[t + '_vs_shapely_per_point']:.0f}")
+    print(f"gathering a batch's 64-vertex fences: "
+          f"{result['polygon64_gather_us_per_fix_projected']:.1f} us per fix projecting, "
+          f"{result['polygon64_gather_us_per_fix_cached']:.1f} us from the cache")
     print(f"JIT start: cold {result['cold_start_s']:.2f} s, warm {result['warm_start_s']:.2f} s")
     line = json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in result.items()})
     if args.out:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from collections.abc import Sequence
+from itertools import accumulate, chain
 from dataclasses import dataclass
 
 import numpy as np
+from numba import njit
 
 from geofence import kernels
 
@@ -16,12 +19,104 @@ _NAMES = {kernels.INSIDE: "inside", kernels.OUTSIDE: "outside",
           kernels.UNCERTAIN: "uncertain", kernels.INVALID: "invalid"}
 
 
+@dataclass(frozen=True, slots=True)
+class PreparedPolygon:
+    """One polygon in its own plane (see :mod:`geofence.kernels`): its rings' vertices end to
+    end as float32 metres east and north, 1 / |edge|^2 for the edge from each vertex (0 at a
+    ring's last vertex, which starts no edge, and for an edge under a micrometre, whose
+    nearest point is then its first vertex), the vertices per ring, and the plane."""
+
+    vx: np.ndarray
+    vy: np.ndarray
+    vinv: np.ndarray
+    ring_len: tuple[int, ...]
+    plane: tuple[float, ...]
+
+
+def prepare_polygon(rings: Sequence[Ring]) -> PreparedPolygon:
+    """Project a polygon's rings (exterior first, closed, (lon, lat)) into its plane."""
+    ring_len = tuple(len(ring) for ring in rings)
+    total = sum(ring_len)
+    lonlat = np.fromiter(chain.from_iterable(chain.from_iterable(rings)), dtype=np.float64,
+                         count=2 * total)
+    ring_end = np.array(list(accumulate(ring_len)), dtype=np.int64)
+    vx, vy, vinv, plane = _project(lonlat, ring_end)
+    return PreparedPolygon(vx, vy, vinv, ring_len, tuple(plane.tolist()))
+
+
+@njit(cache=True, nogil=True)
+def _project(lonlat: np.ndarray, ring_end: np.ndarray
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Vertices (lon, lat pairs, rings end to end) into the plane of the exterior, which
+    ends at ``ring_end[0]``. The plane: origin (lon, lat) at the exterior's bounding-box
+    centre, metres per degree of longitude there, and the box in plane metres (min x,
+    min y, max x, max y)."""
+    n = lonlat.shape[0] // 2
+    lo_x = hi_x = lonlat[0]
+    lo_y = hi_y = lonlat[1]
+    for i in range(ring_end[0]):
+        lo_x = min(lo_x, lonlat[2 * i])
+        hi_x = max(hi_x, lonlat[2 * i])
+        lo_y = min(lo_y, lonlat[2 * i + 1])
+        hi_y = max(hi_y, lonlat[2 * i + 1])
+    lon0 = (lo_x + hi_x) / 2
+    lat0 = (lo_y + hi_y) / 2
+    kx = math.cos(math.radians(lat0)) * kernels.M_PER_DEG
+    ky = kernels.M_PER_DEG
+    plane = np.array([lon0, lat0, kx, (lo_x - lon0) * kx, (lo_y - lat0) * ky,
+                      (hi_x - lon0) * kx, (hi_y - lat0) * ky])
+    vx = np.empty(n, dtype=np.float32)
+    vy = np.empty(n, dtype=np.float32)
+    for i in range(n):
+        vx[i] = np.float32((lonlat[2 * i] - lon0) * kx)
+        vy[i] = np.float32((lonlat[2 * i + 1] - lat0) * ky)
+    # 1 / |edge|^2 from the stored float32 vertices, so it matches the edge the kernel sees.
+    vinv = np.zeros(n, dtype=np.float32)
+    start = 0
+    for end in ring_end:
+        for i in range(start, end - 1):
+            dx = np.float64(vx[i + 1]) - np.float64(vx[i])
+            dy = np.float64(vy[i + 1]) - np.float64(vy[i])
+            len2 = dx * dx + dy * dy
+            if len2 > 1e-12:
+                vinv[i] = np.float32(1.0 / len2)
+        start = end
+    return vx, vy, vinv, plane
+
+
+class PolygonCache:
+    """Prepared polygons by the identity of their rings object, the least recently used
+    dropped first. A roster record's rings are an immutable tuple that lives as long as the
+    record, so a visit's fence is projected once, not once per fix; an updated record brings
+    a new object and so a fresh preparation. An entry holds its rings, so their id cannot
+    be reused while it is cached."""
+
+    def __init__(self, size: int = 4096) -> None:
+        self._size = size
+        self._entries: OrderedDict[int, tuple[Sequence[Ring], PreparedPolygon]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, rings: Sequence[Ring]) -> PreparedPolygon:
+        key = id(rings)
+        hit = self._entries.get(key)
+        if hit is not None and hit[0] is rings:
+            self._entries.move_to_end(key)
+            return hit[1]
+        prepared = prepare_polygon(rings)
+        self._entries[key] = (rings, prepared)
+        if len(self._entries) > self._size:
+            self._entries.popitem(last=False)
+        return prepared
+
+
 class FenceSet:
     """Circles and polygons appended one by one, then frozen into flat arrays.
 
     A polygon's rings (exterior first, holes after) are stored end to end; ``ring_start`` and
-    ``vert_start`` are offsets, as in CSR matrices. :meth:`arrays` projects the vertices into
-    each polygon's own plane (see :mod:`geofence.kernels`) in one vectorised pass.
+    ``vert_start`` are offsets, as in CSR matrices. Polygons arrive prepared (projected into
+    their planes, :func:`prepare_polygon`), so :meth:`arrays` only concatenates.
     """
 
     def __init__(self) -> None:
@@ -30,9 +125,8 @@ class FenceSet:
         self._clon: list[float] = []
         self._radius: list[float] = []
         self._ring_start: list[int] = [0]
-        self._vert_start: list[int] = [0]
-        self._vlon: list[float] = []
-        self._vlat: list[float] = []
+        self._ring_len: list[int] = []
+        self._polygons: list[PreparedPolygon] = []
         self._plane: list[tuple[float, ...]] = []
 
     def __len__(self) -> int:
@@ -48,59 +142,37 @@ class FenceSet:
         return len(self._kind) - 1
 
     def add_polygon(self, rings: Sequence[Ring], lat: float = np.nan, lon: float = np.nan) -> int:
+        return self.add_prepared(prepare_polygon(rings), lat, lon)
+
+    def add_prepared(self, polygon: PreparedPolygon, lat: float = np.nan,
+                     lon: float = np.nan) -> int:
         self._kind.append(kernels.FENCE_POLYGON)
         self._clat.append(lat)
         self._clon.append(lon)
         self._radius.append(np.nan)
-        for ring in rings:
-            for x, y in ring:
-                self._vlon.append(x)
-                self._vlat.append(y)
-            self._vert_start.append(len(self._vlon))
-        self._ring_start.append(len(self._vert_start) - 1)
-        self._plane.append(fence_plane(rings[0]))
+        self._ring_len.extend(polygon.ring_len)
+        self._ring_start.append(len(self._ring_len))
+        self._polygons.append(polygon)
+        self._plane.append(polygon.plane)
         return len(self._kind) - 1
 
     def arrays(self) -> tuple[np.ndarray, ...]:
         """The arguments after ``fence_of`` of :func:`geofence.kernels.signed_distance_m`."""
-        ring_start = np.asarray(self._ring_start, dtype=np.int64)
-        vert_start = np.asarray(self._vert_start, dtype=np.int64)
-        plane = np.asarray(self._plane, dtype=np.float64).reshape(-1, 7)
-        # Each vertex's fence, through its ring.
-        rings_per_fence = np.diff(ring_start)
-        fence_of_ring = np.repeat(np.arange(len(self._kind)), rings_per_fence)
-        fence_of_vertex = np.repeat(fence_of_ring, np.diff(vert_start))
-        origin = plane[fence_of_vertex]
-        vx = ((np.asarray(self._vlon, dtype=np.float64) - origin[:, 0])
-              * origin[:, 2]).astype(np.float32)
-        vy = ((np.asarray(self._vlat, dtype=np.float64) - origin[:, 1])
-              * kernels.M_PER_DEG).astype(np.float32)
-        # 1 / |edge|^2 for the edge from each vertex to the next (the last vertex of a ring
-        # starts no edge); 0 for an edge under a micrometre, whose nearest point is then its
-        # first vertex (and whose inverse would overflow float32). From the stored float32
-        # vertices, so it matches the edge the kernel sees.
-        len2 = np.diff(vx.astype(np.float64)) ** 2 + np.diff(vy.astype(np.float64)) ** 2
-        vinv = np.zeros(vx.size, dtype=np.float64)
-        np.divide(1.0, len2, out=vinv[:-1], where=len2 > 1e-12)
-        vinv = vinv.astype(np.float32)
+        vert_start = np.zeros(len(self._ring_len) + 1, dtype=np.int64)
+        np.cumsum(self._ring_len, out=vert_start[1:])
+        polygons = self._polygons
+
+        def joined(field: str) -> np.ndarray:
+            parts = [getattr(p, field) for p in polygons]
+            return np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
+
         return (np.asarray(self._kind, dtype=np.int8),
                 np.asarray(self._clat, dtype=np.float64),
                 np.asarray(self._clon, dtype=np.float64),
                 np.asarray(self._radius, dtype=np.float64),
-                ring_start, vert_start, vx, vy, vinv, plane)
-
-
-def fence_plane(exterior: Ring) -> tuple[float, ...]:
-    """A polygon's plane: origin (lon, lat) at its exterior's bounding-box centre, metres per
-    degree of longitude there, and the box in plane metres (min x, min y, max x, max y)."""
-    xs = [x for x, _ in exterior]
-    ys = [y for _, y in exterior]
-    lon0 = (min(xs) + max(xs)) / 2
-    lat0 = (min(ys) + max(ys)) / 2
-    kx = math.cos(math.radians(lat0)) * kernels.M_PER_DEG
-    ky = kernels.M_PER_DEG
-    return (lon0, lat0, kx, (min(xs) - lon0) * kx, (min(ys) - lat0) * ky,
-            (max(xs) - lon0) * kx, (max(ys) - lat0) * ky)
+                np.asarray(self._ring_start, dtype=np.int64), vert_start,
+                joined("vx"), joined("vy"), joined("vinv"),
+                np.asarray(self._plane, dtype=np.float64).reshape(-1, 7))
 
 
 @dataclass(frozen=True, slots=True)

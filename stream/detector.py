@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 
 from geofence import FenceSet, classify
-from geofence.fences import classify_circles
+from geofence.fences import PolygonCache, classify_circles
 from geofence.fences import Decision
 from stream.clock import Clock
 from stream.contract import Event, Rejection, Source, Visit, validate_event, validate_visit
@@ -68,6 +68,9 @@ class PartitionDetector:
         self._dirty: set[str] = set()
         self._deleted: list[str] = []
         self._pending_dirty = False
+        # Polygon fences projected into their planes, by roster record: a fence is prepared
+        # once, not for every fix against it.
+        self._polygons = PolygonCache(size=2048)
 
     # ---- input -------------------------------------------------------------------------
 
@@ -269,7 +272,8 @@ class PartitionDetector:
         else:
             fences = FenceSet()
             fence_of = [fences.add_circle(v.lat, v.lon, v.radius_m) if v.polygon is None
-                        else fences.add_polygon(v.polygon, v.lat, v.lon) for v in visits]
+                        else fences.add_prepared(self._polygons.get(v.polygon), v.lat, v.lon)
+                        for v in visits]
             found = classify(fences, fence_of, lat, lon, acc)
         for i, d in zip(gps, found, strict=True):
             decisions[i] = d

@@ -1,0 +1,67 @@
+"""The flat fence layout: prepared polygons, their cache, and FenceSet built from either."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from geofence import kernels
+from geofence.fences import FenceSet, PolygonCache, prepare_polygon
+
+LAT, LON = 52.63, 1.30
+KX = math.cos(math.radians(LAT)) * kernels.M_PER_DEG
+
+
+def _square(half_m: float, reverse: bool = False) -> tuple[tuple[float, float], ...]:
+    dx, dy = half_m / KX, half_m / kernels.M_PER_DEG
+    ring = [(LON - dx, LAT - dy), (LON + dx, LAT - dy), (LON + dx, LAT + dy),
+            (LON - dx, LAT + dy), (LON - dx, LAT - dy)]
+    return tuple(reversed(ring) if reverse else ring)
+
+
+def test_prepared_polygon_is_in_its_plane_with_ring_ends_closed():
+    p = prepare_polygon((_square(100), _square(20, reverse=True)))
+    assert p.ring_len == (5, 5)
+    assert p.vx.dtype == np.float32 and p.vy.dtype == np.float32
+    assert np.allclose(np.abs(p.vx[:4]), 100.0, atol=1e-3)
+    assert np.allclose(np.abs(p.vy[5:9]), 20.0, atol=1e-3)
+    # 1/|edge|^2 for the four edges of each ring; nothing from a ring's last vertex.
+    assert np.allclose(p.vinv[:4], 1 / 200.0 ** 2, rtol=1e-5)
+    assert np.allclose(p.vinv[5:9], 1 / 40.0 ** 2, rtol=1e-5)
+    assert p.vinv[4] == 0 and p.vinv[9] == 0
+    assert p.plane[3] < 0 < p.plane[5] and abs(p.plane[5] - 100.0) < 1e-6
+
+
+def test_fence_set_from_prepared_matches_from_rings():
+    rings = (_square(100), _square(20, reverse=True))
+    direct, prepared = FenceSet(), FenceSet()
+    for fences in (direct, prepared):
+        fences.add_circle(LAT, LON, 50.0)
+    direct.add_polygon(rings)
+    prepared.add_prepared(prepare_polygon(rings))
+    direct.add_polygon([_square(60)])
+    prepared.add_prepared(prepare_polygon([_square(60)]))
+    for a, b in zip(direct.arrays(), prepared.arrays(), strict=True):
+        assert a.dtype == b.dtype and np.array_equal(a, b, equal_nan=True)
+    lat = np.array([LAT, LAT + 50 / kernels.M_PER_DEG, LAT])
+    got = kernels.signed_distance_m(lat, np.full(3, LON), np.array([0, 1, 2]),
+                                    *prepared.arrays())
+    assert abs(got[0] + 50.0) < 0.05  # circle centre: 50 m inside
+    assert abs(got[1] + 30.0) < 0.05  # between hole and edge
+    assert abs(got[2] + 60.0) < 0.05  # centre of the plain square
+
+
+def test_cache_returns_the_same_preparation_for_the_same_rings_object():
+    cache = PolygonCache(size=2)
+    a, b, c = (_square(100),), (_square(50),), (_square(30),)
+    first = cache.get(a)
+    assert cache.get(a) is first
+    # Equal rings in another object are prepared again: identity is the key, so a roster
+    # update (a new object) never sees a stale preparation.
+    assert cache.get(tuple(a)) is first  # tuple() of a tuple is the same object
+    assert cache.get((_square(100),)) is not first
+    cache.get(b)
+    cache.get(c)  # evicts the least recently used
+    assert len(cache) == 2
+    assert cache.get(a) is not first
