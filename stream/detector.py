@@ -62,9 +62,10 @@ class PartitionDetector:
         self.event_index: dict[str, list[Any]] = {}
         self.book = EscalationBook(settings)
         # (due, kind, key): ties at one instant are broken by kind and key, deterministically.
+        # A visit has one entry: its next deadline, then ("forget", RETENTION_S after its
+        # end), when it is dropped. A grace entry per waiting event.
         self._heap: list[tuple[float, str, str]] = []
-        # (instant, visit_id): when a visit is forgotten, RETENTION_S after its end.
-        self._purge_heap: list[tuple[float, str]] = []
+        self._forgets = 0  # entries of kind "forget" in the heap, left out of the gauge
         self._dirty: set[str] = set()
         self._deleted: list[str] = []
         self._pending_dirty = False
@@ -122,7 +123,6 @@ class PartitionDetector:
                 orjson.dumps(obj), source))
             return
         out.accepted["roster"] += 1
-        self._push_purge(visit)
         if vs is None:
             vs = VisitState(visit)
             self.visits[visit.visit_id] = vs
@@ -132,8 +132,9 @@ class PartitionDetector:
         self._dirty.add(visit.visit_id)
         if visit.cancelled:
             out.escalations.extend(self.book.resolve_all(vs, now, "cancelled"))
-            return
         self._schedule(vs)
+        if visit.cancelled:
+            return
         out.escalations.extend(self._reconcile(vs, now, "roster_update"))
         rostered.add(visit.client_id)
 
@@ -368,11 +369,15 @@ class PartitionDetector:
             return v.start + self._threshold(v, "late_after_s")
         if kind == "missed":
             return v.start + self._threshold(v, "missed_after_s")
+        if kind == "forget":
+            return v.end + RETENTION_S
         return v.end + self._threshold(v, "no_checkout_after_s")
 
     def _timeline(self, v: Visit) -> list[tuple[float, str]]:
-        """The visit's timer deadlines in the order they fall due."""
-        return sorted((self.due(v, kind), kind) for kind in _TIMER_KINDS)
+        """The visit's timers in the order they fall due: its deadlines (none once it is
+        cancelled), and its forgetting."""
+        kinds = ("forget",) if v.cancelled else _TIMER_KINDS + ("forget",)
+        return sorted((self.due(v, kind), kind) for kind in kinds)
 
     def _schedule(self, vs: VisitState) -> None:
         """Arm the visit's first timer; each timer arms the next when it fires, so the heap
@@ -382,16 +387,16 @@ class PartitionDetector:
 
     def _push(self, due: float, kind: str, key: str) -> None:
         heapq.heappush(self._heap, (due, kind, key))
-
-    def _push_purge(self, v: Visit) -> None:
-        heapq.heappush(self._purge_heap, (v.end + RETENTION_S, v.visit_id))
+        if kind == "forget":
+            self._forgets += 1
 
     def next_due(self) -> float | None:
         return self._heap[0][0] if self._heap else None
 
     @property
     def deadlines_pending(self) -> int:
-        return len(self._heap)
+        """Armed deadlines and grace expiries; a visit's forgetting is not a deadline."""
+        return len(self._heap) - self._forgets
 
     def sweep(self) -> Output:
         """Raise every deadline that has passed; absence of events is the signal."""
@@ -400,28 +405,30 @@ class PartitionDetector:
         heap = self._heap
         while heap and heap[0][0] <= now:
             entry = heapq.heappop(heap)
+            popped = 1
             while heap and heap[0] == entry:
                 heapq.heappop(heap)  # the same timer armed twice (a re-booking that kept it)
+                popped += 1
             due, kind, key = entry
             if kind == "grace":
                 self._expire(key, now, out)
                 continue
+            if kind == "forget":
+                self._forgets -= popped
             vs = self.visits.get(key)
-            if vs is None or vs.visit.cancelled:
+            if vs is None or self.due(vs.visit, kind) != due:
+                continue  # gone, or rescheduled since: the new timer has its own entry
+            if kind == "forget":
+                self._forget(key)
                 continue
-            if self.due(vs.visit, kind) != due:
-                continue  # rescheduled since: the new deadline has its own timer entry
-            out.escalations.extend(self._deadline(vs, kind, due, now))
             timeline = self._timeline(vs.visit)
+            if (due, kind) not in timeline:
+                continue  # cancelled since: its chain goes on from the cancellation
+            if not vs.visit.cancelled:
+                out.escalations.extend(self._deadline(vs, kind, due, now))
             at = timeline.index((due, kind)) + 1
             if at < len(timeline):
                 self._push(*timeline[at], key)
-        purge = self._purge_heap
-        while purge and purge[0][0] < now:
-            _, vid = heapq.heappop(purge)
-            vs = self.visits.get(vid)
-            if vs is not None and vs.visit.end + RETENTION_S < now:  # else re-booked later
-                self._forget(vid)
         return out
 
     def _deadline(self, vs: VisitState, kind: str, due: float, now: float) -> list[dict[str, Any]]:
@@ -517,9 +524,7 @@ class PartitionDetector:
         self.checked_in = sum(1 for vs in self.visits.values() if vs.checkins)
         for vs in self.visits.values():
             self.event_index.update(vs.events)
-            self._push_purge(vs.visit)
-            if not vs.visit.cancelled:
-                self._schedule(vs)
+            self._schedule(vs)
         for p in self.pending.values():
             self.event_index[p.event.event_id] = p.source.as_list()
             self._push(p.expires, "grace", p.event.event_id)

@@ -65,6 +65,47 @@ def test_old_visits_are_purged_and_the_purge_is_in_the_delta():
     assert "v1" not in h.detector.visits
 
 
+def test_forgetting_rides_the_timer_chain_and_is_not_counted_as_a_deadline():
+    from stream.detector import RETENTION_S
+
+    h = Harness()
+    h.roster(visit("v1"), visit("v2", client_id="c2", status="cancelled"))
+    assert h.detector.deadlines_pending == 1  # v1's late; v2 has none, only its forgetting
+    end = T0 + 1800
+    h.at(end + 7200)  # late, missed and no check-out all passed
+    assert h.detector.deadlines_pending == 0 and sorted(h.detector.visits) == ["v1", "v2"]
+    h.at(end + RETENTION_S - 1)
+    assert sorted(h.detector.visits) == ["v1", "v2"]
+    h.at(end + RETENTION_S + 1)
+    assert h.detector.visits == {} and sorted(h.detector.take_delta()["deleted"]) == ["v1", "v2"]
+
+
+def test_a_visit_booked_later_is_not_forgotten_at_its_old_instant():
+    from stream.detector import RETENTION_S
+
+    h = Harness()
+    h.roster(visit("v1"))
+    h.at(T0 + 7200)
+    later = T0 + 20 * 3600
+    h.roster(visit("v1", start=later))
+    h.at(T0 + 1800 + RETENTION_S + 60)
+    assert "v1" in h.detector.visits
+    h.at(later + 1800 + RETENTION_S + 60)
+    assert "v1" not in h.detector.visits
+
+
+def test_a_restored_partition_still_forgets_its_visits():
+    from stream.detector import RETENTION_S
+
+    h = Harness()
+    h.roster(visit("v1"), visit("v2", client_id="c2", status="cancelled"))
+    copy = _rebuild(h, [h.detector.take_delta()])
+    assert copy.deadlines_pending == 1
+    copy.clock.set(T0 + 1800 + RETENTION_S + 1)
+    copy.sweep()
+    assert copy.visits == {} and copy.deadlines_pending == 0
+
+
 def test_settings_from_env():
     s = Settings.from_env({"ECM_BROKER": "k:1", "ECM_PARTITIONS": "3", "ECM_LATE_AFTER_S": "60"})
     assert (s.broker, s.partitions, s.late_after_s) == ("k:1", 3, 60.0)
