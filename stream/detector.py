@@ -128,7 +128,7 @@ class PartitionDetector:
             self.visits[visit.visit_id] = vs
             self._index(visit.client_id, visit.visit_id)
         else:
-            vs.set_visit(visit)
+            vs.visit = visit
         self._dirty.add(visit.visit_id)
         if visit.cancelled:
             out.escalations.extend(self.book.resolve_all(vs, now, "cancelled"))
@@ -502,6 +502,11 @@ class PartitionDetector:
         """Rebuild from the partition's changelog and escalation records, oldest first."""
         for doc in deltas:
             for vdoc in doc.get("visits", ()):
+                if "v" not in vdoc:  # marks only: the record came in an earlier delta
+                    held = self.visits.get(vdoc["id"])
+                    if held is not None:
+                        held.load_marks(vdoc)
+                    continue
                 vs = VisitState.from_doc(vdoc)
                 if vs is None:
                     continue

@@ -1,9 +1,12 @@
 """What a partition remembers about its visits, and how it is written to ``ecm.state``.
 
-The detector writes one *delta* per batch per partition: the full state of every visit the
+The detector writes one *delta* per batch per partition: the state of every visit the
 batch changed, the ids of visits dropped after their retention, and the pending events when
-they changed. Replaying a partition's deltas in order, last write wins per visit, rebuilds
-the partition exactly; that is what a worker does when it is assigned the partition.
+they changed. A visit's roster record (``"v"``) is in the delta of the batch that brought it
+and not in later ones: its check-ins, check-outs and events (``"ci"``, ``"co"``, ``"ev"``)
+are always written whole. Replaying a partition's deltas in order, the last record and the
+last marks winning per visit, rebuilds the partition exactly; that is what a worker does
+when it is assigned the partition.
 """
 
 from __future__ import annotations
@@ -62,12 +65,6 @@ class VisitState:
     # Every event applied to the visit, with where it came from, so a replay of the same
     # source position is told apart from a true duplicate after a restart.
     events: dict[str, list[Any]] = field(default_factory=lambda: _UNSET)
-    # The roster record as JSON, encoded once: every delta that names the visit embeds it,
-    # and the decoded record is released (a million visits are held at once).
-    raw_json: bytes = field(default=b"", repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        self.set_visit(self.visit)
 
     def add_event(self, event_id: str, source: list[Any]) -> None:
         if self.events is _UNSET:
@@ -100,31 +97,38 @@ class VisitState:
             return min(m.occurred for m in self.checkins.values())
         return sorted(m.occurred for m in self.checkins.values())[need - 1]
 
-    def set_visit(self, visit: Visit) -> None:
-        self.visit = visit
-        if visit.raw is not None:
-            # An exact-size copy: orjson's own result keeps a 4 KiB buffer behind 200 bytes.
-            self.raw_json = bytes(memoryview(orjson.dumps(visit.raw)))
-            visit.raw = None
-
     def to_doc(self) -> dict[str, Any]:
-        return {
+        """The visit for a delta. The decoded roster record rides along while the visit still
+        holds it, that is in the first delta after it arrived; writing the delta releases
+        it, so a tracked visit keeps no copy of its record (a million are held at once)."""
+        doc = {
             "id": self.visit.visit_id,
-            "v": orjson.Fragment(self.raw_json),
             "ci": {w: m.as_list() for w, m in self.checkins.items()},
             "co": {w: m.as_list() for w, m in self.checkouts.items()},
             "ev": self.events,
         }
+        if self.visit.raw is not None:
+            doc["v"] = self.visit.raw
+            self.visit.raw = None
+        return doc
 
     @classmethod
     def from_doc(cls, doc: dict[str, Any]) -> VisitState | None:
+        """A visit from a delta that carries its roster record, or None if the record is
+        not valid (any more)."""
         visit = validate_visit(doc["v"])
         if not isinstance(visit, Visit):
             return None
-        return cls(visit,
-                   _own({w: Mark.from_list(m) for w, m in doc.get("ci", {}).items()}),
-                   _own({w: Mark.from_list(m) for w, m in doc.get("co", {}).items()}),
-                   _own(dict(doc.get("ev", {}))))
+        visit.raw = None  # it is in the changelog already
+        state = cls(visit)
+        state.load_marks(doc)
+        return state
+
+    def load_marks(self, doc: dict[str, Any]) -> None:
+        """Check-ins, check-outs and events from a delta, replacing the ones held."""
+        self.checkins = _own({w: Mark.from_list(m) for w, m in doc.get("ci", {}).items()})
+        self.checkouts = _own({w: Mark.from_list(m) for w, m in doc.get("co", {}).items()})
+        self.events = _own(dict(doc.get("ev", {})))
 
 
 @dataclass(slots=True)

@@ -64,7 +64,8 @@ class MemoryStore:
 _STATE_OFFSET = b"o:state"
 _ESC_OFFSET = b"o:esc"
 _PENDING = b"pending"
-_VISIT = b"v:"
+_VISIT = b"v:"  # a visit's marks: check-ins, check-outs, events
+_RECORD = b"r:"  # its roster record, written when a delta carries one
 _ESC = b"e:"
 
 
@@ -79,9 +80,12 @@ class RocksStore:
 
     def load(self) -> Snapshot:
         snap = Snapshot()
+        records: dict[bytes, Any] = {}
         for key, value in self.db.items():
             if key.startswith(_VISIT):
                 snap.visits.append(orjson.loads(value))
+            elif key.startswith(_RECORD):
+                records[key[len(_RECORD):]] = orjson.loads(value)
             elif key.startswith(_ESC):
                 snap.escalations.append(orjson.loads(value))
             elif key == _PENDING:
@@ -90,6 +94,9 @@ class RocksStore:
                 snap.state_offset = int(value)
             elif key == _ESC_OFFSET:
                 snap.escalations_offset = int(value)
+        for vdoc in snap.visits:
+            vdoc["v"] = records.get(vdoc["id"].encode())
+        snap.visits = [vdoc for vdoc in snap.visits if vdoc["v"] is not None]
         return snap
 
     def reset(self) -> None:
@@ -102,9 +109,13 @@ class RocksStore:
 
         wb = WriteBatch()
         for vdoc in delta.get("visits", ()):
-            wb.put(_VISIT + vdoc["id"].encode(), orjson.dumps(vdoc))
+            vid = vdoc["id"].encode()
+            if "v" in vdoc:
+                wb.put(_RECORD + vid, orjson.dumps(vdoc["v"]))
+            wb.put(_VISIT + vid, orjson.dumps({k: v for k, v in vdoc.items() if k != "v"}))
         for vid in delta.get("deleted", ()):
             wb.delete(_VISIT + vid.encode())
+            wb.delete(_RECORD + vid.encode())
             for kind_key in self._escalation_keys(vid):
                 wb.delete(kind_key)
         if delta.get("pending") is not None:

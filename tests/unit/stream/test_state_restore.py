@@ -35,6 +35,27 @@ def test_restored_partition_does_not_reopen_and_still_raises_what_is_due():
     assert copy.visits["v2"].checkins["w1"].occurred == T0 + 10
 
 
+def test_the_roster_record_is_written_once_and_replays_under_later_deltas():
+    h = Harness()
+    h.roster(visit("v1"))
+    first = h.detector.take_delta()
+    assert first["visits"][0]["v"]["visit_id"] == "v1"
+    h.events(event(at=T0 + 10, event_id="e-1"))
+    second = h.detector.take_delta()
+    assert "v" not in second["visits"][0] and second["visits"][0]["ci"]["w1"][2] == "e-1"
+    assert h.detector.visits["v1"].visit.raw is None  # the decoded record is not kept
+    h.roster(visit("v1", minutes=45))  # a re-booking writes the record again
+    third = h.detector.take_delta()
+    assert third["visits"][0]["v"]["scheduled_end"] == visit("v1", minutes=45)["scheduled_end"]
+    copy = _rebuild(h, [first, second, third])
+    assert copy.visits["v1"].checkins["w1"].event_id == "e-1"
+    assert copy.visits["v1"].visit.end == T0 + 45 * 60
+    assert copy.visits["v1"].visit.raw is None
+    # A partition restored from the records alone still raises what is due.
+    copy.clock.set(T0 + 45 * 60 + 3600)
+    assert [e["kind"] for e in copy.sweep().escalations] == ["no_check_out"]
+
+
 def test_restored_partition_treats_replayed_events_as_replays():
     h = Harness()
     h.roster(visit())

@@ -22,6 +22,27 @@ def test_rocks_store_round_trip_and_offsets(tmp_path):
     again.close()
 
 
+def test_rocks_store_keeps_the_roster_record_when_later_deltas_leave_it_out(tmp_path):
+    from tests.unit.stream.test_state_restore import _rebuild
+
+    h = Harness()
+    h.roster(visit("v1"), visit("v2", client_id="c2"))
+    first = h.detector.take_delta()
+    h.events(event(at=T0, visit_id="v1", event_id="e-1"))
+    second = h.detector.take_delta()
+    assert [("v" in d) for d in second["visits"]] == [False]
+    store = RocksStore(tmp_path / "p0")
+    store.apply_delta(first, 0)
+    store.apply_delta(second, 1)
+    snap = store.load()
+    store.close()
+    by_id = {d["id"]: d for d in snap.visits}
+    assert by_id["v1"]["v"]["visit_id"] == "v1" and by_id["v1"]["ci"]["w1"][2] == "e-1"
+    copy = _rebuild(h, [snap.as_delta()])
+    assert copy.visits["v1"].checkins["w1"].event_id == "e-1"
+    assert copy.visits["v2"].visit.client_id == "c2"
+
+
 def test_rocks_store_forgets_purged_visits(tmp_path):
     store = RocksStore(tmp_path / "p0")
     h = Harness()
