@@ -60,3 +60,20 @@ def test_rocks_store_forgets_purged_visits(tmp_path):
 def test_memory_store_reads_from_the_beginning():
     snap = MemoryStore().load()
     assert (snap.state_offset, snap.escalations_offset, snap.visits) == (0, 0, [])
+
+
+def test_rocks_stores_share_one_memtable_budget(tmp_path):
+    from stream.store import ROCKS_MEMTABLE_BUDGET
+
+    stores = [RocksStore(tmp_path / f"p{i}") for i in range(4)]
+    record = {"visit_id": "x" * 300}
+    for k in range(0, 40_000, 1000):  # about 60 MB written, in batches as deltas are
+        for i, store in enumerate(stores):
+            store.apply_delta({"visits": [{"id": f"v{i}-{j}", "v": record, "ci": {}, "co": {},
+                                           "ev": {}} for j in range(k, k + 1000)],
+                               "deleted": []}, offset=k)
+    held = sum(s.db.property_int_value("rocksdb.cur-size-all-mem-tables") for s in stores)
+    assert 0 < held <= ROCKS_MEMTABLE_BUDGET
+    assert len(stores[0].load().visits) == 40_000
+    for store in stores:
+        store.close()
