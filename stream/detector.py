@@ -30,6 +30,8 @@ from stream.state import Mark, Pending, VisitState, delta_doc
 # were offline for a day still find their visit.
 RETENTION_S = 36 * 3600.0
 _TIMER_KINDS = ("late", "missed", "no_check_out")
+# A visit's timers, by whether it is cancelled: the rules' deadlines, then its forgetting.
+_TIMELINE = {False: _TIMER_KINDS + ("forget",), True: ("forget",)}
 
 
 @dataclass(slots=True)
@@ -334,7 +336,7 @@ class PartitionDetector:
         if vs.checkouts and vs.checkins and all(w in vs.checkouts for w in vs.checkins):
             out += self.book.resolve(vs, "no_check_out", now, "checked_out", {
                 "checked_out_at": max(m.occurred for m in vs.checkouts.values())})
-        if why == "roster_update" and all(w in v.worker_ids for w in vs.checkins):
+        if why == "roster_update" and vs.checkins and all(w in v.worker_ids for w in vs.checkins):
             out += self.book.resolve(vs, "wrong_worker", now, "reassigned", {})
         return out
 
@@ -376,14 +378,14 @@ class PartitionDetector:
     def _timeline(self, v: Visit) -> list[tuple[float, str]]:
         """The visit's timers in the order they fall due: its deadlines (none once it is
         cancelled), and its forgetting."""
-        kinds = ("forget",) if v.cancelled else _TIMER_KINDS + ("forget",)
-        return sorted((self.due(v, kind), kind) for kind in kinds)
+        return sorted((self.due(v, kind), kind) for kind in _TIMELINE[v.cancelled])
 
     def _schedule(self, vs: VisitState) -> None:
         """Arm the visit's first timer; each timer arms the next when it fires, so the heap
         holds one entry per visit (a million visits are tracked at once)."""
-        due, kind = self._timeline(vs.visit)[0]
-        self._push(due, kind, vs.visit.visit_id)
+        v = vs.visit
+        due, kind = min((self.due(v, kind), kind) for kind in _TIMELINE[v.cancelled])
+        self._push(due, kind, v.visit_id)
 
     def _push(self, due: float, kind: str, key: str) -> None:
         heapq.heappush(self._heap, (due, kind, key))
