@@ -232,7 +232,7 @@ class PartitionDetector:
             ev, vs = item.event, item.visit
             v = vs.visit
             src = item.source.as_list()
-            vs.add_event(ev.event_id, src)
+            vs.add_event(ev.event_id)
             self.event_index[ev.event_id] = src
             self._dirty.add(v.visit_id)
             if v.cancelled:
@@ -494,7 +494,8 @@ class PartitionDetector:
         if not self._dirty and not self._deleted and not self._pending_dirty:
             return None
         doc = delta_doc(self.partition, [self.visits[v] for v in sorted(self._dirty)],
-                        self._deleted, list(self.pending.values()) if self._pending_dirty else None)
+                        self._deleted, list(self.pending.values()) if self._pending_dirty else None,
+                        self.event_index)
         self._dirty.clear()
         self._deleted = []
         self._pending_dirty = False
@@ -502,8 +503,10 @@ class PartitionDetector:
 
     def restore(self, deltas: Iterable[dict[str, Any]], escalations: Iterable[dict[str, Any]]) -> None:
         """Rebuild from the partition's changelog and escalation records, oldest first."""
+        sources: dict[str, list[Any]] = {}  # where every event replayed came from
         for doc in deltas:
             for vdoc in doc.get("visits", ()):
+                sources.update(vdoc.get("ev", ()))
                 if "v" not in vdoc:  # marks only: the record came in an earlier delta
                     held = self.visits.get(vdoc["id"])
                     if held is not None:
@@ -530,7 +533,8 @@ class PartitionDetector:
             self.book.restore(record)
         self.checked_in = sum(1 for vs in self.visits.values() if vs.checkins)
         for vs in self.visits.values():
-            self.event_index.update(vs.events)
+            for eid in vs.events:
+                self.event_index[eid] = sources[eid]
             self._schedule(vs)
         for p in self.pending.values():
             self.event_index[p.event.event_id] = p.source.as_list()

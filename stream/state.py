@@ -12,7 +12,7 @@ when it is assigned the partition.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,9 +39,9 @@ class Mark:
 
 
 class _Unset(dict):  # type: ignore[type-arg]
-    """The one empty mapping shared by every visit that has not had that kind of event yet:
-    three empty dicts per visit would be about a fifth of a tracked visit's memory. Writes
-    go through :class:`VisitState`'s methods, which give the visit its own dict first;
+    """The one empty mapping shared by every visit that has not had that kind of mark yet:
+    two empty dicts per visit would be a sixth of a tracked visit's memory. Writes go
+    through :class:`VisitState`'s methods, which give the visit its own dict first;
     writing here is a bug, and raises."""
 
     __slots__ = ()
@@ -62,14 +62,14 @@ class VisitState:
     visit: Visit
     checkins: dict[str, Mark] = field(default_factory=lambda: _UNSET)
     checkouts: dict[str, Mark] = field(default_factory=lambda: _UNSET)
-    # Every event applied to the visit, with where it came from, so a replay of the same
-    # source position is told apart from a true duplicate after a restart.
-    events: dict[str, list[Any]] = field(default_factory=lambda: _UNSET)
+    # The ids of every event applied to the visit. Where each came from is in the
+    # detector's event index (a replay of the same source position is told apart from a
+    # true duplicate by it), and is written with the visit: a tuple of one or two ids
+    # costs 130 bytes less than a dict of them.
+    events: tuple[str, ...] = ()
 
-    def add_event(self, event_id: str, source: list[Any]) -> None:
-        if self.events is _UNSET:
-            self.events = {}
-        self.events[event_id] = source
+    def add_event(self, event_id: str) -> None:
+        self.events += (event_id,)
 
     def check_in(self, worker_id: str, mark: Mark) -> None:
         if self.checkins is _UNSET:
@@ -97,15 +97,15 @@ class VisitState:
             return min(m.occurred for m in self.checkins.values())
         return sorted(m.occurred for m in self.checkins.values())[need - 1]
 
-    def to_doc(self) -> dict[str, Any]:
-        """The visit for a delta. The decoded roster record rides along while the visit still
+    def to_doc(self, sources: Mapping[str, list[Any]]) -> dict[str, Any]:
+        """The visit for a delta, with where its events came from (``sources``). The decoded roster record rides along while the visit still
         holds it, that is in the first delta after it arrived; writing the delta releases
         it, so a tracked visit keeps no copy of its record (a million are held at once)."""
         doc = {
             "id": self.visit.visit_id,
             "ci": {w: m.as_list() for w, m in self.checkins.items()},
             "co": {w: m.as_list() for w, m in self.checkouts.items()},
-            "ev": self.events,
+            "ev": {eid: sources[eid] for eid in self.events},
         }
         if self.visit.raw is not None:
             doc["v"] = self.visit.raw
@@ -128,7 +128,7 @@ class VisitState:
         """Check-ins, check-outs and events from a delta, replacing the ones held."""
         self.checkins = _own({w: Mark.from_list(m) for w, m in doc.get("ci", {}).items()})
         self.checkouts = _own({w: Mark.from_list(m) for w, m in doc.get("co", {}).items()})
-        self.events = _own(dict(doc.get("ev", {})))
+        self.events = tuple(doc.get("ev", ()))
 
 
 @dataclass(slots=True)
@@ -153,8 +153,9 @@ class Pending:
 
 
 def delta_doc(partition: int, visits: list[VisitState], deleted: list[str],
-              pending: list[Pending] | None) -> dict[str, Any]:
-    return {"p": partition, "visits": [v.to_doc() for v in visits], "deleted": deleted,
+              pending: list[Pending] | None, sources: Mapping[str, list[Any]]) -> dict[str, Any]:
+    """``sources`` has where each of the visits' events came from."""
+    return {"p": partition, "visits": [v.to_doc(sources) for v in visits], "deleted": deleted,
             "pending": None if pending is None else [p.to_doc() for p in pending]}
 
 

@@ -183,11 +183,13 @@ def test_visits_without_events_share_one_empty_mapping_and_writes_get_their_own(
     h = Harness()
     h.roster(visit("v1"), visit("v2", client_id="c2"))
     a, b = h.detector.visits["v1"], h.detector.visits["v2"]
-    assert a.checkins is b.checkins and a.events is b.events  # one shared empty mapping
+    assert a.checkins is b.checkins and a.events is b.events == ()  # shared empties
     with pytest.raises(TypeError):
         a.checkins["w1"] = Mark(T0, T0, "e", "gps")
     h.events(event(at=T0, visit_id="v1", event_id="e-1"))
     assert list(a.checkins) == ["w1"] and list(a.events) == ["e-1"]
     assert not b.checkins and not b.events and b.checkins is not a.checkins
-    again = VisitState.from_doc(orjson.loads(orjson.dumps(b.to_doc())))
+    again = VisitState.from_doc(orjson.loads(orjson.dumps(b.to_doc({}))))
     assert again.checkins is b.checkins  # restored empty: shared again
+    doc = a.to_doc(h.detector.event_index)
+    assert doc["ev"] == {"e-1": h.detector.event_index["e-1"]}  # ids held, sources written
