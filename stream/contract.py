@@ -8,6 +8,7 @@ ordinary code and the worker never raises on input.
 from __future__ import annotations
 
 import math
+from sys import intern
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,7 +64,9 @@ class Rejection:
 
 @dataclass(slots=True)
 class Visit:
-    """One scheduled visit, validated. Instants are epoch seconds, UTC."""
+    """One scheduled visit, validated. Instants are epoch seconds, UTC. Worker ids are
+    interned (here and in events): a worker has many visits a day, and a tracked visit
+    would otherwise hold its own copy of each id, as would each check-in."""
 
     visit_id: str
     client_id: str
@@ -201,7 +204,7 @@ def _visit(obj: dict[str, Any]) -> Visit:
     if contract_id is not None and not isinstance(contract_id, str):
         raise _Invalid("wrong_type", "contract_id must be a string")
     return Visit(
-        visit_id=visit_id, client_id=client_id, worker_ids=tuple(workers),
+        visit_id=visit_id, client_id=client_id, worker_ids=tuple(map(intern, workers)),
         start=start, end=end, lat=lat, lon=lon, radius_m=float(radius), polygon=polygon,
         risk_level=risk, lives_alone=_flag(obj, "lives_alone"),
         cognitive_impairment=_flag(obj, "cognitive_impairment"),
@@ -253,7 +256,7 @@ def _event_fast(obj: dict[str, Any]) -> Event | None:
             return None
     elif method != "manual":
         return None
-    return Event(event_id=event_id, type=etype, client_id=client_id, worker_id=worker_id,
+    return Event(event_id=event_id, type=etype, client_id=client_id, worker_id=intern(worker_id),
                  occurred_at=occurred, method=method, visit_id=visit_id, lat=lat, lon=lon,
                  accuracy_m=accuracy, caller_number=caller, tag_id=tag, gateway_id=gateway,
                  raw=obj)
@@ -289,7 +292,7 @@ def _event_checked(obj: dict[str, Any]) -> Event:
     gateway = obj.get("gateway_id")
     if gateway is not None and not isinstance(gateway, str):
         raise _Invalid("wrong_type", "gateway_id must be a string")
-    return Event(event_id=event_id, type=etype, client_id=client_id, worker_id=worker_id,
+    return Event(event_id=event_id, type=etype, client_id=client_id, worker_id=intern(worker_id),
                  occurred_at=occurred, method=method, visit_id=visit_id, lat=lat, lon=lon,
                  accuracy_m=accuracy, caller_number=caller, tag_id=tag, gateway_id=gateway,
                  raw=obj)
