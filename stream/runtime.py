@@ -55,13 +55,23 @@ def settle_heap() -> None:
     no more than a young one here), and the C allocator then hands freed pages back to the
     system where it can.
     """
-    global _last_trim
+    global _trim_pending
     gc.collect()
     gc.freeze()
-    # Trimming walks the whole C heap; during a bulk load once every few seconds is enough.
+    _trim_pending = True
+    trim_heap_if_due()
+
+
+def trim_heap_if_due() -> None:
+    """Hand the C heap's free pages back to the system after a settle, at most once every
+    few seconds: trimming walks the whole heap, and a bulk load settles after every slice.
+    The sweep timer calls this too, so the pages freed by a load's last slices go back
+    within seconds of its end rather than at the next load."""
+    global _last_trim, _trim_pending
     now = time.monotonic()
-    if _malloc_trim is not None and now - _last_trim >= _TRIM_EVERY_S:
+    if _trim_pending and _malloc_trim is not None and now - _last_trim >= _TRIM_EVERY_S:
         _last_trim = now
+        _trim_pending = False
         _malloc_trim(0)
 
 
@@ -75,6 +85,7 @@ def _libc_malloc_trim() -> Any:
 _malloc_trim = _libc_malloc_trim()
 _TRIM_EVERY_S = 5.0
 _last_trim = float("-inf")
+_trim_pending = False
 
 
 def tune_gc() -> None:
@@ -290,6 +301,7 @@ class Runtime:
             self.catchup.seen((e.message.topic, e.message.partition), e.message.offset)
 
     async def sweep(self) -> None:
+        trim_heap_if_due()
         if not self.sweep_open:
             return
         started = time.perf_counter()

@@ -1,0 +1,25 @@
+"""Settling the heap: freed pages go back to the system soon after a load, not at once
+after every slice of it."""
+
+from stream import runtime
+
+
+def test_a_trim_skipped_during_a_load_happens_on_a_later_call(monkeypatch):
+    calls = []
+    clock = [1000.0]
+    monkeypatch.setattr(runtime, "_malloc_trim", lambda pad: calls.append(pad))
+    monkeypatch.setattr(runtime, "_last_trim", float("-inf"))
+    monkeypatch.setattr(runtime, "_trim_pending", False)
+    monkeypatch.setattr(runtime.time, "monotonic", lambda: clock[0])
+    runtime.settle_heap()
+    assert calls == [0]  # the first settle trims
+    clock[0] += 1.0
+    runtime.settle_heap()  # too soon: deferred
+    runtime.trim_heap_if_due()
+    assert calls == [0]
+    clock[0] += runtime._TRIM_EVERY_S
+    runtime.trim_heap_if_due()  # the sweep timer's call: now due
+    assert calls == [0, 0]
+    clock[0] += runtime._TRIM_EVERY_S
+    runtime.trim_heap_if_due()  # nothing settled since: nothing to trim
+    assert calls == [0, 0]
