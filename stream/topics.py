@@ -31,11 +31,17 @@ def by_partition(records: Iterable[dict[str, Any]], partitions: int
     return groups
 
 
+_KEEP = {"retention.ms": "-1", "retention.bytes": "-1"}
+
+
 def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> list[str]:
     """Create the project's topics if missing; return the names created.
 
     The work, state and escalation topics must have exactly ``settings.partitions``
-    partitions: a visit's work, state and escalations share a partition number.
+    partitions: a visit's work, state and escalations share a partition number. The state
+    and escalation topics are what a partition is rebuilt from, so they are created to keep
+    their records (``retention.ms=-1``): a visit's roster record is written once, in the
+    delta of the batch that brought it, and a roster is often published weeks ahead.
     """
     from kafka.admin import KafkaAdminClient, NewTopic
     from kafka.errors import KafkaError, TopicAlreadyExistsError
@@ -59,8 +65,10 @@ def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> list[str]:
         for name in names:
             if name in existing:
                 continue
+            keep = name in (settings.topic_state, settings.topic_escalations)
             try:
-                admin.create_topics([NewTopic(name, settings.partitions, 1)])
+                admin.create_topics([NewTopic(name, settings.partitions, 1,
+                                              topic_configs=_KEEP if keep else {})])
                 created.append(name)
             except TopicAlreadyExistsError:
                 pass
