@@ -55,18 +55,24 @@ def settle_heap() -> None:
     no more than a young one here), and the C allocator then hands freed pages back to the
     system where it can.
     """
-    global _trim_pending
     gc.collect()
     gc.freeze()
-    _trim_pending = True
+    heap_changed()
     trim_heap_if_due()
 
 
+def heap_changed() -> None:
+    """Note that records were applied: decoding them freed memory that can go back."""
+    global _trim_pending
+    _trim_pending = True
+
+
 def trim_heap_if_due() -> None:
-    """Hand the C heap's free pages back to the system after a settle, at most once every
-    few seconds: trimming walks the whole heap, and a bulk load settles after every slice.
-    The sweep timer calls this too, so the pages freed by a load's last slices go back
-    within seconds of its end rather than at the next load."""
+    """Hand the C heap's free pages back to the system if records were applied since the
+    last time, at most once every few seconds. The sweep timer calls this, so the pages
+    freed by decoding input (large messages are large buffers) and by a load's last slices
+    go back within seconds. Trimming walks the heap: about 3 ms for a 650 MB heap, measured
+    in process."""
     global _last_trim, _trim_pending
     now = time.monotonic()
     if _trim_pending and _malloc_trim is not None and now - _last_trim >= _TRIM_EVERY_S:
@@ -295,6 +301,8 @@ class Runtime:
                     self.metrics.processing_latency.observe(max(0.0, now - t))
         if rostered >= _SETTLE_AFTER_ROSTER:
             settle_heap()
+        else:
+            heap_changed()
 
     def _seen(self, events: list[EventT]) -> None:
         for e in events:

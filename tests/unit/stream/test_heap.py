@@ -1,5 +1,5 @@
-"""Settling the heap: freed pages go back to the system soon after a load, not at once
-after every slice of it."""
+"""Settling the heap: freed pages go back to the system within seconds of a load or of
+records applied, not after every slice."""
 
 from stream import runtime
 
@@ -21,5 +21,8 @@ def test_a_trim_skipped_during_a_load_happens_on_a_later_call(monkeypatch):
     runtime.trim_heap_if_due()  # the sweep timer's call: now due
     assert calls == [0, 0]
     clock[0] += runtime._TRIM_EVERY_S
-    runtime.trim_heap_if_due()  # nothing settled since: nothing to trim
+    runtime.trim_heap_if_due()  # nothing applied since: nothing to trim
     assert calls == [0, 0]
+    runtime.heap_changed()  # a batch of records was applied
+    runtime.trim_heap_if_due()
+    assert calls == [0, 0, 0]
