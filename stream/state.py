@@ -12,7 +12,7 @@ when it is assigned the partition.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,7 +41,7 @@ class Mark:
 class _Unset(dict):  # type: ignore[type-arg]
     """The one empty mapping shared by every visit that has not had that kind of mark yet:
     two empty dicts per visit would be a sixth of a tracked visit's memory. Writes go
-    through :class:`VisitState`'s methods, which give the visit its own dict first;
+    through :class:`VisitState`'s methods, which give the visit its own marks first;
     writing here is a bug, and raises."""
 
     __slots__ = ()
@@ -53,13 +53,68 @@ class _Unset(dict):  # type: ignore[type-arg]
 _UNSET: Any = _Unset()
 
 
-def _own(mapping: dict[str, Any]) -> dict[str, Any]:
-    return mapping or _UNSET
+class _OneMark:
+    """The marks of a visit that one worker has made (the common case), read as a dict of
+    one: 48 bytes where a dict of one costs 184. A second worker's mark turns it into a
+    dict (:func:`_with`); it is never written in place."""
+
+    __slots__ = ("worker", "mark")
+
+    def __init__(self, worker: str, mark: Mark) -> None:
+        self.worker = worker
+        self.mark = mark
+
+    def __len__(self) -> int:
+        return 1
+
+    def __contains__(self, worker: object) -> bool:
+        return worker == self.worker
+
+    def __getitem__(self, worker: str) -> Mark:
+        if worker == self.worker:
+            return self.mark
+        raise KeyError(worker)
+
+    def get(self, worker: str, default: Mark | None = None) -> Mark | None:
+        return self.mark if worker == self.worker else default
+
+    def __iter__(self) -> Iterator[str]:
+        return iter((self.worker,))
+
+    def keys(self) -> tuple[str]:
+        return (self.worker,)
+
+    def values(self) -> tuple[Mark]:
+        return (self.mark,)
+
+    def items(self) -> tuple[tuple[str, Mark]]:
+        return ((self.worker, self.mark),)
+
+
+def _with(marks: Any, worker: str, mark: Mark) -> Any:
+    """``marks`` with ``worker``'s mark set: the shared empty mapping, one mark, or a dict."""
+    if marks is _UNSET:
+        return _OneMark(worker, mark)
+    if type(marks) is _OneMark:
+        if marks.worker == worker:
+            return _OneMark(worker, mark)
+        return {marks.worker: marks.mark, worker: mark}
+    marks[worker] = mark
+    return marks
+
+
+def _marks(doc: dict[str, list[Any]]) -> Any:
+    marks: Any = _UNSET
+    for worker, m in doc.items():
+        marks = _with(marks, worker, Mark.from_list(m))
+    return marks
 
 
 @dataclass(slots=True)
 class VisitState:
     visit: Visit
+    # Read as dicts of worker id -> Mark: the shared empty mapping, then one mark, then a
+    # dict once a second worker has one.
     checkins: dict[str, Mark] = field(default_factory=lambda: _UNSET)
     checkouts: dict[str, Mark] = field(default_factory=lambda: _UNSET)
     # The ids of every event applied to the visit. Where each came from is in the
@@ -72,14 +127,10 @@ class VisitState:
         self.events += (event_id,)
 
     def check_in(self, worker_id: str, mark: Mark) -> None:
-        if self.checkins is _UNSET:
-            self.checkins = {}
-        self.checkins[worker_id] = mark
+        self.checkins = _with(self.checkins, worker_id, mark)
 
     def check_out(self, worker_id: str, mark: Mark) -> None:
-        if self.checkouts is _UNSET:
-            self.checkouts = {}
-        self.checkouts[worker_id] = mark
+        self.checkouts = _with(self.checkouts, worker_id, mark)
 
     def arrival(self) -> float | None:
         """When the visit was attended: the instant the last required worker checked in.
@@ -126,8 +177,8 @@ class VisitState:
 
     def load_marks(self, doc: dict[str, Any]) -> None:
         """Check-ins, check-outs and events from a delta, replacing the ones held."""
-        self.checkins = _own({w: Mark.from_list(m) for w, m in doc.get("ci", {}).items()})
-        self.checkouts = _own({w: Mark.from_list(m) for w, m in doc.get("co", {}).items()})
+        self.checkins = _marks(doc.get("ci", {}))
+        self.checkouts = _marks(doc.get("co", {}))
         self.events = tuple(doc.get("ev", ()))
 
 

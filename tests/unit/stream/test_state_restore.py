@@ -193,3 +193,29 @@ def test_visits_without_events_share_one_empty_mapping_and_writes_get_their_own(
     assert again.checkins is b.checkins  # restored empty: shared again
     doc = a.to_doc(h.detector.event_index)
     assert doc["ev"] == {"e-1": h.detector.event_index["e-1"]}  # ids held, sources written
+
+
+def test_marks_read_as_a_dict_whether_one_worker_or_two():
+    import sys
+
+    h = Harness()
+    h.roster(visit("v1", workers=("w1", "w2")))
+    h.events(event(at=T0 + 10, worker_id="w1", event_id="e-1"))
+    vs = h.detector.visits["v1"]
+    one = vs.checkins
+    assert sys.getsizeof(one) < sys.getsizeof({"w1": 1})  # one worker: no dict
+    assert (len(one), "w1" in one, "w2" in one, one.get("w2"), list(one)) == (
+        1, True, False, None, ["w1"])
+    assert one["w1"].event_id == "e-1" and [m.event_id for m in one.values()] == ["e-1"]
+    h.events(event(at=T0 + 20, worker_id="w2", event_id="e-2"))
+    assert sorted(vs.checkins) == ["w1", "w2"] and type(vs.checkins) is dict
+    assert vs.arrival() == T0 + 20
+    assert one["w1"].event_id == "e-1"  # never written in place
+    deltas = [h.detector.take_delta()]
+    copy = _rebuild(h, deltas)
+    assert {w: m.event_id for w, m in copy.visits["v1"].checkins.items()} == {
+        "w1": "e-1", "w2": "e-2"}
+    h.events(event("check_out", at=T0 + 1800, worker_id="w1", event_id="e-3"))
+    assert list(vs.checkouts) == ["w1"]
+    copy = _rebuild(h, deltas + [h.detector.take_delta()])
+    assert list(copy.visits["v1"].checkouts) == ["w1"] and len(copy.visits["v1"].checkins) == 2
