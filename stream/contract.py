@@ -8,8 +8,8 @@ ordinary code and the worker never raises on input.
 from __future__ import annotations
 
 import math
-from sys import intern
 from dataclasses import dataclass, field
+from sys import intern
 from typing import Any
 
 import orjson

@@ -493,9 +493,9 @@ class PartitionDetector:
         """The state changed since the last call, as one changelog document, or None."""
         if not self._dirty and not self._deleted and not self._pending_dirty:
             return None
+        pending = list(self.pending.values()) if self._pending_dirty else None
         doc = delta_doc(self.partition, [self.visits[v] for v in sorted(self._dirty)],
-                        self._deleted, list(self.pending.values()) if self._pending_dirty else None,
-                        self.event_index)
+                        self._deleted, pending, self.event_index)
         self._dirty.clear()
         self._deleted = []
         self._pending_dirty = False

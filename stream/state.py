@@ -149,9 +149,10 @@ class VisitState:
         return sorted(m.occurred for m in self.checkins.values())[need - 1]
 
     def to_doc(self, sources: Mapping[str, list[Any]]) -> dict[str, Any]:
-        """The visit for a delta, with where its events came from (``sources``). The decoded roster record rides along while the visit still
-        holds it, that is in the first delta after it arrived; writing the delta releases
-        it, so a tracked visit keeps no copy of its record (a million are held at once)."""
+        """The visit for a delta, with where its events came from (``sources``). The decoded
+        roster record rides along while the visit still holds it, that is in the first delta
+        after it arrived; writing the delta releases it, so a tracked visit keeps no copy of
+        its record (a million are held at once)."""
         doc = {
             "id": self.visit.visit_id,
             "ci": {w: m.as_list() for w, m in self.checkins.items()},
