@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import heapq
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -375,17 +375,20 @@ class PartitionDetector:
             return v.end + RETENTION_S
         return v.end + self._threshold(v, "no_checkout_after_s")
 
+    def _timers(self, v: Visit) -> Iterator[tuple[float, str]]:
+        """The visit's timers, ``(due, kind)``: its deadlines (none once it is cancelled),
+        and its forgetting."""
+        return ((self.due(v, kind), kind) for kind in _TIMELINE[v.cancelled])
+
     def _timeline(self, v: Visit) -> list[tuple[float, str]]:
-        """The visit's timers in the order they fall due: its deadlines (none once it is
-        cancelled), and its forgetting."""
-        return sorted((self.due(v, kind), kind) for kind in _TIMELINE[v.cancelled])
+        """The visit's timers in the order they fall due."""
+        return sorted(self._timers(v))
 
     def _schedule(self, vs: VisitState) -> None:
         """Arm the visit's first timer; each timer arms the next when it fires, so the heap
         holds one entry per visit (a million visits are tracked at once)."""
-        v = vs.visit
-        due, kind = min((self.due(v, kind), kind) for kind in _TIMELINE[v.cancelled])
-        self._push(due, kind, v.visit_id)
+        due, kind = min(self._timers(vs.visit))
+        self._push(due, kind, vs.visit.visit_id)
 
     def _push(self, due: float, kind: str, key: str) -> None:
         heapq.heappush(self._heap, (due, kind, key))

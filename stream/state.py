@@ -47,7 +47,7 @@ class _Unset(dict):  # type: ignore[type-arg]
     __slots__ = ()
 
     def __setitem__(self, key: Any, value: Any) -> None:
-        raise TypeError("write through VisitState.add_event / check_in / check_out")
+        raise TypeError("write through VisitState.check_in / check_out")
 
 
 _UNSET: Any = _Unset()
