@@ -74,6 +74,18 @@ class PartitionDetector:
         # Polygon fences projected into their planes, by roster record: a fence is prepared
         # once, not for every fix against it.
         self._polygons = PolygonCache(size=2048)
+        # Checkpoints (README, "State"). ``base``: the ecm.state offset from which a replay
+        # rebuilds the partition. ``written``: bytes written to ecm.state since then.
+        self.base = 0
+        self.written = 0
+        self.checkpoints = 0  # completed by this detector
+        self._cp_left: list[str] | None = None  # ids the checkpoint under way has yet to write
+        self._cp_start: int | None = None  # offset of its first slice, once acknowledged
+        self._cp_from = 0  # ``written`` when it began
+        self._cp_last = 0  # bytes of the last complete checkpoint
+        # A checkpoint's last slice carries the base before it; the next delta, empty if
+        # nothing else changed, carries the new one to the partition's last message.
+        self._base_unwritten = False
 
     # ---- input -------------------------------------------------------------------------
 
@@ -493,16 +505,68 @@ class PartitionDetector:
     # ---- state -------------------------------------------------------------------------
 
     def take_delta(self) -> dict[str, Any] | None:
-        """The state changed since the last call, as one changelog document, or None."""
-        if not self._dirty and not self._deleted and not self._pending_dirty:
+        """The state changed since the last call, as one changelog document, or None. A
+        completed checkpoint's base is written by the next one, whatever else changed."""
+        if (not self._dirty and not self._deleted and not self._pending_dirty
+                and not self._base_unwritten):
             return None
+        self._base_unwritten = False
         pending = list(self.pending.values()) if self._pending_dirty else None
         doc = delta_doc(self.partition, [self.visits[v] for v in sorted(self._dirty)],
-                        self._deleted, pending, self.event_index)
+                        self._deleted, pending, self.event_index, self.base)
         self._dirty.clear()
         self._deleted = []
         self._pending_dirty = False
         return doc
+
+    def wrote(self, nbytes: int) -> None:
+        """Count bytes written to (or, rebuilding, read from) ecm.state for the partition."""
+        self.written += nbytes
+
+    def take_checkpoint(self, budget: int) -> dict[str, Any] | None:
+        """The next slice of the checkpoint under way, at most ``budget`` visits whole, or
+        None when no checkpoint is under way or due.
+
+        One is due once the partition has written ``checkpoint_min_bytes``, or twice its
+        last checkpoint, since its last checkpoint began. The ids to write are taken when it
+        begins; visits booked after that are in the deltas that book them, and those
+        dropped before their slice are left out. The first slice carries the pending events
+        whole. :meth:`checkpoint_written` is told each slice's offset once it is written.
+        """
+        if budget <= 0:
+            return None
+        first = self._cp_left is None
+        if first:
+            if self.written < max(self.settings.checkpoint_min_bytes, 2 * self._cp_last):
+                return None
+            self._cp_left = sorted(self.visits, reverse=True)  # taken from the end
+            self._cp_start = None
+            self._cp_from = self.written
+        left = self._cp_left
+        assert left is not None
+        visits = []
+        while left and len(visits) < budget:
+            vs = self.visits.get(left.pop())
+            if vs is not None:
+                visits.append(vs.checkpoint_doc(self.event_index))
+        pending = [p.to_doc() for p in self.pending.values()] if first else None
+        return {"p": self.partition, "visits": visits, "deleted": [], "pending": pending,
+                "b": self.base}
+
+    def checkpoint_written(self, offset: int) -> None:
+        """The slice taken last is in ecm.state, its first message at ``offset``. After the
+        last slice, replays start at the checkpoint's first."""
+        if self._cp_left is None:
+            return
+        if self._cp_start is None:
+            self._cp_start = offset
+        if not self._cp_left:
+            self.base = self._cp_start
+            self._cp_last = self.written - self._cp_from
+            self.written -= self._cp_from
+            self._cp_left = self._cp_start = None
+            self.checkpoints += 1
+            self._base_unwritten = True
 
     def restore(self, deltas: Iterable[dict[str, Any]], escalations: Iterable[dict[str, Any]]) -> None:
         """Rebuild from the partition's changelog and escalation records, oldest first."""
@@ -510,7 +574,9 @@ class PartitionDetector:
         for doc in deltas:
             for vdoc in doc.get("visits", ()):
                 sources.update(vdoc.get("ev", ()))
-                if "v" not in vdoc:  # marks only: the record came in an earlier delta
+                if "v" not in vdoc and "s" not in vdoc:
+                    # Marks only: the record came in an earlier delta, or, replaying from a
+                    # checkpoint, the visit's slice comes later.
                     held = self.visits.get(vdoc["id"])
                     if held is not None:
                         held.load_marks(vdoc)

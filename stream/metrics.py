@@ -41,6 +41,9 @@ class Metrics:
         self.events_replayed = PCounter(
             "ecm_events_replayed", "Events seen again from the same source position after a "
             "rebalance or restart, and skipped.", registry=r)
+        self.checkpoints = PCounter(
+            "ecm_state_checkpoints", "Checkpoints of a partition's state completed in "
+            "ecm.state; a rebuild reads from the last one.", registry=r)
         self.deadletters = PCounter(
             "ecm_deadletters", "Input rejected to the dead-letter topic, by reason and stage.",
             ["reason", "stage"], registry=r)

@@ -43,19 +43,25 @@ async def load_partition(settings: Settings, partition: int, clock: Clock,
                         partition)
             store.reset()
             snap = store.load()
-        deltas = await _read(consumer, state, snap.state_offset, end[state])
-        escalations = await _read(consumer, esc, snap.escalations_offset, end[esc])
+        base = await _base(consumer, state, end[state])
+        # An empty store replays from the last checkpoint; a store replays from its own
+        # position (what it reflects already includes the deletions before it).
+        deltas, read = await _read(consumer, state, snap.state_offset or base, end[state])
+        escalations, _ = await _read(consumer, esc, snap.escalations_offset, end[esc])
     finally:
         await consumer.stop()
     detector.restore([snap.as_delta()] + [d for _, d in deltas],
                      snap.escalations + [e for _, e in escalations])
+    detector.base = base
+    detector.wrote(read)  # a long replay is due a checkpoint
     for offset, delta in deltas:
         store.apply_delta(delta, offset)
     if escalations:
         store.apply_escalations([e for _, e in escalations], escalations[-1][0])
     log.info("partition %d restored: %d visits, %d escalation records, %d pending events "
-             "(%d changelog and %d escalation records read)", partition, len(detector.visits),
-             len(detector.book.records), len(detector.pending), len(deltas), len(escalations))
+             "(%d changelog and %d escalation records read; checkpoint at %d)", partition,
+             len(detector.visits), len(detector.book.records), len(detector.pending),
+             len(deltas), len(escalations), base)
     return detector
 
 
@@ -72,13 +78,21 @@ async def _reaches(consumer: AIOKafkaConsumer, tp: TopicPartition, offset: int, 
     return any(r.offset == offset - 1 for r in batch.get(tp, ()))
 
 
+async def _base(consumer: AIOKafkaConsumer, tp: TopicPartition, end: int) -> int:
+    """Where a replay of the partition's changelog starts: the ``b`` of its last message
+    (the first offset of its last complete checkpoint), 0 if it has none."""
+    last, _ = await _read(consumer, tp, max(0, end - 1), end)
+    return int(last[-1][1].get("b", 0)) if last else 0
+
+
 # After the reported end offset, read on until the partition has been quiet this long.
 _TAIL_QUIET_MS = 200
 
 
 async def _read(consumer: AIOKafkaConsumer, tp: TopicPartition, start: int,
-                end: int) -> list[tuple[int, dict[str, Any]]]:
-    """``(offset, document)`` of every record of ``tp`` from ``start`` to its end.
+                end: int) -> tuple[list[tuple[int, dict[str, Any]]], int]:
+    """``(offset, document)`` of every record of ``tp`` from ``start`` to its end, and the
+    bytes read.
 
     ``end`` is the end offset reported when the read started; records found beyond it are
     read too. The embedded broker reports the base offset of a partition's last record
@@ -90,16 +104,18 @@ async def _read(consumer: AIOKafkaConsumer, tp: TopicPartition, start: int,
     """
     consumer.seek(tp, start)
     docs: list[tuple[int, dict[str, Any]]] = []
+    read = 0
     while True:
         past_end = await consumer.position(tp) >= end
         batch = await consumer.getmany(tp, timeout_ms=_TAIL_QUIET_MS if past_end else 1000,
                                        max_records=10_000)
         records = batch.get(tp, ())
         if not records and past_end:
-            return docs
+            return docs, read
         for record in records:
             if record.value is None:
                 continue
+            read += len(record.value)
             try:
                 docs.append((record.offset, orjson.loads(record.value)))
             except orjson.JSONDecodeError as exc:

@@ -41,6 +41,8 @@ log = logging.getLogger(__name__)
 _SETTLE_AFTER_ROSTER = 1000
 # Records handed to the detectors at once on the direct path (about 0.2 s of work).
 _DIRECT_SLICE = 5000
+# Visits a publish writes for checkpoints under way, over all partitions (README, "State").
+_CHECKPOINT_SLICE = 1000
 
 
 def settle_heap() -> None:
@@ -333,21 +335,35 @@ class Runtime:
             futures += await self._send_deadletters(out.rejections, "detector")
         sent = await asyncio.gather(*futures)
         state_sends = []
+        budget = _CHECKPOINT_SLICE
         for detector, out, first, n in pending:
             store = self.stores.get(detector.partition)
             if n and store is not None:
                 store.apply_escalations(out.escalations,
                                         max(m.offset for m in sent[first:first + n]))
-            delta = detector.take_delta()
-            if delta is not None:
-                for doc, value in encode_delta(delta, self.settings.max_message_bytes):
-                    state_sends.append((store, doc, await self.state.send(
-                        value=value, partition=detector.partition)))
+            docs = [(detector.take_delta(), False)]
+            checkpoint = detector.take_checkpoint(budget)
+            if checkpoint is not None:
+                budget -= len(checkpoint["visits"])
+                docs.append((checkpoint, True))
+            for delta, slice_ in docs:
+                if delta is None:
+                    continue
+                for k, (doc, value) in enumerate(encode_delta(delta, self.settings.max_message_bytes)):
+                    detector.wrote(len(value))
+                    state_sends.append((store, doc, detector if slice_ and k == 0 else None,
+                                        await self.state.send(value=value,
+                                                              partition=detector.partition)))
             self._count(out)
-        metas = await asyncio.gather(*(f for _, _, f in state_sends))
-        for (store, doc, _), meta in zip(state_sends, metas, strict=True):
+        metas = await asyncio.gather(*(f for _, _, _, f in state_sends))
+        for (store, doc, slice_of, _), meta in zip(state_sends, metas, strict=True):
             if store is not None:
                 store.apply_delta(doc, meta.offset)
+            if slice_of is not None:
+                done = slice_of.checkpoints
+                slice_of.checkpoint_written(meta.offset)
+                if slice_of.checkpoints > done:
+                    self.metrics.checkpoints.inc()
 
     def _count(self, out: Output) -> None:
         m = self.metrics

@@ -68,6 +68,9 @@ class Settings:
     # Largest message the worker writes (state deltas and work batches are split to fit):
     # below Kafka's default 1 MB limits with room for the record envelope.
     max_message_bytes: int = 900_000
+    # A partition writes all its state again once it has written this much to ecm.state
+    # (or twice its last checkpoint) since its last checkpoint: bounds what a rebuild reads.
+    checkpoint_min_bytes: int = 64 << 20
     batch_max: int = 500
     batch_within_s: float = 0.05
     # Longest a fetch may wait on the broker for data (stream/faustfix.py): bounds each

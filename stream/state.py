@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from operator import attrgetter
+from sys import intern
 from typing import Any
 
 import orjson
@@ -153,12 +155,7 @@ class VisitState:
         roster record rides along while the visit still holds it, that is in the first delta
         after it arrived; writing the delta releases it, so a tracked visit keeps no copy of
         its record (a million are held at once)."""
-        doc = {
-            "id": self.visit.visit_id,
-            "ci": {w: m.as_list() for w, m in self.checkins.items()},
-            "co": {w: m.as_list() for w, m in self.checkouts.items()},
-            "ev": {eid: sources[eid] for eid in self.events},
-        }
+        doc = self._marks_doc(sources)
         if self.visit.raw is not None:
             doc["v"] = self.visit.raw
             self.visit.raw = None
@@ -166,9 +163,12 @@ class VisitState:
 
     @classmethod
     def from_doc(cls, doc: dict[str, Any]) -> VisitState | None:
-        """A visit from a delta that carries its roster record, or None if the record is
-        not valid (any more)."""
-        visit = validate_visit(doc["v"])
+        """A visit from a delta that carries its roster record (``"v"``) or a checkpoint's
+        fields (``"s"``), or None if the record is not valid (any more)."""
+        if "s" in doc:
+            visit: Visit | tuple[str, str] = visit_from_fields(doc["s"])
+        else:
+            visit = validate_visit(doc["v"])
         if not isinstance(visit, Visit):
             return None
         visit.raw = None  # it is in the changelog already
@@ -176,11 +176,48 @@ class VisitState:
         state.load_marks(doc)
         return state
 
+    def checkpoint_doc(self, sources: Mapping[str, list[Any]]) -> dict[str, Any]:
+        """The visit whole, for a checkpoint: its marks and events, and its record as the
+        fields the worker keeps (``"s"``, :func:`visit_fields`). Unlike :meth:`to_doc` it
+        leaves a record the visit still holds for the delta that writes it."""
+        doc = self._marks_doc(sources)
+        doc["s"] = visit_fields(self.visit)
+        return doc
+
+    def _marks_doc(self, sources: Mapping[str, list[Any]]) -> dict[str, Any]:
+        return {"id": self.visit.visit_id,
+                "ci": {w: m.as_list() for w, m in self.checkins.items()},
+                "co": {w: m.as_list() for w, m in self.checkouts.items()},
+                "ev": {eid: sources[eid] for eid in self.events}}
+
     def load_marks(self, doc: dict[str, Any]) -> None:
         """Check-ins, check-outs and events from a delta, replacing the ones held."""
         self.checkins = _marks(doc.get("ci", {}))
         self.checkouts = _marks(doc.get("co", {}))
         self.events = tuple(doc.get("ev", ()))
+
+
+# A visit's fields as a checkpoint writes them, in this order: everything but its record.
+_VISIT_FIELDS = tuple(f.name for f in fields(Visit) if f.name != "raw")
+_get_fields = attrgetter(*_VISIT_FIELDS)
+
+
+def visit_fields(visit: Visit) -> tuple[Any, ...]:
+    """The visit as a checkpoint writes it: its fields as the worker holds them, already
+    validated, so that a replay rebuilds it exactly (floats round-trip through JSON) without
+    the roster record it was validated from, which a tracked visit does not keep."""
+    return _get_fields(visit)  # a tuple: written as a JSON array
+
+
+def visit_from_fields(values: list[Any]) -> Visit:
+    """The inverse of :func:`visit_fields`, from its JSON form."""
+    kw = dict(zip(_VISIT_FIELDS, values, strict=True))
+    kw["worker_ids"] = tuple(map(intern, kw["worker_ids"]))
+    if kw["polygon"] is not None:
+        kw["polygon"] = tuple(tuple(tuple(p) for p in ring) for ring in kw["polygon"])
+    kw["client_phones"] = tuple(kw["client_phones"])
+    kw["nfc_tags"] = tuple(kw["nfc_tags"])
+    return Visit(**kw, raw=None)
 
 
 @dataclass(slots=True)
@@ -205,10 +242,12 @@ class Pending:
 
 
 def delta_doc(partition: int, visits: list[VisitState], deleted: list[str],
-              pending: list[Pending] | None, sources: Mapping[str, list[Any]]) -> dict[str, Any]:
-    """``sources`` has where each of the visits' events came from."""
+              pending: list[Pending] | None, sources: Mapping[str, list[Any]],
+              base: int = 0) -> dict[str, Any]:
+    """``sources`` has where each of the visits' events came from; ``base`` is the offset
+    of ``ecm.state`` from which a replay rebuilds the partition (its last checkpoint)."""
     return {"p": partition, "visits": [v.to_doc(sources) for v in visits], "deleted": deleted,
-            "pending": None if pending is None else [p.to_doc() for p in pending]}
+            "pending": None if pending is None else [p.to_doc() for p in pending], "b": base}
 
 
 def encode_delta(delta: dict[str, Any], max_bytes: int) -> list[tuple[dict[str, Any], bytes]]:
@@ -220,17 +259,18 @@ def encode_delta(delta: dict[str, Any], max_bytes: int) -> list[tuple[dict[str, 
     records are larger than the average, is halved. Replayed in order the documents rebuild the same
     state: deletions ride in the first document, visits are last-write-wins, and the
     pending list is replaced by the first pending document and extended by the rest
-    (``pending_more``).
+    (``pending_more``). Every document carries the delta's ``b``.
     """
     whole = orjson.dumps(delta)
     if len(whole) <= max_bytes:
         return [(delta, whole)]
-    p, deleted, pending = delta["p"], delta["deleted"], delta["pending"]
+    p, deleted, pending, base = delta["p"], delta["deleted"], delta["pending"], delta.get("b", 0)
     parts = max(2, math.ceil(len(whole) / (_FILL * max_bytes)))
     out: list[tuple[dict[str, Any], bytes]] = []
 
     def visits_doc(items: list[Any]) -> dict[str, Any]:
-        return {"p": p, "visits": items, "deleted": [] if out else deleted, "pending": None}
+        return {"p": p, "visits": items, "deleted": [] if out else deleted, "pending": None,
+                "b": base}
 
     _fit(visits_doc, delta["visits"], parts, max_bytes, out)
     if not out and deleted:
@@ -239,7 +279,8 @@ def encode_delta(delta: dict[str, Any], max_bytes: int) -> list[tuple[dict[str, 
         first = len(out)
 
         def pending_doc(items: list[Any]) -> dict[str, Any]:
-            doc: dict[str, Any] = {"p": p, "visits": [], "deleted": [], "pending": None}
+            doc: dict[str, Any] = {"p": p, "visits": [], "deleted": [], "pending": None,
+                                   "b": base}
             doc["pending_more" if len(out) > first else "pending"] = items
             return doc
 

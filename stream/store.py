@@ -65,7 +65,7 @@ _STATE_OFFSET = b"o:state"
 _ESC_OFFSET = b"o:esc"
 _PENDING = b"pending"
 _VISIT = b"v:"  # a visit's marks: check-ins, check-outs, events
-_RECORD = b"r:"  # its roster record, written when a delta carries one
+_RECORD = b"r:"  # its roster record or checkpoint fields, written when a delta carries one
 _ESC = b"e:"
 
 
@@ -121,9 +121,14 @@ class RocksStore:
                 snap.state_offset = int(value)
             elif key == _ESC_OFFSET:
                 snap.escalations_offset = int(value)
+        kept = []
         for vdoc in snap.visits:
-            vdoc["v"] = records.get(vdoc["id"].encode())
-        snap.visits = [vdoc for vdoc in snap.visits if vdoc["v"] is not None]
+            record = records.get(vdoc["id"].encode())
+            if record is not None:
+                # A roster record, or a checkpoint's fields (a list): see stream/state.py.
+                vdoc["s" if isinstance(record, list) else "v"] = record
+                kept.append(vdoc)
+        snap.visits = kept
         return snap
 
     def reset(self) -> None:
@@ -137,9 +142,11 @@ class RocksStore:
         wb = WriteBatch()
         for vdoc in delta.get("visits", ()):
             vid = vdoc["id"].encode()
-            if "v" in vdoc:
-                wb.put(_RECORD + vid, orjson.dumps(vdoc["v"]))
-            wb.put(_VISIT + vid, orjson.dumps({k: v for k, v in vdoc.items() if k != "v"}))
+            for record in ("v", "s"):
+                if record in vdoc:
+                    wb.put(_RECORD + vid, orjson.dumps(vdoc[record]))
+            wb.put(_VISIT + vid, orjson.dumps({k: v for k, v in vdoc.items()
+                                               if k != "v" and k != "s"}))
         for vid in delta.get("deleted", ()):
             wb.delete(_VISIT + vid.encode())
             wb.delete(_RECORD + vid.encode())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import time
 from collections import Counter
@@ -14,10 +15,15 @@ from tests.factories import visit
 pytestmark = pytest.mark.integration
 
 
-@pytest.mark.parametrize("store", ["memory://", "rocksdb://"])
-def test_restart_resumes_from_state(settings, spawn_worker, tmp_path, store):
+@pytest.mark.parametrize(("store", "checkpoint_bytes"), [
+    ("memory://", None), ("rocksdb://", None),
+    # Checkpoints as often as they go: the second worker replays from the last one.
+    ("memory://", 1)])
+def test_restart_resumes_from_state(settings, spawn_worker, tmp_path, store, checkpoint_bytes):
     datadir = str(tmp_path / "data")
-    first = spawn_worker("first", store=store, datadir=datadir)
+    settings = settings.with_(checkpoint_min_bytes=checkpoint_bytes)
+    spawn = functools.partial(spawn_worker, checkpoint_min_bytes=checkpoint_bytes)
+    first = spawn("first", store=store, datadir=datadir)
     first.wait_ready()
     reader = Reader(settings, settings.topic_escalations)
     now = time.time()
@@ -26,7 +32,7 @@ def test_restart_resumes_from_state(settings, spawn_worker, tmp_path, store):
               no_checkout_after_s=3600) for i in range(8)]])
     reader.until(lambda r: len(r.records[settings.topic_escalations]) >= 8, timeout_s=60)
     first.stop()
-    second = spawn_worker("second", store=store, datadir=datadir)
+    second = spawn("second", store=store, datadir=datadir)
     second.wait_ready()
     try:
         reader.until(lambda r: len(r.records[settings.topic_escalations]) >= 16,
@@ -42,3 +48,9 @@ def test_restart_resumes_from_state(settings, spawn_worker, tmp_path, store):
         assert sum(read_back) == 0  # everything came from the local store
     else:
         assert sum(read_back) >= 1  # rebuilt from the changelog
+    bases = [int(n) for n in re.findall(r"checkpoint at (\d+)", second.log())]
+    assert len(bases) == settings.partitions
+    if checkpoint_bytes:
+        assert any(bases), second.log()[-2000:]  # the partitions with visits replayed from one
+    else:
+        assert not any(bases)

@@ -1,0 +1,195 @@
+"""Checkpoints: a partition replayed from its last checkpoint is the partition replayed from
+the beginning, and the partition itself."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from stream.clock import ManualClock
+from stream.contract import Visit, validate_visit
+from stream.detector import PartitionDetector
+from stream.state import encode_delta, visit_fields, visit_from_fields
+from stream.store import RocksStore
+from tests.factories import T0, event, visit
+from tests.unit.stream.harness import Harness
+
+_SQUARE = {"type": "Polygon", "coordinates": [[[1.297, 52.630], [1.298, 52.630],
+                                                [1.298, 52.631], [1.297, 52.631],
+                                                [1.297, 52.630]]]}
+
+
+class Log:
+    """A partition of ecm.state: what the runtime's publish writes, in order."""
+
+    def __init__(self, h: Harness, *, budget: int = 2, max_bytes: int = 900_000) -> None:
+        self.h = h
+        self.budget = budget
+        self.max_bytes = max_bytes
+        self.docs: list[dict[str, Any]] = []
+
+    def _write(self, delta: dict[str, Any]) -> int:
+        first = len(self.docs)
+        for doc, value in encode_delta(delta, self.max_bytes):
+            self.docs.append(orjson.loads(value))  # as a replay reads it
+            self.h.detector.wrote(len(value))
+        return first
+
+    def publish(self) -> None:
+        d = self.h.detector
+        delta = d.take_delta()
+        if delta is not None:
+            self._write(delta)
+        checkpoint = d.take_checkpoint(self.budget)
+        if checkpoint is not None:
+            d.checkpoint_written(self._write(checkpoint))
+
+    def replay(self, start: int) -> PartitionDetector:
+        copy = PartitionDetector(0, self.h.settings, ManualClock(self.h.clock.now()))
+        copy.restore(self.docs[start:], [orjson.loads(orjson.dumps(e))
+                                         for e in self.h.escalations])
+        return copy
+
+
+def _live(d: PartitionDetector, due: float, kind: str, key: str) -> bool:
+    """Whether a timer entry still stands (superseded entries stay in the heap until due)."""
+    if kind == "grace":
+        return key in d.pending
+    return key in d.visits and d.due(d.visits[key].visit, kind) == due
+
+
+def _state(d: PartitionDetector) -> Any:
+    return ({vid: vs.checkpoint_doc(d.event_index) for vid, vs in d.visits.items()},
+            sorted(orjson.dumps(p.to_doc()) for p in d.pending.values()),
+            d.event_index, {c: sorted(ids) for c, ids in d.by_client.items()},
+            sorted(set(e for e in d._heap if _live(d, *e))), d.checked_in)
+
+
+def test_visit_fields_round_trip_through_json():
+    for doc in (visit("v1"),
+                visit("v2", workers=("w1", "w2"), geofence=_SQUARE, risk_level="critical",
+                      lives_alone=True, time_critical=True, contract_id="k-9",
+                      late_after_s=120.5, no_checkout_after_s=600, status="cancelled"),
+                visit("v3", start=T0 + 0.123456, geofence_radius_m=75)):
+        v = validate_visit(doc)
+        assert isinstance(v, Visit)
+        back = visit_from_fields(orjson.loads(orjson.dumps(visit_fields(v))))
+        assert back == v and back.raw is None
+        assert type(back.worker_ids) is tuple and type(back.client_phones) is tuple
+        if v.polygon is not None:
+            assert type(back.polygon[0][0]) is tuple
+
+
+def test_no_checkpoint_until_enough_is_written():
+    h = Harness(checkpoint_min_bytes=10_000)
+    log = Log(h)
+    h.roster(visit("v1"))
+    log.publish()
+    assert h.detector.written > 0 and h.detector.base == 0 and h.detector.checkpoints == 0
+    assert h.detector.take_checkpoint(100) is None
+
+
+def test_replay_from_the_checkpoint_is_the_partition_with_changes_during_it():
+    h = Harness(checkpoint_min_bytes=1)
+    log = Log(h, budget=2)
+    h.roster(*[visit(f"v{i}", client_id=f"c{i}", start=T0 + 60 * i) for i in range(7)],
+             visit("vp", client_id="cp", geofence=_SQUARE),
+             # Ended long ago: forgotten at the next sweep, while the checkpoint is under way.
+             visit("old", client_id="co", start=T0 - 50 * 3600))
+    h.events(event(at=T0 - 600, visit_id="v1", client_id="c1"))
+    log.publish()  # the roster's delta, then the checkpoint's first slice
+    assert h.detector._cp_left is not None
+    first = len(log.docs) - 1
+    # Changes while the checkpoint is under way: to visits written already and not yet,
+    # a new booking, an event that waits for its roster record, a forgotten visit.
+    h.events(event(at=T0 - 590, visit_id="v0", client_id="c0"),
+             event(at=T0 - 580, visit_id="v6", client_id="c6"),
+             event(at=T0 - 570, visit_id="vx", client_id="cx"))
+    log.publish()
+    h.roster(visit("v7", client_id="c7"), visit("v2", client_id="c2", minutes=45))
+    h.at(T0 - 560)
+    assert "old" not in h.detector.visits
+    log.publish()
+    while h.detector._cp_left is not None:
+        h.events(event(at=h.clock.now() + 1, visit_id="v3", client_id="c3", type_="check_out"))
+        log.publish()
+    assert h.detector.checkpoints == 1 and h.detector.base == first
+    log.publish()  # nothing changed: the new base is written all the same, once
+    assert log.docs[-1] == {"p": 0, "visits": [], "deleted": [], "pending": None, "b": first}
+    before = len(log.docs)
+    log.publish()
+    assert len(log.docs) == before
+    h.roster(visit("vx", client_id="cx"))  # the waiting event finds its visit
+    log.publish()
+    assert all(doc["b"] == first for doc in log.docs[-1:])
+    expected = _state(h.detector)
+    assert _state(log.replay(first)) == expected
+    assert _state(log.replay(0)) == expected
+    # The rebuilt partition goes on as the original would.
+    later = T0 + 7 * 3600
+    h.clock.set(later)
+    copy = log.replay(first)
+    copy.clock.set(later)
+    ids = sorted(e["escalation_id"] for e in h.detector.sweep().escalations)
+    assert ids and sorted(e["escalation_id"] for e in copy.sweep().escalations) == ids
+
+
+def test_a_second_checkpoint_waits_for_twice_the_first():
+    h = Harness(checkpoint_min_bytes=1)
+    log = Log(h, budget=100)
+    h.roster(*[visit(f"v{i}", client_id=f"c{i}") for i in range(5)])
+    log.publish()
+    assert h.detector.checkpoints == 1
+    size = h.detector._cp_last
+    assert size > 0 and h.detector.take_checkpoint(100) is None
+    while h.detector.checkpoints == 1:
+        h.events(event(at=h.clock.now() + 1, visit_id="v1", client_id="c1"))
+        log.publish()
+    # ``written`` counts from the first checkpoint's start: it began with the second.
+    assert h.detector.base > 0
+    assert _state(log.replay(h.detector.base)) == _state(h.detector)
+
+
+def test_a_checkpoint_larger_than_a_message_is_split_and_replays():
+    h = Harness(checkpoint_min_bytes=1)
+    log = Log(h, budget=50, max_bytes=2_000)
+    h.roster(*[visit(f"v{i}", client_id=f"c{i}") for i in range(40)])
+    log.publish()
+    while h.detector._cp_left is not None:
+        log.publish()
+    assert h.detector.checkpoints == 1
+    assert len(log.docs) - h.detector.base > 2
+    assert _state(log.replay(h.detector.base)) == _state(h.detector)
+
+
+def test_rocks_store_keeps_a_checkpoint_s_fields(tmp_path):
+    h = Harness(checkpoint_min_bytes=1)
+    h.roster(visit("v1", geofence=_SQUARE))
+    h.events(event(at=T0 - 10))
+    h.detector.take_delta()
+    h.detector.wrote(1)
+    checkpoint = h.detector.take_checkpoint(10)
+    store = RocksStore(tmp_path / "db")
+    try:
+        store.apply_delta(orjson.loads(orjson.dumps(checkpoint)), 41)
+        snap = store.load()
+    finally:
+        store.close()
+    assert snap.state_offset == 42
+    copy = PartitionDetector(0, h.settings, ManualClock(h.clock.now()))
+    copy.restore([snap.as_delta()], [])
+    assert _state(copy) == _state(h.detector)
+
+
+def test_the_first_slice_carries_the_pending_events():
+    h = Harness(checkpoint_min_bytes=1, unscheduled_grace_s=3600)
+    log = Log(h, budget=1)
+    h.roster(visit("v1"), visit("v2", client_id="c2"))
+    h.events(event(at=T0 - 600, visit_id="vx", client_id="cx", event_id="waiting"))
+    log.publish()
+    while h.detector._cp_left is not None:
+        h.events(event(at=h.clock.now() + 1, visit_id="v1"))
+        log.publish()
+    copy = log.replay(h.detector.base)
+    assert list(copy.pending) == ["waiting"] and _state(copy) == _state(h.detector)
