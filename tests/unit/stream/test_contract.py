@@ -88,3 +88,39 @@ def test_worker_ids_are_shared_between_visits_and_events():
     b = validate_visit(orjson.loads(orjson.dumps(visit("v2", workers=("w-7",)))))
     e = validate_event(orjson.loads(orjson.dumps(event(at=T0, worker_id="w-7"))))
     assert a.worker_ids[0] is b.worker_ids[0] is e.worker_id
+
+
+_ODD = [None, True, 0, 1, -1, 2.5, float("nan"), float("inf"), "", "x", "w1", [], ["w1"],
+        ["w1", "w1"], ["w1", "w2"], ["w1", 7], {}, {"lat": 52.5, "lon": 1.5},
+        {"lat": 52, "lon": 1}, {"lat": 0.0, "lon": 0.0}, {"lat": 91.0, "lon": 1.0},
+        "2026-11-18T12:00:00Z", "2026-11-18T12:00:00", 100_001.0, 90_001, "low", "cancelled"]
+
+
+def test_the_fast_visit_path_accepts_only_what_the_full_checks_accept():
+    """Every field of a roster record set to each odd value in turn: the one-pass path
+    either leaves the record to the full checks or builds the same visit they do."""
+    from stream.contract import _Invalid, _visit_checked, _visit_fast
+
+    base = visit(risk_level="high", late_after_s=300, client_phones=["1"], lives_alone=True)
+    assert _visit_fast(base) == _visit_checked(base)  # the common record takes it
+    fields = list(base) + ["geofence_radius_m", "status", "contract_id", "missed_after_s",
+                           "short_long_after_s", "no_checkout_after_s", "nfc_tags",
+                           "cognitive_impairment", "time_critical", "geofence"]
+    accepted = taken = 0
+    for name in fields:
+        for value in _ODD:
+            doc = dict(base, **{name: value})
+            fast = _visit_fast(doc)
+            try:
+                full = _visit_checked(doc)
+            except _Invalid:
+                full = None
+            accepted += full is not None
+            if fast is not None:
+                taken += 1
+                assert full is not None and fast == full and fast.raw is doc, (name, value)
+                assert [type(getattr(fast, f)) for f in ("radius_m", "late_after_s")] == \
+                    [type(getattr(full, f)) for f in ("radius_m", "late_after_s")]
+    # Not vacuous: most records the full checks accept take the fast path (the rest hold
+    # integer coordinates or a polygon).
+    assert taken > accepted * 0.7, (taken, accepted)
