@@ -63,6 +63,10 @@ class PartitionDetector:
         self.pending: dict[str, Pending] = {}
         self.event_index: dict[str, list[Any]] = {}
         self.book = EscalationBook(settings)
+        # The default thresholds, read on every deadline computed (see due()).
+        self._late_s = float(settings.late_after_s)
+        self._missed_s = float(settings.missed_after_s)
+        self._no_checkout_s = float(settings.no_checkout_after_s)
         # (due, kind, key): ties at one instant are broken by kind and key, deterministically.
         # A visit has one entry: its next deadline, then ("forget", RETENTION_S after its
         # end), when it is dropped. A grace entry per waiting event.
@@ -243,9 +247,8 @@ class PartitionDetector:
         for item, decision in zip(work, decisions, strict=True):
             ev, vs = item.event, item.visit
             v = vs.visit
-            src = item.source.as_list()
+            # Its source is in the event index since it was admitted (_admit, restore).
             vs.add_event(ev.event_id)
-            self.event_index[ev.event_id] = src
             self._dirty.add(v.visit_id)
             if v.cancelled:
                 continue
@@ -378,14 +381,15 @@ class PartitionDetector:
         return own or float(getattr(self.settings, name))
 
     def due(self, v: Visit, kind: str) -> float:
-        """The deadline of a timer rule (late, missed, no_check_out) for a visit."""
+        """The deadline of a timer rule (late, missed, no_check_out) for a visit: its own
+        threshold, else the configured default."""
         if kind == "late":
-            return v.start + self._threshold(v, "late_after_s")
+            return v.start + (v.late_after_s or self._late_s)
         if kind == "missed":
-            return v.start + self._threshold(v, "missed_after_s")
+            return v.start + (v.missed_after_s or self._missed_s)
         if kind == "forget":
             return v.end + RETENTION_S
-        return v.end + self._threshold(v, "no_checkout_after_s")
+        return v.end + (v.no_checkout_after_s or self._no_checkout_s)
 
     def _timers(self, v: Visit) -> Iterator[tuple[float, str]]:
         """The visit's timers, ``(due, kind)``: its deadlines (none once it is cancelled),

@@ -105,6 +105,14 @@ def _with(marks: Any, worker: str, mark: Mark) -> Any:
     return marks
 
 
+def _marks_as_doc(marks: Any) -> dict[str, list[Any]]:
+    if marks is _UNSET:
+        return {}
+    if type(marks) is _OneMark:
+        return {marks.worker: marks.mark.as_list()}
+    return {w: m.as_list() for w, m in marks.items()}
+
+
 def _marks(doc: dict[str, list[Any]]) -> Any:
     marks: Any = _UNSET
     for worker, m in doc.items():
@@ -140,12 +148,13 @@ class VisitState:
         A double-up needs two distinct workers; a replacement worker counts (the wrong-worker
         rule questions who came, not whether somebody did).
         """
+        marks = self.checkins
         need = len(self.visit.worker_ids)
-        have = len(self.checkins)
+        if type(marks) is _OneMark:  # the common case: one worker, one check-in
+            return marks.mark.occurred if need == 1 else None
+        have = len(marks)
         if have < need:
             return None
-        if have == 1:  # the common case: one worker, one check-in
-            return next(iter(self.checkins.values())).occurred
         if need == 1:
             return min(m.occurred for m in self.checkins.values())
         return sorted(m.occurred for m in self.checkins.values())[need - 1]
@@ -185,9 +194,8 @@ class VisitState:
         return doc
 
     def _marks_doc(self, sources: Mapping[str, list[Any]]) -> dict[str, Any]:
-        return {"id": self.visit.visit_id,
-                "ci": {w: m.as_list() for w, m in self.checkins.items()},
-                "co": {w: m.as_list() for w, m in self.checkouts.items()},
+        return {"id": self.visit.visit_id, "ci": _marks_as_doc(self.checkins),
+                "co": _marks_as_doc(self.checkouts),
                 "ev": {eid: sources[eid] for eid in self.events}}
 
     def load_marks(self, doc: dict[str, Any]) -> None:
