@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import heapq
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -391,10 +391,11 @@ class PartitionDetector:
             return v.end + RETENTION_S
         return v.end + (v.no_checkout_after_s or self._no_checkout_s)
 
-    def _timers(self, v: Visit) -> Iterator[tuple[float, str]]:
+    def _timers(self, v: Visit) -> list[tuple[float, str]]:
         """The visit's timers, ``(due, kind)``: its deadlines (none once it is cancelled),
         and its forgetting."""
-        return ((self.due(v, kind), kind) for kind in _TIMELINE[v.cancelled])
+        due = self.due
+        return [(due(v, kind), kind) for kind in _TIMELINE[v.cancelled]]
 
     def _timeline(self, v: Visit) -> list[tuple[float, str]]:
         """The visit's timers in the order they fall due."""

@@ -106,8 +106,6 @@ def _with(marks: Any, worker: str, mark: Mark) -> Any:
 
 
 def _marks_as_doc(marks: Any) -> dict[str, list[Any]]:
-    if marks is _UNSET:
-        return {}
     if type(marks) is _OneMark:
         return {marks.worker: marks.mark.as_list()}
     return {w: m.as_list() for w, m in marks.items()}
@@ -194,9 +192,16 @@ class VisitState:
         return doc
 
     def _marks_doc(self, sources: Mapping[str, list[Any]]) -> dict[str, Any]:
-        return {"id": self.visit.visit_id, "ci": _marks_as_doc(self.checkins),
-                "co": _marks_as_doc(self.checkouts),
-                "ev": {eid: sources[eid] for eid in self.events}}
+        """Its marks and events; kinds it has none of are left out (a replay reads an
+        absent kind as none), so a visit not yet attended is written as its id."""
+        doc: dict[str, Any] = {"id": self.visit.visit_id}
+        if self.checkins is not _UNSET:
+            doc["ci"] = _marks_as_doc(self.checkins)
+        if self.checkouts is not _UNSET:
+            doc["co"] = _marks_as_doc(self.checkouts)
+        if self.events:
+            doc["ev"] = {eid: sources[eid] for eid in self.events}
+        return doc
 
     def load_marks(self, doc: dict[str, Any]) -> None:
         """Check-ins, check-outs and events from a delta, replacing the ones held."""
