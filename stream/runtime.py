@@ -10,11 +10,13 @@ committed by Faust after the batch returns. See the README's "Guarantees".
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import gc
 import logging
 import time
 from collections import defaultdict
+from collections.abc import Iterator
 from typing import Any
 
 import faust
@@ -96,6 +98,30 @@ _last_trim = float("-inf")
 _trim_pending = False
 
 
+@contextlib.contextmanager
+def collector_paused() -> Iterator[None]:
+    """No automatic garbage collection while a batch is applied; the batch ends with
+    settle_heap() when it loaded roster records, else the collector resumes.
+
+    A batch decodes its records up front and holds them until it ends (a backlog of roster
+    messages is hundreds of thousands of records): every automatic collection during it
+    walked all of them again. Nested uses (both agents' batches interleave at their awaits)
+    resume it when the last one ends."""
+    global _paused
+    if _paused == 0:
+        gc.disable()
+    _paused += 1
+    try:
+        yield
+    finally:
+        _paused -= 1
+        if _paused == 0:
+            gc.enable()
+
+
+_paused = 0
+
+
 def tune_gc() -> None:
     """Collect the young generation less often: a batch allocates tens of thousands of
     short-lived objects, and each collection walks the survivors."""
@@ -128,6 +154,7 @@ class Runtime:
         self.start_offsets: dict[tuple[str, int], int] = {}
         self._offsets_consumer: AIOKafkaConsumer | None = None
         self.metrics = Metrics()
+        self._rostered = 0  # roster records applied in the batch under way
         self.metrics.watch_state(lambda: list(self.detectors.values()), self.lag)
 
     # ---- partition ownership -------------------------------------------------------------
@@ -216,6 +243,10 @@ class Runtime:
     # ---- the stages ------------------------------------------------------------------------
 
     async def route_batch(self, events: list[EventT]) -> None:
+        with collector_paused():
+            await self._route_batch(events)
+
+    async def _route_batch(self, events: list[EventT]) -> None:
         messages = [(Source(e.message.topic, e.message.partition, e.message.offset), e.value,
                      float(e.message.timestamp or 0.0)) for e in events]
         routed = route(messages, self.settings.topic_roster, self.settings.partitions,
@@ -246,9 +277,14 @@ class Runtime:
         self.metrics.work_records.labels("direct").inc(direct)
         self.metrics.work_records.labels("forwarded").inc(routed.records - direct)
         await asyncio.gather(*futures)
+        self._settle()
         self._seen(events)
 
     async def detect_batch(self, events: list[EventT]) -> None:
+        with collector_paused():
+            await self._detect_batch(events)
+
+    async def _detect_batch(self, events: list[EventT]) -> None:
         by_partition: dict[int, list[Any]] = defaultdict(list)
         stamps: dict[int, list[float]] = defaultdict(list)
         broken: list[Rejection] = []
@@ -264,6 +300,7 @@ class Runtime:
         if broken:
             await asyncio.gather(*await self._send_deadletters(broken, "detector"))
         await self._detect(by_partition, stamps)
+        self._settle()
         self._seen(events)
 
     async def _detect_items(self, items: dict[int, list[list[Any]]]) -> None:
@@ -301,10 +338,16 @@ class Runtime:
             for t in set(stamps[p]):
                 if t > 0:
                     self.metrics.processing_latency.observe(max(0.0, now - t))
-        if rostered >= _SETTLE_AFTER_ROSTER:
+        self._rostered += rostered
+        heap_changed()
+
+    def _settle(self) -> None:
+        """After a batch: settle the state a roster load left behind (settle_heap). Once per
+        batch, not per slice: until the batch ends its records are held, decoded, and a
+        collection per slice walked all of them again."""
+        if self._rostered >= _SETTLE_AFTER_ROSTER:
             settle_heap()
-        else:
-            heap_changed()
+        self._rostered = 0
 
     def _seen(self, events: list[EventT]) -> None:
         for e in events:

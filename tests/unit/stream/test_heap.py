@@ -26,3 +26,21 @@ def test_a_trim_skipped_during_a_load_happens_on_a_later_call(monkeypatch):
     runtime.heap_changed()  # a batch of records was applied
     runtime.trim_heap_if_due()
     assert calls == [0, 0, 0]
+
+
+def test_the_collector_is_paused_for_a_batch_and_resumes_when_the_last_one_ends():
+    import gc
+
+    assert gc.isenabled()
+    with runtime.collector_paused():
+        assert not gc.isenabled()
+        with runtime.collector_paused():  # the other agent's batch, interleaved
+            assert not gc.isenabled()
+        assert not gc.isenabled()
+    assert gc.isenabled()
+    try:
+        with runtime.collector_paused():
+            raise RuntimeError("a batch that fails")
+    except RuntimeError:
+        pass
+    assert gc.isenabled()
