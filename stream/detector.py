@@ -541,7 +541,7 @@ class PartitionDetector:
         if first:
             if self.written < max(self.settings.checkpoint_min_bytes, 2 * self._cp_last):
                 return None
-            self._cp_left = sorted(self.visits, reverse=True)  # taken from the end
+            self._cp_left = list(self.visits)  # taken from the end; any order will do
             self._cp_start = None
             self._cp_from = self.written
         left = self._cp_left
