@@ -22,7 +22,7 @@ from geofence.fences import PolygonCache, classify_circles
 from geofence.fences import Decision
 from stream.clock import Clock
 from stream.contract import Event, Rejection, Source, Visit, validate_event, validate_visit
-from stream.escalation import EscalationBook
+from stream.escalation import ADHOC_PREFIX, EscalationBook
 from stream.settings import Settings
 from stream.state import Mark, Pending, VisitState, delta_doc
 
@@ -82,6 +82,10 @@ class PartitionDetector:
         self.written = 0
         self.checkpoints = 0  # completed by this detector
         self._cp_left: list[str] | None = None  # ids the checkpoint under way has yet to write
+        self._cp_records: list[str] = []  # and the escalation ids
+        # The ecm.escalations offset after the last record published for the partition: the
+        # book holds every record before it.
+        self.escalations_next = 0
         self._cp_start: int | None = None  # offset of its first slice, once acknowledged
         self._cp_from = 0  # ``written`` when it began
         self._cp_last = 0  # bytes of the last complete checkpoint
@@ -534,6 +538,12 @@ class PartitionDetector:
         begins; visits booked after that are in the deltas that book them, and those
         dropped before their slice are left out. The first slice carries the pending events
         whole. :meth:`checkpoint_written` is told each slice's offset once it is written.
+
+        The escalation book goes the same way, a quarter of ``budget`` records a slice
+        (``"esc"``): the first slice carries ``"e"``, the ecm.escalations offset before
+        which the book held every record when the checkpoint began, and a replay from the
+        checkpoint reads that topic from there, after the records of the slices. A record
+        published after its slice is in the topic after ``"e"``, and the later status wins.
         """
         if budget <= 0:
             return None
@@ -542,18 +552,27 @@ class PartitionDetector:
             if self.written < max(self.settings.checkpoint_min_bytes, 2 * self._cp_last):
                 return None
             self._cp_left = list(self.visits)  # taken from the end; any order will do
+            self._cp_records = list(self.book.records)
             self._cp_start = None
             self._cp_from = self.written
-        left = self._cp_left
+        left, ids = self._cp_left, self._cp_records
         assert left is not None
         visits = []
         while left and len(visits) < budget:
             vs = self.visits.get(left.pop())
             if vs is not None:
                 visits.append(vs.checkpoint_doc(self.event_index))
-        pending = [p.to_doc() for p in self.pending.values()] if first else None
-        return {"p": self.partition, "visits": visits, "deleted": [], "pending": pending,
-                "b": self.base}
+        records = []
+        while ids and len(records) < max(1, budget // 4):  # a record is larger than a visit
+            record = self.book.records.get(ids.pop())
+            if record is not None:  # else forgotten with its visit since
+                records.append(record)
+        doc = {"p": self.partition, "visits": visits, "deleted": [],
+               "pending": [p.to_doc() for p in self.pending.values()] if first else None,
+               "b": self.base, "esc": records}
+        if first:
+            doc["e"] = self.escalations_next
+        return doc
 
     def checkpoint_written(self, offset: int) -> None:
         """The slice taken last is in ecm.state, its first message at ``offset``. After the
@@ -562,7 +581,7 @@ class PartitionDetector:
             return
         if self._cp_start is None:
             self._cp_start = offset
-        if not self._cp_left:
+        if not self._cp_left and not self._cp_records:
             self.base = self._cp_start
             self._cp_last = self.written - self._cp_from
             self.written -= self._cp_from
@@ -571,9 +590,14 @@ class PartitionDetector:
             self._base_unwritten = True
 
     def restore(self, deltas: Iterable[dict[str, Any]], escalations: Iterable[dict[str, Any]]) -> None:
-        """Rebuild from the partition's changelog and escalation records, oldest first."""
+        """Rebuild from the partition's changelog and escalation records, oldest first.
+
+        The escalation records of checkpoint slices among the deltas are taken before
+        ``escalations`` (read from the topic from where the checkpoint says)."""
         sources: dict[str, list[Any]] = {}  # where every event replayed came from
+        checkpointed: list[dict[str, Any]] = []
         for doc in deltas:
+            checkpointed += doc.get("esc", ())
             for vdoc in doc.get("visits", ()):
                 sources.update(vdoc.get("ev", ()))
                 if "v" not in vdoc and "s" not in vdoc:
@@ -600,8 +624,14 @@ class PartitionDetector:
                 p = Pending.from_doc(pdoc)
                 if p is not None:
                     self.pending[p.event.event_id] = p
-        for record in escalations:
-            self.book.restore(record)
+        for records in (checkpointed, escalations):
+            for record in records:
+                self.book.restore(record)
+        # The topic still holds the records of visits forgotten since: the partition that
+        # wrote them has forgotten them too (_forget), and so does its rebuild.
+        for vid in {r.get("visit_id") for r in self.book.records.values()} - self.visits.keys():
+            if isinstance(vid, str) and not vid.startswith(ADHOC_PREFIX):
+                self.book.forget(vid)
         self.checked_in = sum(1 for vs in self.visits.values() if vs.checkins)
         for vs in self.visits.values():
             for eid in vs.events:

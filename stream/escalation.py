@@ -27,10 +27,13 @@ def escalation_id(visit_id: str, kind: str) -> str:
     return f"{visit_id}:{kind}"
 
 
+ADHOC_PREFIX = "adhoc:"
+
+
 def adhoc_visit_id(event: Event) -> str:
     """The id given to an unscheduled visit: one per client, worker and UTC day."""
     day = datetime.fromtimestamp(event.occurred_at, tz=UTC).strftime("%Y%m%d")
-    return f"adhoc:{event.client_id}:{event.worker_id}:{day}"
+    return f"{ADHOC_PREFIX}{event.client_id}:{event.worker_id}:{day}"
 
 
 class EscalationBook:

@@ -1,8 +1,8 @@
 """Rebuild a partition's detector from its store and its changelog and escalation partitions.
 
 Both topics are read with one plain consumer outside the group (manual assignment, no commits),
-from the store's offsets (the beginning for ``memory://``) to the end offset seen when the
-read started. The worker that owned the partition before has stopped writing to it by then:
+from the store's offsets to the end offset seen when the read started; for ``memory://``,
+from the partition's last checkpoint (README, "State"), else from the beginning. The worker that owned the partition before has stopped writing to it by then:
 Kafka revokes a partition before it assigns it again, and a worker finishes its in-flight
 sends when it is revoked.
 """
@@ -44,24 +44,30 @@ async def load_partition(settings: Settings, partition: int, clock: Clock,
             store.reset()
             snap = store.load()
         base = await _base(consumer, state, end[state])
-        # An empty store replays from the last checkpoint; a store replays from its own
-        # position (what it reflects already includes the deletions before it).
-        deltas, read = await _read(consumer, state, snap.state_offset or base, end[state])
-        escalations, _ = await _read(consumer, esc, snap.escalations_offset, end[esc])
+        # An empty store replays from the last checkpoint, and the escalation records from
+        # where the checkpoint says the book it carries ends; a store replays both from its
+        # own positions (what it reflects already includes the deletions before them).
+        start = snap.state_offset or base
+        deltas, read = await _read(consumer, state, start, end[state])
+        esc_start = snap.escalations_offset
+        if not snap.state_offset and deltas and deltas[0][0] == base:
+            esc_start = int(deltas[0][1].get("e", 0))
+        escalations, _ = await _read(consumer, esc, esc_start, end[esc])
     finally:
         await consumer.stop()
     detector.restore([snap.as_delta()] + [d for _, d in deltas],
                      snap.escalations + [e for _, e in escalations])
     detector.base = base
     detector.wrote(read)  # a long replay is due a checkpoint
+    detector.escalations_next = escalations[-1][0] + 1 if escalations else esc_start
     for offset, delta in deltas:
         store.apply_delta(delta, offset)
     if escalations:
         store.apply_escalations([e for _, e in escalations], escalations[-1][0])
     log.info("partition %d restored: %d visits, %d escalation records, %d pending events "
-             "(%d changelog and %d escalation records read; checkpoint at %d)", partition,
-             len(detector.visits), len(detector.book.records), len(detector.pending),
-             len(deltas), len(escalations), base)
+             "(%d changelog and %d escalation records read; checkpoint at %d, escalations "
+             "from %d)", partition, len(detector.visits), len(detector.book.records),
+             len(detector.pending), len(deltas), len(escalations), base, esc_start)
     return detector
 
 

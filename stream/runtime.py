@@ -381,9 +381,11 @@ class Runtime:
         budget = _CHECKPOINT_SLICE
         for detector, out, first, n in pending:
             store = self.stores.get(detector.partition)
-            if n and store is not None:
-                store.apply_escalations(out.escalations,
-                                        max(m.offset for m in sent[first:first + n]))
+            if n:
+                last = max(m.offset for m in sent[first:first + n])
+                detector.escalations_next = max(detector.escalations_next, last + 1)
+                if store is not None:
+                    store.apply_escalations(out.escalations, last)
             docs = [(detector.take_delta(), False)]
             checkpoint = detector.take_checkpoint(budget)
             if checkpoint is not None:

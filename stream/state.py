@@ -278,15 +278,17 @@ def encode_delta(delta: dict[str, Any], max_bytes: int) -> list[tuple[dict[str, 
     if len(whole) <= max_bytes:
         return [(delta, whole)]
     p, deleted, pending, base = delta["p"], delta["deleted"], delta["pending"], delta.get("b", 0)
+    # A checkpoint slice's escalation records and topic offset ride in the first document.
+    extra = {k: delta[k] for k in ("esc", "e") if k in delta}
     parts = max(2, math.ceil(len(whole) / (_FILL * max_bytes)))
     out: list[tuple[dict[str, Any], bytes]] = []
 
     def visits_doc(items: list[Any]) -> dict[str, Any]:
         return {"p": p, "visits": items, "deleted": [] if out else deleted, "pending": None,
-                "b": base}
+                "b": base, **({} if out else extra)}
 
     _fit(visits_doc, delta["visits"], parts, max_bytes, out)
-    if not out and deleted:
+    if not out and (deleted or extra):
         out.append((visits_doc([]), orjson.dumps(visits_doc([]))))
     if pending is not None:
         first = len(out)

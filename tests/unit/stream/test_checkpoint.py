@@ -38,6 +38,8 @@ class Log:
 
     def publish(self) -> None:
         d = self.h.detector
+        # The runtime's order: the batch's escalations are acknowledged first.
+        d.escalations_next = len(self.h.escalations)
         delta = d.take_delta()
         if delta is not None:
             self._write(delta)
@@ -46,9 +48,15 @@ class Log:
             d.checkpoint_written(self._write(checkpoint))
 
     def replay(self, start: int) -> PartitionDetector:
+        """A rebuild as stream/recovery.py does it: the escalation topic (the harness's
+        records, in the order published) read from where the checkpoint at ``start`` says."""
         copy = PartitionDetector(0, self.h.settings, ManualClock(self.h.clock.now()))
-        copy.restore(self.docs[start:], [orjson.loads(orjson.dumps(e))
-                                         for e in self.h.escalations])
+        e = self.docs[start].get("e", 0) if start else 0
+        copy.restore(self.docs[start:], [orjson.loads(orjson.dumps(r))
+                                         for r in self.h.escalations[e:]])
+        # A rebuilt partition arms each visit's first timer again: those already past fire
+        # at its first sweep, and must raise nothing the original has not raised.
+        assert copy.sweep().escalations == []
         return copy
 
 
@@ -63,7 +71,8 @@ def _state(d: PartitionDetector) -> Any:
     return ({vid: vs.checkpoint_doc(d.event_index) for vid, vs in d.visits.items()},
             sorted(orjson.dumps(p.to_doc()) for p in d.pending.values()),
             d.event_index, {c: sorted(ids) for c, ids in d.by_client.items()},
-            sorted(set(e for e in d._heap if _live(d, *e))), d.checked_in)
+            sorted(set(e for e in d._heap if _live(d, *e))), d.checked_in,
+            d.book.records, d.book.open_by_kind, d.book._open_per_visit)
 
 
 def test_visit_fields_round_trip_through_json():
@@ -127,9 +136,9 @@ def test_replay_from_the_checkpoint_is_the_partition_with_changes_during_it():
     assert _state(log.replay(first)) == expected
     assert _state(log.replay(0)) == expected
     # The rebuilt partition goes on as the original would.
+    copy = log.replay(first)
     later = T0 + 7 * 3600
     h.clock.set(later)
-    copy = log.replay(first)
     copy.clock.set(later)
     ids = sorted(e["escalation_id"] for e in h.detector.sweep().escalations)
     assert ids and sorted(e["escalation_id"] for e in copy.sweep().escalations) == ids
@@ -178,7 +187,8 @@ def test_rocks_store_keeps_a_checkpoint_s_fields(tmp_path):
         store.close()
     assert snap.state_offset == 42
     copy = PartitionDetector(0, h.settings, ManualClock(h.clock.now()))
-    copy.restore([snap.as_delta()], [])
+    # The store keeps escalation records from the topic itself (apply_escalations).
+    copy.restore([snap.as_delta()], h.escalations)
     assert _state(copy) == _state(h.detector)
 
 
@@ -193,3 +203,45 @@ def test_the_first_slice_carries_the_pending_events():
         log.publish()
     copy = log.replay(h.detector.base)
     assert list(copy.pending) == ["waiting"] and _state(copy) == _state(h.detector)
+
+
+def test_a_checkpoint_carries_the_escalation_book_and_where_the_topic_resumes():
+    h = Harness(checkpoint_min_bytes=1)
+    log = Log(h, budget=4)  # one escalation record a slice
+    h.roster(*[visit(f"v{i}", client_id=f"c{i}") for i in range(6)])
+    log.publish()
+    while h.detector._cp_left is not None:
+        log.publish()
+    h.at(T0 + 1000)  # six late
+    h.events(event(at=T0 + 1001, visit_id="v0", client_id="c0"))  # v0's resolved
+    log.publish()
+    assert h.detector._cp_left is None  # not due yet: little written since
+    for k in range(100):  # check-outs of v5, until a second checkpoint is due
+        h.events(event(at=T0 + 1002, visit_id="v5", client_id="c5", type_="check_out",
+                       event_id=f"out{k}"))
+        log.publish()
+        if h.detector._cp_left is not None:
+            break
+    assert h.detector._cp_left is not None
+    begun = len(h.escalations)
+    # During the checkpoint: v2 and v3 are resolved, v4 goes on to missed.
+    h.events(event(at=T0 + 1010, visit_id="v2", client_id="c2"),
+             event(at=T0 + 1011, visit_id="v3", client_id="c3"))
+    log.publish()
+    h.at(T0 + 1900)
+    while h.detector._cp_left is not None:
+        log.publish()
+    base = h.detector.base
+    e = log.docs[base]["e"]
+    assert 0 < e <= begun < len(h.escalations)
+    assert sum(len(doc.get("esc", ())) for doc in log.docs[base:]) >= 6
+    expected = _state(h.detector)
+    assert _state(log.replay(base)) == expected
+    assert _state(log.replay(0)) == expected
+    # The rebuilt book opens nothing twice and resolves what is still open.
+    copy = log.replay(base)
+    copy.clock.set(T0 + 1905)
+    out = copy.process([("event", event(at=T0 + 1904, visit_id="v4", client_id="c4"),
+                         h.source("ecm.events"))])
+    assert sorted((r["escalation_id"], r["status"]) for r in out.escalations) == [
+        ("v4:late", "resolved"), ("v4:missed", "resolved")]
