@@ -180,7 +180,8 @@ def _visit_fast(obj: dict[str, Any]) -> Visit | None:
     g = obj.get
     visit_id, client_id, workers = g("visit_id"), g("client_id"), g("worker_ids")
     loc, radius = g("location"), g("geofence_radius_m", DEFAULT_RADIUS_M)
-    risk, status, contract_id = g("risk_level", "medium"), g("status", "scheduled"), g("contract_id")
+    risk, status = g("risk_level", "medium"), g("status", "scheduled")
+    contract_id = g("contract_id")
     if not (type(visit_id) is str and 0 < len(visit_id) <= _MAX_ID_LEN
             and type(client_id) is str and 0 < len(client_id) <= _MAX_ID_LEN
             and type(workers) is list and 1 <= len(workers) <= 2

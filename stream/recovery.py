@@ -1,8 +1,9 @@
 """Rebuild a partition's detector from its store and its changelog and escalation partitions.
 
-Both topics are read with one plain consumer outside the group (manual assignment, no commits),
-from the store's offsets to the end offset seen when the read started; for ``memory://``,
-from the partition's last checkpoint (README, "State"), else from the beginning. The worker that owned the partition before has stopped writing to it by then:
+Both topics are read with one plain consumer outside the group (manual assignment, no
+commits), from the store's offsets to the end offset seen when the read started; for
+``memory://``, from the partition's last checkpoint (README, "State"), else from the
+beginning. The worker that owned the partition before has stopped writing to it by then:
 Kafka revokes a partition before it assigns it again, and a worker finishes its in-flight
 sends when it is revoked.
 """

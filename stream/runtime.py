@@ -391,10 +391,11 @@ class Runtime:
             if checkpoint is not None:
                 budget -= len(checkpoint["visits"])
                 docs.append((checkpoint, True))
+            limit = self.settings.max_message_bytes
             for delta, slice_ in docs:
                 if delta is None:
                     continue
-                for k, (doc, value) in enumerate(encode_delta(delta, self.settings.max_message_bytes)):
+                for k, (doc, value) in enumerate(encode_delta(delta, limit)):
                     detector.wrote(len(value))
                     state_sends.append((store, doc, detector if slice_ and k == 0 else None,
                                         await self.state.send(value=value,

@@ -1,7 +1,8 @@
 """Where a worker keeps a partition's state between restarts.
 
 * ``memory://``: nothing on disk. A partition is rebuilt by reading its ``ecm.state`` and
-  ``ecm.escalations`` partitions from the beginning.
+  ``ecm.escalations`` partitions from its last checkpoint (README, "State"), or from the
+  beginning before its first.
 * ``rocksdb://``: a RocksDB database per partition under ``ECM_DATADIR`` holds the visits,
   the pending events, the escalation records and the offsets up to which it reflects the
   two topics. A restarted worker loads it and reads only what was written after those
