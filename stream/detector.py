@@ -61,10 +61,11 @@ class PartitionDetector:
         self.pending: dict[str, Pending] = {}
         self.event_index: dict[str, list[Any]] = {}
         self.book = EscalationBook(settings)
-        # The default thresholds, read on every deadline computed (see due()).
+        # The default thresholds, for visits without their own (due(), _durations()).
         self._late_s = float(settings.late_after_s)
         self._missed_s = float(settings.missed_after_s)
         self._no_checkout_s = float(settings.no_checkout_after_s)
+        self._short_long_s = float(settings.short_long_after_s)
         # (due, kind, key): ties at one instant are broken by kind and key, deterministically.
         # A visit has one entry: its next deadline, then ("forget", RETENTION_S after its
         # end), when it is dropped. A grace entry per waiting event.
@@ -364,7 +365,7 @@ class PartitionDetector:
             return []  # a device clock is wrong; the check-in and check-out stand as evidence
         scheduled = v.end - v.start
         actual = t_out - t_in
-        threshold = self._threshold(v, "short_long_after_s")
+        threshold = v.short_long_after_s or self._short_long_s
         evidence = {"worker_id": worker, "checked_in_at": t_in, "checked_out_at": t_out,
                     "scheduled_duration_s": scheduled, "actual_duration_s": round(actual, 1),
                     "difference_s": round(actual - scheduled, 1)}
@@ -375,11 +376,6 @@ class PartitionDetector:
         return []
 
     # ---- timers ------------------------------------------------------------------------
-
-    def _threshold(self, v: Visit, name: str) -> float:
-        """The visit's own threshold (seconds), else the configured default."""
-        own: float | None = getattr(v, name)
-        return own or float(getattr(self.settings, name))
 
     def due(self, v: Visit, kind: str) -> float:
         """The deadline of a timer rule (late, missed, no_check_out) for a visit: its own
