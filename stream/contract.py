@@ -173,6 +173,13 @@ def _visit(obj: dict[str, Any]) -> Visit:
 _NUMBER_TYPES = (int, float)
 
 
+def _plain_point(lat: Any, lon: Any) -> bool:
+    """Whether ``lat, lon`` are floats that pass :func:`_coordinates` as they are, for the
+    one-pass checks. NaN and infinities fail the range tests and go to the full checks."""
+    return (type(lat) is float and type(lon) is float and -90.0 <= lat <= 90.0
+            and -180.0 <= lon <= 180.0 and (lat != 0.0 or lon != 0.0))
+
+
 def _visit_fast(obj: dict[str, Any]) -> Visit | None:
     """The well-formed roster record with a circular fence, in one pass; ``None`` when any
     field needs a closer look. It accepts only what :func:`_visit_checked` accepts, and
@@ -194,9 +201,8 @@ def _visit_fast(obj: dict[str, Any]) -> Visit | None:
             and (contract_id is None or type(contract_id) is str)):
         return None
     lat, lon = loc.get("lat"), loc.get("lon")
-    if not (type(lat) is float and type(lon) is float and -90.0 <= lat <= 90.0
-            and -180.0 <= lon <= 180.0 and (lat != 0.0 or lon != 0.0)):
-        return None  # NaN fails the range tests too
+    if not _plain_point(lat, lon):
+        return None
     start, end = parse_instant(g("scheduled_start")), parse_instant(g("scheduled_end"))
     if start is None or end is None or not 0 < end - start <= MAX_VISIT_S:
         return None
@@ -295,9 +301,7 @@ def _event_fast(obj: dict[str, Any]) -> Event | None:
     lat = lon = accuracy = caller = tag = None
     if method == "gps":
         lat, lon, accuracy = g("lat"), g("lon"), g("accuracy_m")
-        # NaN and infinities fail the range tests and go to the full checks.
-        if not (type(lat) is float and type(lon) is float and -90.0 <= lat <= 90.0
-                and -180.0 <= lon <= 180.0 and (lat != 0.0 or lon != 0.0)
+        if not (_plain_point(lat, lon)
                 and (accuracy is None or (type(accuracy) is float
                                           and 0.0 <= accuracy <= 1_000_000.0))):
             return None
