@@ -90,6 +90,11 @@ class PartitionDetector:
         self._cp_start: int | None = None  # offset of its first slice, once acknowledged
         self._cp_from = 0  # ``written`` when it began
         self._cp_last = 0  # bytes of the last complete checkpoint
+        # When the checkpoint at ``base`` began, on the worker clock (the loader sets it
+        # from the partition's last message): one is due ``checkpoint_max_age_s`` later.
+        # A partition without one counts from now.
+        self.checkpoint_at = clock.now()
+        self._cp_began = 0.0  # when the one under way began
         # A checkpoint's last slice carries the base before it; the next delta, empty if
         # nothing else changed, carries the new one to the partition's last message.
         self._base_unwritten = False
@@ -515,7 +520,8 @@ class PartitionDetector:
         self._base_unwritten = False
         pending = list(self.pending.values()) if self._pending_dirty else None
         doc = delta_doc(self.partition, [self.visits[v] for v in sorted(self._dirty)],
-                        self._deleted, pending, self.event_index, self.base)
+                        self._deleted, pending, self.event_index, self.base,
+                        self.checkpoint_at)
         self._dirty.clear()
         self._deleted = []
         self._pending_dirty = False
@@ -530,7 +536,9 @@ class PartitionDetector:
         None when no checkpoint is under way or due.
 
         One is due once the partition has written ``checkpoint_min_bytes``, or twice its
-        last checkpoint, since its last checkpoint began. The ids to write are taken when it
+        last checkpoint, since its last checkpoint began, or once that began
+        ``checkpoint_max_age_s`` ago, so that the topics' retention never drops the last
+        complete one (README, "State"). The ids to write are taken when it
         begins; visits booked after that are in the deltas that book them, and those
         dropped before their slice are left out. The first slice carries the pending events
         whole. :meth:`checkpoint_written` is told each slice's offset once it is written.
@@ -545,8 +553,12 @@ class PartitionDetector:
             return None
         first = self._cp_left is None
         if first:
-            if self.written < max(self.settings.checkpoint_min_bytes, 2 * self._cp_last):
+            s = self.settings
+            now = self.clock.now()
+            if (self.written < max(s.checkpoint_min_bytes, 2 * self._cp_last)
+                    and now - self.checkpoint_at < s.checkpoint_max_age_s):
                 return None
+            self._cp_began = now
             self._cp_left = list(self.visits)  # taken from the end; any order will do
             self._cp_records = list(self.book.records)
             self._cp_start = None
@@ -565,7 +577,7 @@ class PartitionDetector:
                 records.append(record)
         doc = {"p": self.partition, "visits": visits, "deleted": [],
                "pending": [p.to_doc() for p in self.pending.values()] if first else None,
-               "b": self.base, "esc": records}
+               "b": self.base, "bt": self.checkpoint_at, "esc": records}
         if first:
             doc["e"] = self.escalations_next
         return doc
@@ -579,6 +591,7 @@ class PartitionDetector:
             self._cp_start = offset
         if not self._cp_left and not self._cp_records:
             self.base = self._cp_start
+            self.checkpoint_at = self._cp_began
             self._cp_last = self.written - self._cp_from
             self.written -= self._cp_from
             self._cp_left = self._cp_start = None

@@ -38,13 +38,21 @@ async def load_partition(settings: Settings, partition: int, clock: Clock,
     try:
         consumer.assign([state, esc])
         end = await consumer.end_offsets([state, esc])
+        begin = await consumer.beginning_offsets([state, esc])
         if not (await _reaches(consumer, state, snap.state_offset, end[state])
                 and await _reaches(consumer, esc, snap.escalations_offset, end[esc])):
             log.warning("partition %d: the local store is ahead of the topics; rebuilding",
                         partition)
             store.reset()
             snap = store.load()
-        base = await _base(consumer, state, end[state])
+        if snap.state_offset and (snap.state_offset < begin[state]
+                                  or snap.escalations_offset < begin[esc]):
+            log.warning("partition %d: the topics' retention dropped records the local store "
+                        "has not read; rebuilding from the last checkpoint", partition)
+            store.reset()
+            snap = store.load()
+        last = await _last(consumer, state, end[state])
+        base = int(last.get("b", 0)) if last else 0
         # An empty store replays from the last checkpoint, and the escalation records from
         # where the checkpoint says the book it carries ends; a store replays both from its
         # own positions (what it reflects already includes the deletions before them).
@@ -53,12 +61,19 @@ async def load_partition(settings: Settings, partition: int, clock: Clock,
         esc_start = snap.escalations_offset
         if not snap.state_offset and deltas and deltas[0][0] == base:
             esc_start = int(deltas[0][1].get("e", 0))
+        if not snap.state_offset and (base < begin[state] or esc_start < begin[esc]):
+            log.error("partition %d: its last checkpoint (ecm.state from %d, ecm.escalations "
+                      "from %d) is older than the topics' retention (they start at %d and %d): "
+                      "rebuilt from what is left, so escalations may be raised again",
+                      partition, base, esc_start, begin[state], begin[esc])
         escalations, _ = await _read(consumer, esc, esc_start, end[esc])
     finally:
         await consumer.stop()
     detector.restore([snap.as_delta()] + [d for _, d in deltas],
                      snap.escalations + [e for _, e in escalations])
     detector.base = base
+    if last is not None:  # one without "bt" comes from before checkpoints had an age
+        detector.checkpoint_at = float(last.get("bt", 0.0))
     detector.wrote(read)  # a long replay is due a checkpoint
     detector.escalations_next = escalations[-1][0] + 1 if escalations else esc_start
     for offset, delta in deltas:
@@ -66,9 +81,10 @@ async def load_partition(settings: Settings, partition: int, clock: Clock,
     if escalations:
         store.apply_escalations([e for _, e in escalations], escalations[-1][0])
     log.info("partition %d restored: %d visits, %d escalation records, %d pending events "
-             "(%d changelog and %d escalation records read; checkpoint at %d, escalations "
-             "from %d)", partition, len(detector.visits), len(detector.book.records),
-             len(detector.pending), len(deltas), len(escalations), base, esc_start)
+             "(%d changelog and %d escalation records read; checkpoint at %d from %.3f, "
+             "escalations from %d)", partition, len(detector.visits),
+             len(detector.book.records), len(detector.pending), len(deltas), len(escalations),
+             base, detector.checkpoint_at, esc_start)
     return detector
 
 
@@ -85,11 +101,13 @@ async def _reaches(consumer: AIOKafkaConsumer, tp: TopicPartition, offset: int, 
     return any(r.offset == offset - 1 for r in batch.get(tp, ()))
 
 
-async def _base(consumer: AIOKafkaConsumer, tp: TopicPartition, end: int) -> int:
-    """Where a replay of the partition's changelog starts: the ``b`` of its last message
-    (the first offset of its last complete checkpoint), 0 if it has none."""
+async def _last(consumer: AIOKafkaConsumer, tp: TopicPartition,
+                end: int) -> dict[str, Any] | None:
+    """The partition's last changelog message, or None. A replay starts at its ``b`` (the
+    first offset of its last complete checkpoint), and the next checkpoint is due by age
+    from its ``bt`` (when that checkpoint began)."""
     last, _ = await _read(consumer, tp, max(0, end - 1), end)
-    return int(last[-1][1].get("b", 0)) if last else 0
+    return last[-1][1] if last else None
 
 
 # After the reported end offset, read on until the partition has been quiet this long.

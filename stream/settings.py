@@ -71,6 +71,12 @@ class Settings:
     # A partition writes all its state again once it has written this much to ecm.state
     # (or twice its last checkpoint) since its last checkpoint: bounds what a rebuild reads.
     checkpoint_min_bytes: int = 64 << 20
+    # And once its last checkpoint began this long ago, whether or not it has written since:
+    # the topics below drop records older than their retention, an idle partition's last
+    # checkpoint included, unless a newer one is written first.
+    checkpoint_max_age_s: float = 21600.0
+    # retention.ms given to ecm.state and ecm.escalations by `ecm topics`; 0 keeps them.
+    state_retention_s: float = 604800.0
     batch_max: int = 500
     batch_within_s: float = 0.05
     # Longest a fetch may wait on the broker for data (stream/faustfix.py): bounds each
@@ -103,6 +109,13 @@ class Settings:
                      "no_checkout_after_s", "sweep_interval_s", "batch_within_s"):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"{PREFIX}{name.upper()} must be positive")
+        if self.checkpoint_max_age_s <= 0:
+            raise SettingsError("ECM_CHECKPOINT_MAX_AGE_S must be positive")
+        keep = self.state_retention_s
+        if keep < 0 or 0 < keep < 2 * self.checkpoint_max_age_s:
+            raise SettingsError("ECM_STATE_RETENTION_S must be 0 (keep for good) or at least "
+                                "twice ECM_CHECKPOINT_MAX_AGE_S: a rebuild starts from the "
+                                "last complete checkpoint")
         if self.missed_after_s < self.late_after_s:
             raise SettingsError("ECM_MISSED_AFTER_S must not be below ECM_LATE_AFTER_S")
 

@@ -256,11 +256,13 @@ class Pending:
 
 def delta_doc(partition: int, visits: list[VisitState], deleted: list[str],
               pending: list[Pending] | None, sources: Mapping[str, list[Any]],
-              base: int = 0) -> dict[str, Any]:
+              base: int = 0, base_time: float = 0.0) -> dict[str, Any]:
     """``sources`` has where each of the visits' events came from; ``base`` is the offset
-    of ``ecm.state`` from which a replay rebuilds the partition (its last checkpoint)."""
+    of ``ecm.state`` from which a replay rebuilds the partition (its last checkpoint), and
+    ``base_time`` when that checkpoint began."""
     return {"p": partition, "visits": [v.to_doc(sources) for v in visits], "deleted": deleted,
-            "pending": None if pending is None else [p.to_doc() for p in pending], "b": base}
+            "pending": None if pending is None else [p.to_doc() for p in pending], "b": base,
+            "bt": base_time}
 
 
 def encode_delta(delta: dict[str, Any], max_bytes: int) -> list[tuple[dict[str, Any], bytes]]:
@@ -272,12 +274,13 @@ def encode_delta(delta: dict[str, Any], max_bytes: int) -> list[tuple[dict[str, 
     records are larger than the average, is halved. Replayed in order the documents rebuild the same
     state: deletions ride in the first document, visits are last-write-wins, and the
     pending list is replaced by the first pending document and extended by the rest
-    (``pending_more``). Every document carries the delta's ``b``.
+    (``pending_more``). Every document carries the delta's ``b`` and ``bt``.
     """
     whole = orjson.dumps(delta)
     if len(whole) <= max_bytes:
         return [(delta, whole)]
-    p, deleted, pending, base = delta["p"], delta["deleted"], delta["pending"], delta.get("b", 0)
+    p, deleted, pending = delta["p"], delta["deleted"], delta["pending"]
+    base = {k: delta[k] for k in ("b", "bt") if k in delta}
     # A checkpoint slice's escalation records and topic offset ride in the first document.
     extra = {k: delta[k] for k in ("esc", "e") if k in delta}
     parts = max(2, math.ceil(len(whole) / (_FILL * max_bytes)))
@@ -285,7 +288,7 @@ def encode_delta(delta: dict[str, Any], max_bytes: int) -> list[tuple[dict[str, 
 
     def visits_doc(items: list[Any]) -> dict[str, Any]:
         return {"p": p, "visits": items, "deleted": [] if out else deleted, "pending": None,
-                "b": base, **({} if out else extra)}
+                **base, **({} if out else extra)}
 
     _fit(visits_doc, delta["visits"], parts, max_bytes, out)
     if not out and (deleted or extra):
@@ -295,7 +298,7 @@ def encode_delta(delta: dict[str, Any], max_bytes: int) -> list[tuple[dict[str, 
 
         def pending_doc(items: list[Any]) -> dict[str, Any]:
             doc: dict[str, Any] = {"p": p, "visits": [], "deleted": [], "pending": None,
-                                   "b": base}
+                                   **base}
             doc["pending_more" if len(out) > first else "pending"] = items
             return doc
 

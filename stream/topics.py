@@ -31,7 +31,10 @@ def by_partition(records: Iterable[dict[str, Any]], partitions: int
     return groups
 
 
-_KEEP = {"retention.ms": "-1", "retention.bytes": "-1"}
+def _retained(settings: Settings) -> dict[str, str]:
+    """The configuration of the topics a partition is rebuilt from."""
+    ms = round(settings.state_retention_s * 1000) if settings.state_retention_s > 0 else -1
+    return {"retention.ms": str(ms), "retention.bytes": "-1"}
 
 
 def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> list[str]:
@@ -39,9 +42,10 @@ def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> list[str]:
 
     The work, state and escalation topics must have exactly ``settings.partitions``
     partitions: a visit's work, state and escalations share a partition number. The state
-    and escalation topics are what a partition is rebuilt from, so they are created to keep
-    their records (``retention.ms=-1``): a visit's roster record is written once, in the
-    delta of the batch that brought it, and a roster is often published weeks ahead.
+    and escalation topics are what a partition is rebuilt from, so they keep their records
+    for ``state_retention_s`` (by time, never by size): at least twice the checkpoint age,
+    so that a partition's last complete checkpoint, and the escalation records after the
+    offset it names, are always there (README, "State").
     """
     from kafka.admin import KafkaAdminClient, NewTopic
     from kafka.errors import KafkaError, TopicAlreadyExistsError
@@ -68,7 +72,8 @@ def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> list[str]:
             keep = name in (settings.topic_state, settings.topic_escalations)
             try:
                 admin.create_topics([NewTopic(name, settings.partitions, 1,
-                                              topic_configs=_KEEP if keep else {})])
+                                              topic_configs=_retained(settings) if keep
+                                              else {})])
                 created.append(name)
             except TopicAlreadyExistsError:
                 pass

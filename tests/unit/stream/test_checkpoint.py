@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+import pytest
 
 from stream.clock import ManualClock
 from stream.contract import Visit, validate_visit
@@ -107,6 +108,7 @@ def test_replay_from_the_checkpoint_is_the_partition_with_changes_during_it():
              # Ended long ago: forgotten at the next sweep, while the checkpoint is under way.
              visit("old", client_id="co", start=T0 - 50 * 3600))
     h.events(event(at=T0 - 600, visit_id="v1", client_id="c1"))
+    began = h.clock.now()
     log.publish()  # the roster's delta, then the checkpoint's first slice
     assert h.detector._cp_left is not None
     first = len(log.docs) - 1
@@ -125,7 +127,8 @@ def test_replay_from_the_checkpoint_is_the_partition_with_changes_during_it():
         log.publish()
     assert h.detector.checkpoints == 1 and h.detector.base == first
     log.publish()  # nothing changed: the new base is written all the same, once
-    assert log.docs[-1] == {"p": 0, "visits": [], "deleted": [], "pending": None, "b": first}
+    assert log.docs[-1] == {"p": 0, "visits": [], "deleted": [], "pending": None, "b": first,
+                            "bt": began}
     before = len(log.docs)
     log.publish()
     assert len(log.docs) == before
@@ -158,6 +161,38 @@ def test_a_second_checkpoint_waits_for_twice_the_first():
     # ``written`` counts from the first checkpoint's start: it began with the second.
     assert h.detector.base > 0
     assert _state(log.replay(h.detector.base)) == _state(h.detector)
+
+
+def test_an_idle_partition_checkpoints_once_its_last_checkpoint_is_old():
+    """The topics drop records older than their retention: a partition that writes nothing
+    must still write a checkpoint before its last one is dropped."""
+    h = Harness(checkpoint_max_age_s=3600)
+    log = Log(h, budget=2)
+    h.roster(*[visit(f"v{i}", client_id=f"c{i}", start=T0 + 86400) for i in range(5)])
+    h.events(event(at=T0 - 3600 + 1, visit_id="v1", client_id="c1", event_id="e-early"))
+    log.publish()
+    assert h.detector.checkpoints == 0 and h.detector._cp_left is None  # 64 MB not written
+    h.clock.set(T0 - 1)  # the detector started at T0 - 3600
+    log.publish()
+    assert h.detector._cp_left is None and len(log.docs) == 1
+    h.clock.set(T0)
+    log.publish()  # nothing changed, yet a checkpoint begins
+    first = 1
+    assert h.detector._cp_left is not None and log.docs[first]["bt"] == T0 - 3600
+    while h.detector._cp_left is not None:
+        log.publish()
+    log.publish()  # the new base and its time, in the partition's last message
+    assert h.detector.checkpoints == 1 and h.detector.base == first
+    assert (log.docs[-1]["b"], log.docs[-1]["bt"]) == (first, T0)
+    # The records before the checkpoint may go: a replay from it is the partition.
+    assert _state(log.replay(first)) == _state(h.detector)
+    # The next one is due an age after this one began, not after it ended.
+    h.clock.set(T0 + 3599)
+    log.publish()
+    assert h.detector._cp_left is None
+    h.clock.set(T0 + 3600)
+    log.publish()
+    assert h.detector._cp_left is not None
 
 
 def test_a_checkpoint_larger_than_a_message_is_split_and_replays():
@@ -245,3 +280,16 @@ def test_a_checkpoint_carries_the_escalation_book_and_where_the_topic_resumes():
                          h.source("ecm.events"))])
     assert sorted((r["escalation_id"], r["status"]) for r in out.escalations) == [
         ("v4:late", "resolved"), ("v4:missed", "resolved")]
+
+
+def test_the_topics_keep_records_for_at_least_two_checkpoint_ages():
+    from stream.errors import SettingsError
+    from stream.settings import Settings
+    from stream.topics import _retained
+
+    assert _retained(Settings(checkpoint_max_age_s=3600, state_retention_s=7200)) == {
+        "retention.ms": "7200000", "retention.bytes": "-1"}
+    assert _retained(Settings(state_retention_s=0))["retention.ms"] == "-1"  # for good
+    for bad in (7199.0, -1.0):
+        with pytest.raises(SettingsError, match="ECM_STATE_RETENTION_S"):
+            Settings(checkpoint_max_age_s=3600, state_retention_s=bad)
