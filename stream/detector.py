@@ -22,7 +22,7 @@ from geofence.fences import PolygonCache, classify_circles
 from geofence.fences import Decision
 from stream.clock import Clock
 from stream.contract import Event, Rejection, Source, Visit, validate_event, validate_visit
-from stream.escalation import ADHOC_PREFIX, EscalationBook
+from stream.escalation import ADHOC_PREFIX, EscalationBook, adhoc_day_end
 from stream.settings import Settings
 from stream.state import Mark, Pending, VisitState, delta_doc
 
@@ -32,6 +32,8 @@ RETENTION_S = 36 * 3600.0
 _TIMER_KINDS = ("late", "missed", "no_check_out")
 # A visit's timers, by whether it is cancelled: the rules' deadlines, then its forgetting.
 _TIMELINE = {False: _TIMER_KINDS + ("forget",), True: ("forget",)}
+# Heap entries that forget (a visit; an unscheduled visit's records), not deadlines.
+_FORGETTING = frozenset({"forget", "adhoc"})
 
 
 @dataclass(slots=True)
@@ -68,9 +70,10 @@ class PartitionDetector:
         self._short_long_s = float(settings.short_long_after_s)
         # (due, kind, key): ties at one instant are broken by kind and key, deterministically.
         # A visit has one entry: its next deadline, then ("forget", RETENTION_S after its
-        # end), when it is dropped. A grace entry per waiting event.
+        # end), when it is dropped. A grace entry per waiting event, and an "adhoc" entry
+        # per unscheduled visit, when its records are dropped (_forget_adhoc_at).
         self._heap: list[tuple[float, str, str]] = []
-        self._forgets = 0  # entries of kind "forget" in the heap, left out of the gauge
+        self._forgets = 0  # entries that forget, left out of the gauge
         self._dirty: set[str] = set()
         self._deleted: list[str] = []
         self._pending_dirty = False
@@ -411,7 +414,7 @@ class PartitionDetector:
 
     def _push(self, due: float, kind: str, key: str) -> None:
         heapq.heappush(self._heap, (due, kind, key))
-        if kind == "forget":
+        if kind in _FORGETTING:
             self._forgets += 1
 
     def next_due(self) -> float | None:
@@ -437,8 +440,11 @@ class PartitionDetector:
             if kind == "grace":
                 self._expire(key, now, out)
                 continue
-            if kind == "forget":
+            if kind in _FORGETTING:
                 self._forgets -= popped
+            if kind == "adhoc":
+                self.book.forget(key)
+                continue
             vs = self.visits.get(key)
             if vs is None or self.due(vs.visit, kind) != due:
                 continue  # gone, or rescheduled since: the new timer has its own entry
@@ -484,7 +490,20 @@ class PartitionDetector:
                 f"no roster record for the visit within {self.settings.unscheduled_grace_s:.0f} s")),
                 ev.raw, p.source))
             return
-        out.escalations.extend(self.book.unscheduled(ev, now, p.received))
+        records = self.book.unscheduled(ev, now, p.received)
+        for r in records:
+            self._push_adhoc(r["visit_id"])
+        out.escalations.extend(records)
+
+    def _push_adhoc(self, vid: str) -> None:
+        """Arm the forgetting of an unscheduled visit's records: once the events of its day
+        are too old to be accepted (``max_event_age_s``), and the last one accepted has
+        waited out its grace, and a second more, as its grace entry sorts after this one
+        at the same instant. Nothing can raise its escalation again after that."""
+        end = adhoc_day_end(vid)
+        if end is not None:
+            s = self.settings
+            self._push(end + s.max_event_age_s + s.unscheduled_grace_s + 1.0, "adhoc", vid)
 
     def _index(self, client_id: str, vid: str) -> None:
         self.by_client[client_id] = self.by_client.get(client_id, ()) + (vid,)
@@ -639,7 +658,11 @@ class PartitionDetector:
         # The topic still holds the records of visits forgotten since: the partition that
         # wrote them has forgotten them too (_forget), and so does its rebuild.
         for vid in {r.get("visit_id") for r in self.book.records.values()} - self.visits.keys():
-            if isinstance(vid, str) and not vid.startswith(ADHOC_PREFIX):
+            if not isinstance(vid, str):
+                continue
+            if vid.startswith(ADHOC_PREFIX):
+                self._push_adhoc(vid)  # forgotten at the first sweep if already due
+            else:
                 self.book.forget(vid)
         self.checked_in = sum(1 for vs in self.visits.values() if vs.checkins)
         for vs in self.visits.values():

@@ -36,6 +36,17 @@ def adhoc_visit_id(event: Event) -> str:
     return f"{ADHOC_PREFIX}{event.client_id}:{event.worker_id}:{day}"
 
 
+def adhoc_day_end(visit_id: str) -> float | None:
+    """The end of the UTC day an unscheduled visit's id names, or None for another id."""
+    if not visit_id.startswith(ADHOC_PREFIX):
+        return None
+    try:
+        day = datetime.strptime(visit_id[-8:], "%Y%m%d").replace(tzinfo=UTC)
+    except ValueError:
+        return None
+    return day.timestamp() + 86400.0
+
+
 class EscalationBook:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
