@@ -1,7 +1,7 @@
 """Accuracy-aware geofence decisions, batched through Numba kernels."""
 
-from geofence.fences import Decision, FenceSet, classify
+from geofence.fences import Decision, FenceSet, classify, warm_up
 from geofence.kernels import ACCURACY_68_TO_95, INSIDE, INVALID, OUTSIDE, UNCERTAIN
 
 __all__ = ["ACCURACY_68_TO_95", "INSIDE", "INVALID", "OUTSIDE", "UNCERTAIN",
-           "Decision", "FenceSet", "classify"]
+           "Decision", "FenceSet", "classify", "warm_up"]

@@ -213,3 +213,24 @@ def classify_circles(lat: Sequence[float], lon: Sequence[float], accuracy_m: Seq
 def _decisions(codes: np.ndarray, signed: np.ndarray, margins: np.ndarray) -> list[Decision]:
     return [Decision(_NAMES[c], s, m)
             for c, s, m in zip(codes.tolist(), signed.tolist(), margins.tolist(), strict=True)]
+
+
+def warm_up() -> float:
+    """Compile, or load from Numba's cache, every kernel a worker calls, with the types it
+    calls them with; return the seconds it took.
+
+    A kernel is otherwise compiled by its first call: a worker's first batch of GPS fixes
+    held the event loop for 2.1-2.2 s with no cached machine code, and for 0.16 s loading
+    it from the cache (this function's time, on the 2-core machine). A worker calls this
+    before it joins its group, and ``deploy/Dockerfile`` fills the cache at build time.
+    """
+    import time
+
+    started = time.perf_counter()
+    classify_circles([52.63], [1.30], [10.0], [52.63], [1.30], [50.0])
+    fences = FenceSet()
+    fences.add_circle(52.63, 1.30, 50.0)
+    fences.add_prepared(prepare_polygon([[(1.297, 52.630), (1.298, 52.630), (1.298, 52.631),
+                                          (1.297, 52.631), (1.297, 52.630)]]))
+    classify(fences, [0, 1], [52.6305, 52.6305], [1.2975, 1.2975], [10.0, 10.0])
+    return time.perf_counter() - started

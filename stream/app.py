@@ -12,6 +12,7 @@ from faust.types import TP
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from geofence import warm_up
 from stream.clock import Clock
 from stream.faustfix import set_fetch_max_wait_ms
 from stream.runtime import Runtime
@@ -41,6 +42,9 @@ async def _or_exit(work: Awaitable[None]) -> None:
 
 def create_app(settings: Settings, clock: Clock | None = None) -> faust.App:
     set_fetch_max_wait_ms(settings.fetch_max_wait_ms)
+    # Before the worker joins its group: a kernel's first call would otherwise compile it
+    # inside the first batch of GPS fixes, with the event loop held (geofence.warm_up).
+    kernels_s = warm_up()
     app = faust.App(
         settings.app_id,
         broker=[f"kafka://{s}" for s in settings.bootstrap_servers],
@@ -73,6 +77,10 @@ def create_app(settings: Settings, clock: Clock | None = None) -> faust.App:
     @app.timer(interval=settings.sweep_interval_s, name="ecm-sweep")
     async def sweep() -> None:
         await rt.sweep()
+
+    @app.task
+    async def started() -> None:
+        log.info("geofence kernels ready in %.2f s", kernels_s)
 
     @app.timer(interval=_LAG_INTERVAL_S, name="ecm-lag")
     async def lag() -> None:

@@ -65,3 +65,47 @@ def test_cache_returns_the_same_preparation_for_the_same_rings_object():
     cache.get(c)  # evicts the least recently used
     assert len(cache) == 2
     assert cache.get(a) is not first
+
+
+_WARM_PROBE = """
+import sys
+from numba.core.registry import CPUDispatcher
+from geofence import fences, kernels, warm_up
+
+def compiled():
+    return {f"{m.__name__}.{n}": len(d.signatures) for m in (fences, kernels)
+            for n, d in vars(m).items() if isinstance(d, CPUDispatcher)}
+
+before = compiled()
+warm_up()
+warmed = compiled()
+# What a worker's detector does with GPS fixes against a circle and a polygon.
+from tests.unit.stream.harness import Harness
+from tests.factories import T0, event, north_of_home, visit
+square = {"type": "Polygon", "coordinates": [[[1.297, 52.630], [1.298, 52.630],
+          [1.298, 52.631], [1.297, 52.631], [1.297, 52.630]]]}
+h = Harness()
+h.roster(visit("v1"), visit("v2", client_id="c2", geofence=square))
+lat, lon = north_of_home(1000)
+h.events(event(at=T0, lat=lat, lon=lon, accuracy_m=10),
+         event(at=T0, visit_id="v2", client_id="c2", lat=52.6305, lon=1.2975, event_id="e2"))
+assert len(h.escalations) == 1, h.escalations
+after = compiled()
+print(sum(before.values()), sum(warmed.values()),
+      sorted(k for k in after if after[k] != warmed[k]))
+"""
+
+
+def test_warm_up_compiles_every_kernel_a_worker_calls(tmp_path):
+    """A worker calls warm_up() before it joins the group: the first batch of GPS fixes must
+    not block the event loop compiling (about 2 s with no cached machine code)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[3]
+    out = subprocess.run([sys.executable, "-c", _WARM_PROBE], cwd=root, check=True,
+                         capture_output=True, text=True,
+                         env={**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}).stdout.split()
+    assert out[0] == "0" and int(out[1]) > 0 and out[2:] == ["[]"], out
