@@ -245,6 +245,9 @@ class Runtime:
     async def route_batch(self, events: list[EventT]) -> None:
         with collector_paused():
             await self._route_batch(events)
+            # Here, not inside: the batch's decoded records are garbage by now, and the
+            # settling collection walks only what the batch left alive.
+            self._settle()
 
     async def _route_batch(self, events: list[EventT]) -> None:
         messages = [(Source(e.message.topic, e.message.partition, e.message.offset), e.value,
@@ -277,12 +280,12 @@ class Runtime:
         self.metrics.work_records.labels("direct").inc(direct)
         self.metrics.work_records.labels("forwarded").inc(routed.records - direct)
         await asyncio.gather(*futures)
-        self._settle()
         self._seen(events)
 
     async def detect_batch(self, events: list[EventT]) -> None:
         with collector_paused():
             await self._detect_batch(events)
+            self._settle()
 
     async def _detect_batch(self, events: list[EventT]) -> None:
         by_partition: dict[int, list[Any]] = defaultdict(list)
@@ -300,7 +303,6 @@ class Runtime:
         if broken:
             await asyncio.gather(*await self._send_deadletters(broken, "detector"))
         await self._detect(by_partition, stamps)
-        self._settle()
         self._seen(events)
 
     async def _detect_items(self, items: dict[int, list[list[Any]]]) -> None:
