@@ -180,6 +180,10 @@ def _plain_point(lat: Any, lon: Any) -> bool:
             and -180.0 <= lon <= 180.0 and (lat != 0.0 or lon != 0.0))
 
 
+def _fast_threshold(t: object) -> bool:
+    return type(t) in _NUMBER_TYPES and 0 < t <= MAX_VISIT_S  # type: ignore[operator]
+
+
 def _visit_fast(obj: dict[str, Any]) -> Visit | None:
     """The well-formed roster record with a circular fence, in one pass; ``None`` when any
     field needs a closer look. It accepts only what :func:`_visit_checked` accepts, and
@@ -206,19 +210,26 @@ def _visit_fast(obj: dict[str, Any]) -> Visit | None:
     start, end = parse_instant(g("scheduled_start")), parse_instant(g("scheduled_end"))
     if start is None or end is None or not 0 < end - start <= MAX_VISIT_S:
         return None
-    late, missed, short_long, no_checkout = (g(name) for name in _THRESHOLDS)
-    flags = (g("lives_alone"), g("cognitive_impairment"), g("time_critical"))
+    # Written out, not looped: most records carry none of these, and a generator per
+    # check cost more than the checks.
+    late, missed = g("late_after_s"), g("missed_after_s")
+    short_long, no_checkout = g("short_long_after_s"), g("no_checkout_after_s")
+    alone, impaired, critical = g("lives_alone"), g("cognitive_impairment"), g("time_critical")
     phones, tags = g("client_phones"), g("nfc_tags")
-    if not (all(t is None or (type(t) in _NUMBER_TYPES and 0 < t <= MAX_VISIT_S)
-                for t in (late, missed, short_long, no_checkout))
-            and all(f is None or type(f) is bool for f in flags)
+    if not ((late is None or _fast_threshold(late))
+            and (missed is None or _fast_threshold(missed))
+            and (short_long is None or _fast_threshold(short_long))
+            and (no_checkout is None or _fast_threshold(no_checkout))
+            and (alone is None or type(alone) is bool)
+            and (impaired is None or type(impaired) is bool)
+            and (critical is None or type(critical) is bool)
             and (phones is None or (type(phones) is list
                                     and all(type(x) is str for x in phones)))
             and (tags is None or (type(tags) is list and all(type(x) is str for x in tags)))):
         return None
     return Visit(visit_id, client_id, tuple(map(intern, workers)), start, end, lat, lon,
-                 float(radius), None, risk, flags[0] or False, flags[1] or False,
-                 flags[2] or False, () if phones is None else tuple(phones),
+                 float(radius), None, risk, alone or False, impaired or False,
+                 critical or False, () if phones is None else tuple(phones),
                  () if tags is None else tuple(tags), contract_id,
                  None if late is None else float(late),
                  None if missed is None else float(missed),
