@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import functools
 import math
-from collections.abc import Iterable
+from collections.abc import Container, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +33,10 @@ MAX_RAW_BYTES = 256 * 1024
 class Routed:
     # Per work partition: ``[kind, [topic, partition, offset, index], timestamp, object]``.
     work: dict[int, list[list[Any]]] = field(default_factory=dict)
+    # Per partition this worker owns, the records that skip the ``ecm.work`` hop, as the
+    # detector takes them (``(kind, object, source)``), and their messages' timestamps.
+    local: dict[int, list[tuple[str, dict[str, Any], Source]]] = field(default_factory=dict)
+    local_stamps: dict[int, list[float]] = field(default_factory=dict)
     rejections: list[Rejection] = field(default_factory=list)
     records: int = 0
     received: dict[str, int] = field(default_factory=lambda: {KIND_ROSTER: 0, KIND_EVENT: 0})
@@ -40,30 +44,6 @@ class Routed:
 
     # Per work partition: the estimated encoded size of its items (bytes).
     sizes: dict[int, float] = field(default_factory=dict)
-
-    def take_local(self, owned: Iterable[int]) -> dict[int, list[list[Any]]]:
-        """Take out, for each partition in ``owned``, the items that arrived on that same
-        partition number of their input topic: they are already where their client's work
-        belongs and are handed to the detector without the ``ecm.work`` hop. Whether a
-        record takes the hop depends only on its client and the partition it arrived on, so
-        the order of one client's records from one input partition is kept."""
-        local: dict[int, list[list[Any]]] = {}
-        for p in owned:
-            items = self.work.get(p)
-            if not items:
-                continue
-            mine = [item for item in items if item[1][1] == p]
-            if not mine:
-                continue
-            local[p] = mine
-            if len(mine) == len(items):
-                del self.work[p]
-                self.sizes.pop(p, None)
-            else:
-                rest = [item for item in items if item[1][1] != p]
-                self.sizes[p] = self.sizes.get(p, 0.0) * len(rest) / len(items)
-                self.work[p] = rest
-        return local
 
     def encoded(self) -> list[tuple[int, bytes]]:
         """``(partition, value)`` messages, each below ``max_bytes`` where its records allow.
@@ -100,11 +80,17 @@ def _encode(p: int, items: list[list[Any]], max_bytes: int, out: list[tuple[int,
 
 
 def route(messages: Iterable[tuple[Source, bytes | None, float]], roster_topic: str,
-          partitions: int, max_bytes: int = 900_000) -> Routed:
+          partitions: int, max_bytes: int = 900_000, owned: Container[int] = ()) -> Routed:
     """Split each message into records, reject what cannot be routed, group the rest.
 
     Each message is ``(source, value, timestamp)``; the Kafka timestamp (epoch seconds) goes
     along with every record so the detector can measure processing latency.
+
+    A record whose work partition is in ``owned`` (the partitions this worker owns) and is
+    the partition number it arrived on goes to :attr:`Routed.local`: it is where its
+    client's work belongs, and is handed to the detector without the ``ecm.work`` hop.
+    Whether a record takes the hop depends only on its client and the partition it arrived
+    on, so the order of one client's records from one input partition is kept.
     """
     out = Routed(max_bytes=max_bytes)
     work = out.work
@@ -118,6 +104,13 @@ def route(messages: Iterable[tuple[Source, bytes | None, float]], roster_topic: 
         topic, partition, offset = source.topic, source.partition, source.offset
         # A record re-encodes to about its share of the message, plus its envelope.
         each = len(value or b"") / max(1, len(objects)) + _ENVELOPE_BYTES
+        mine = None  # this partition's local records, if this worker owns it
+        if partition in owned:
+            mine = out.local.get(partition)
+            if mine is None:
+                mine = out.local[partition] = []
+                out.local_stamps[partition] = []
+        stamped = False
         for i, obj in enumerate(objects):
             if not obj:
                 continue
@@ -131,6 +124,12 @@ def route(messages: Iterable[tuple[Source, bytes | None, float]], roster_topic: 
                 continue
             routed += 1
             p = _partition(key, partitions)
+            if p == partition and mine is not None:
+                mine.append((kind, obj, Source(topic, partition, offset, i)))
+                if not stamped:
+                    out.local_stamps[p].append(timestamp)
+                    stamped = True
+                continue
             items = work.get(p)
             if items is None:
                 items = work[p] = []
@@ -138,6 +137,8 @@ def route(messages: Iterable[tuple[Source, bytes | None, float]], roster_topic: 
             items.append([kind, [topic, partition, offset, i], timestamp, obj])
             sizes[p] += each
     out.records = routed
+    for p in [p for p, records in out.local.items() if not records]:
+        del out.local[p], out.local_stamps[p]
     return out
 
 

@@ -30,7 +30,7 @@ from stream.contract import Rejection, Source
 from stream.detector import Output, PartitionDetector
 from stream.metrics import Metrics
 from stream.recovery import load_partition
-from stream.router import deadletter_doc, deadletter_key, decode_work, route, work_records
+from stream.router import deadletter_doc, deadletter_key, decode_work, route
 from stream.settings import Settings
 from stream.state import encode_delta
 from stream.store import PartitionStore, open_store
@@ -252,31 +252,34 @@ class Runtime:
     async def _route_batch(self, events: list[EventT]) -> None:
         messages = [(Source(e.message.topic, e.message.partition, e.message.offset), e.value,
                      float(e.message.timestamp or 0.0)) for e in events]
+        owned = self.detectors.keys() | self.loading.keys()
         routed = route(messages, self.settings.topic_roster, self.settings.partitions,
-                       self.settings.max_message_bytes)
+                       self.settings.max_message_bytes, owned)
         for kind, n in routed.received.items():
             self.metrics.records_received.labels(kind).inc(n)
         self.metrics.batch_records.labels("router").observe(routed.records)
-        local = routed.take_local([p for p in routed.work
-                                   if p in self.detectors or p in self.loading])
+        local = routed.local
         futures = [await self.work.send(value=value, partition=p)
                    for p, value in routed.encoded()]
         futures += await self._send_deadletters(routed.rejections, "router")
-        direct = sum(len(items) for items in local.values())
+        direct = sum(len(records) for records in local.values())
         # In slices, so that a large batch (a backlog of roster messages is hundreds of
         # thousands of records) lets the event loop run between them; a partition's slices
-        # are applied in order.
-        part: dict[int, list[list[Any]]] = {}
+        # are applied in order, and its messages' latency is observed with its last slice.
+        part: dict[int, list[Any]] = {}
+        stamps: dict[int, list[float]] = {}
         size = 0
-        for p, items in local.items():
-            for k in range(0, len(items), _DIRECT_SLICE):
+        for p, records in local.items():
+            for k in range(0, len(records), _DIRECT_SLICE):
                 if size >= _DIRECT_SLICE or p in part:
-                    await self._detect_items(part)
-                    part, size = {}, 0
-                part[p] = items[k:k + _DIRECT_SLICE]
+                    await self._detect(part, stamps)
+                    part, stamps, size = {}, {}, 0
+                part[p] = records[k:k + _DIRECT_SLICE]
+                last = k + _DIRECT_SLICE >= len(records)
+                stamps[p] = routed.local_stamps[p] if last else []
                 size += len(part[p])
         if part:
-            await self._detect_items(part)
+            await self._detect(part, stamps)
         self.metrics.work_records.labels("direct").inc(direct)
         self.metrics.work_records.labels("forwarded").inc(routed.records - direct)
         await asyncio.gather(*futures)
@@ -304,13 +307,6 @@ class Runtime:
             await asyncio.gather(*await self._send_deadletters(broken, "detector"))
         await self._detect(by_partition, stamps)
         self._seen(events)
-
-    async def _detect_items(self, items: dict[int, list[list[Any]]]) -> None:
-        by_partition: dict[int, list[Any]] = {}
-        stamps: dict[int, list[float]] = {}
-        for p, routed in items.items():
-            by_partition[p], stamps[p] = work_records(routed)
-        await self._detect(by_partition, stamps)
 
     async def _detect(self, by_partition: dict[int, list[Any]],
                       stamps: dict[int, list[float]]) -> None:

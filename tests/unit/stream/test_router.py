@@ -3,7 +3,7 @@ import base64
 import orjson
 
 from stream.contract import Rejection, Source
-from stream.router import MAX_RAW_BYTES, deadletter_doc, decode_work, route, work_records
+from stream.router import MAX_RAW_BYTES, deadletter_doc, decode_work, route
 from stream.topics import partition_for
 from tests.factories import T0, event, visit
 
@@ -44,12 +44,12 @@ def test_records_on_their_own_partition_skip_the_work_hop_for_owned_partitions()
             msgs.append((Source("ecm.events", arrived, offset),
                          orjson.dumps([event(at=T0, client_id=c, event_id=f"{c}-{arrived}-{k}")
                                        for k in range(3)]), 1.0))
-    routed = route(msgs, "ecm.roster", 4)
-    local = routed.take_local([0, 2])  # the partitions this worker owns
+    routed = route(msgs, "ecm.roster", 4, owned={0, 2})  # the partitions this worker owns
+    local = routed.local
     assert set(local) == {0, 2}
-    for p, items in local.items():
-        records, stamps = work_records(items)
-        assert stamps == [1.0] * len(records)
+    for p, records in local.items():
+        # One timestamp per message that brought any.
+        assert routed.local_stamps[p] == [1.0] * (len(records) // 3)
         # Only records that arrived on their own client's partition, in arrival order.
         assert all(s.partition == p == home[obj["client_id"]] for _, obj, s in records)
         assert [(s.offset, s.index) for _, _, s in records] == sorted(
