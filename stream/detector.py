@@ -71,7 +71,7 @@ class PartitionDetector:
         # (due, kind, key): ties at one instant are broken by kind and key, deterministically.
         # A visit has one entry: its next deadline, then ("forget", RETENTION_S after its
         # end), when it is dropped. A grace entry per waiting event, and an "adhoc" entry
-        # per unscheduled visit, when its records are dropped (_forget_adhoc_at).
+        # per unscheduled visit, when its records are dropped (_push_adhoc).
         self._heap: list[tuple[float, str, str]] = []
         self._forgets = 0  # entries that forget, left out of the gauge
         self._dirty: set[str] = set()

@@ -39,16 +39,15 @@ async def load_partition(settings: Settings, partition: int, clock: Clock,
         consumer.assign([state, esc])
         end = await consumer.end_offsets([state, esc])
         begin = await consumer.beginning_offsets([state, esc])
+        stale = None
         if not (await _reaches(consumer, state, snap.state_offset, end[state])
                 and await _reaches(consumer, esc, snap.escalations_offset, end[esc])):
-            log.warning("partition %d: the local store is ahead of the topics; rebuilding",
-                        partition)
-            store.reset()
-            snap = store.load()
-        if snap.state_offset and (snap.state_offset < begin[state]
-                                  or snap.escalations_offset < begin[esc]):
-            log.warning("partition %d: the topics' retention dropped records the local store "
-                        "has not read; rebuilding from the last checkpoint", partition)
+            stale = "the local store is ahead of the topics"
+        elif snap.state_offset and (snap.state_offset < begin[state]
+                                    or snap.escalations_offset < begin[esc]):
+            stale = "the topics' retention dropped records the local store has not read"
+        if stale is not None:
+            log.warning("partition %d: %s; rebuilding from the topics", partition, stale)
             store.reset()
             snap = store.load()
         last = await _last(consumer, state, end[state])
