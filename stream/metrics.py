@@ -128,4 +128,11 @@ class _StateCollector(Collector):
                                 labels=["topic", "partition"])
         for (topic, partition), n in sorted(self._lag().items()):
             lag.add_metric([topic, str(partition)], n)
-        return [visits, checked_in, pending, waiting, parts, open_, lag]
+        age = GaugeMetricFamily(
+            "ecm_state_checkpoint_age_seconds", "Since the oldest last complete checkpoint of "
+            "this worker's partitions began (worker clock; a partition without one counts from "
+            "its loading). A rebuild starts from it, and the topics' retention must not drop "
+            "it. No sample while the worker owns no partition.")
+        if owned:
+            age.add_metric([], max(d.clock.now() - d.checkpoint_at for d in owned))
+        return [visits, checked_in, pending, waiting, parts, open_, lag, age]

@@ -3,6 +3,7 @@ the beginning, and the partition itself."""
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import orjson
@@ -11,6 +12,7 @@ import pytest
 from stream.clock import ManualClock
 from stream.contract import Visit, validate_visit
 from stream.detector import PartitionDetector
+from stream.metrics import Metrics
 from stream.state import encode_delta, visit_fields, visit_from_fields
 from stream.store import RocksStore
 from tests.factories import T0, event, visit
@@ -172,9 +174,13 @@ def test_an_idle_partition_checkpoints_once_its_last_checkpoint_is_old():
     h.events(event(at=T0 - 3600 + 1, visit_id="v1", client_id="c1", event_id="e-early"))
     log.publish()
     assert h.detector.checkpoints == 0 and h.detector._cp_left is None  # 64 MB not written
+    metrics = Metrics()
+    metrics.watch_state(lambda: [h.detector], dict)
+    age = functools.partial(metrics.registry.get_sample_value, "ecm_state_checkpoint_age_seconds")
     h.clock.set(T0 - 1)  # the detector started at T0 - 3600
     log.publish()
     assert h.detector._cp_left is None and len(log.docs) == 1
+    assert age() == 3599
     h.clock.set(T0)
     log.publish()  # nothing changed, yet a checkpoint begins
     first = 1
@@ -184,6 +190,7 @@ def test_an_idle_partition_checkpoints_once_its_last_checkpoint_is_old():
     log.publish()  # the new base and its time, in the partition's last message
     assert h.detector.checkpoints == 1 and h.detector.base == first
     assert (log.docs[-1]["b"], log.docs[-1]["bt"]) == (first, T0)
+    assert age() == 0
     # The records before the checkpoint may go: a replay from it is the partition.
     assert _state(log.replay(first)) == _state(h.detector)
     # The next one is due an age after this one began, not after it ended.
