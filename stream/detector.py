@@ -164,7 +164,8 @@ class PartitionDetector:
         self._schedule(vs)
         if visit.cancelled:
             return
-        out.escalations.extend(self._reconcile(vs, now, "roster_update"))
+        if vs.checkins or vs.checkouts:  # else nothing to reconcile: a new visit, as a rule
+            out.escalations.extend(self._reconcile(vs, now, "roster_update"))
         rostered.add(visit.client_id)
 
     def _admit(self, event: Event, source: Source, now: float, out: Output,
