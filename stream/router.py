@@ -104,13 +104,8 @@ def route(messages: Iterable[tuple[Source, bytes | None, float]], roster_topic: 
         topic, partition, offset = source.topic, source.partition, source.offset
         # A record re-encodes to about its share of the message, plus its envelope.
         each = len(value or b"") / max(1, len(objects)) + _ENVELOPE_BYTES
-        mine = None  # this partition's local records, if this worker owns it
-        if partition in owned:
-            mine = out.local.get(partition)
-            if mine is None:
-                mine = out.local[partition] = []
-                out.local_stamps[partition] = []
-        stamped = False
+        local = partition in owned  # its records for this partition skip the hop
+        mine = None  # this partition's local records, once the message has one
         for i, obj in enumerate(objects):
             if not obj:
                 continue
@@ -124,11 +119,11 @@ def route(messages: Iterable[tuple[Source, bytes | None, float]], roster_topic: 
                 continue
             routed += 1
             p = _partition(key, partitions)
-            if p == partition and mine is not None:
+            if p == partition and local:
+                if mine is None:
+                    mine = out.local.setdefault(p, [])
+                    out.local_stamps.setdefault(p, []).append(timestamp)
                 mine.append((kind, obj, Source(topic, partition, offset, i)))
-                if not stamped:
-                    out.local_stamps[p].append(timestamp)
-                    stamped = True
                 continue
             items = work.get(p)
             if items is None:
@@ -137,8 +132,6 @@ def route(messages: Iterable[tuple[Source, bytes | None, float]], roster_topic: 
             items.append([kind, [topic, partition, offset, i], timestamp, obj])
             sizes[p] += each
     out.records = routed
-    for p in [p for p, records in out.local.items() if not records]:
-        del out.local[p], out.local_stamps[p]
     return out
 
 
