@@ -20,8 +20,7 @@ from stream.clock import ManualClock
 from stream.recovery import load_partition
 from stream.store import MemoryStore, RocksStore
 from tests.factories import T0, event, north_of_home, visit
-from tests.unit.stream.harness import Harness
-from tests.unit.stream.test_checkpoint import Log, _state
+from tests.unit.stream.harness import Harness, Log, partition_state
 
 pytestmark = pytest.mark.integration
 
@@ -88,7 +87,7 @@ def test_a_store_behind_the_retention_is_rebuilt_from_the_checkpoint(
     # Read from the checkpoint, not from where the store stood.
     assert f"({len(log.docs) - base} changelog" in caplog.text, caplog.text
     assert rebuilt.sweep().escalations == []  # its timers already past: raised before
-    assert _state(rebuilt) == _state(h.detector)
+    assert partition_state(rebuilt) == partition_state(h.detector)
 
 
 def test_a_rebuild_from_a_checkpoint_inside_the_retention_says_nothing(
@@ -100,7 +99,7 @@ def test_a_rebuild_from_a_checkpoint_inside_the_retention_says_nothing(
         rebuilt = _load(settings, h, MemoryStore())
     assert "retention" not in caplog.text
     assert rebuilt.sweep().escalations == []
-    assert _state(rebuilt) == _state(h.detector)
+    assert partition_state(rebuilt) == partition_state(h.detector)
     assert rebuilt.checkpoint_at == h.detector.checkpoint_at
 
 

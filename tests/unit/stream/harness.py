@@ -1,14 +1,18 @@
-"""A detector on a manual clock, fed like the stream feeds it."""
+"""A detector on a manual clock, fed like the stream feeds it; its changelog as the runtime
+writes it, and the whole of its state, for replays to be compared with it."""
 
 from __future__ import annotations
 
 import itertools
 from typing import Any
 
+import orjson
+
 from stream.clock import ManualClock
 from stream.contract import Rejection, Source
 from stream.detector import Output, PartitionDetector
 from stream.settings import Settings
+from stream.state import encode_delta
 from stream.timeutil import parse_instant
 from tests.factories import T0
 
@@ -66,3 +70,59 @@ class Harness:
 
     def reasons(self) -> list[str]:
         return [r.reason for r in self.rejections]
+
+
+class Log:
+    """A partition of ecm.state: what the runtime's publish writes, in order."""
+
+    def __init__(self, h: Harness, *, budget: int = 2, max_bytes: int = 900_000) -> None:
+        self.h = h
+        self.budget = budget
+        self.max_bytes = max_bytes
+        self.docs: list[dict[str, Any]] = []
+
+    def _write(self, delta: dict[str, Any]) -> int:
+        first = len(self.docs)
+        for doc, value in encode_delta(delta, self.max_bytes):
+            self.docs.append(orjson.loads(value))  # as a replay reads it
+            self.h.detector.wrote(len(value))
+        return first
+
+    def publish(self) -> None:
+        d = self.h.detector
+        # The runtime's order: the batch's escalations are acknowledged first.
+        d.escalations_next = len(self.h.escalations)
+        delta = d.take_delta()
+        if delta is not None:
+            self._write(delta)
+        checkpoint = d.take_checkpoint(self.budget)
+        if checkpoint is not None:
+            d.checkpoint_written(self._write(checkpoint))
+
+    def replay(self, start: int) -> PartitionDetector:
+        """A rebuild as stream/recovery.py does it: the escalation topic (the harness's
+        records, in the order published) read from where the checkpoint at ``start`` says."""
+        copy = PartitionDetector(0, self.h.settings, ManualClock(self.h.clock.now()))
+        e = self.docs[start].get("e", 0) if start else 0
+        copy.restore(self.docs[start:], [orjson.loads(orjson.dumps(r))
+                                         for r in self.h.escalations[e:]])
+        # A rebuilt partition arms each visit's first timer again: those already past fire
+        # at its first sweep, and must raise nothing the original has not raised.
+        assert copy.sweep().escalations == []
+        return copy
+
+
+def _live(d: PartitionDetector, due: float, kind: str, key: str) -> bool:
+    """Whether a timer entry still stands (superseded entries stay in the heap until due)."""
+    if kind == "grace":
+        return key in d.pending
+    return key in d.visits and d.due(d.visits[key].visit, kind) == due
+
+
+def partition_state(d: PartitionDetector) -> Any:
+    """Everything a partition holds, for comparing a rebuild with the partition."""
+    return ({vid: vs.checkpoint_doc(d.event_index) for vid, vs in d.visits.items()},
+            sorted(orjson.dumps(p.to_doc()) for p in d.pending.values()),
+            d.event_index, {c: sorted(ids) for c, ids in d.by_client.items()},
+            sorted(set(e for e in d._heap if _live(d, *e))), d.checked_in,
+            d.book.records, d.book.open_by_kind, d.book._open_per_visit)

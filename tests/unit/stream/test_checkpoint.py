@@ -4,8 +4,6 @@ the beginning, and the partition itself."""
 from __future__ import annotations
 
 import functools
-from typing import Any
-
 import orjson
 import pytest
 
@@ -13,69 +11,14 @@ from stream.clock import ManualClock
 from stream.contract import Visit, validate_visit
 from stream.detector import PartitionDetector
 from stream.metrics import Metrics
-from stream.state import encode_delta, visit_fields, visit_from_fields
+from stream.state import visit_fields, visit_from_fields
 from stream.store import RocksStore
 from tests.factories import T0, event, visit
-from tests.unit.stream.harness import Harness
+from tests.unit.stream.harness import Harness, Log, partition_state
 
 _SQUARE = {"type": "Polygon", "coordinates": [[[1.297, 52.630], [1.298, 52.630],
                                                 [1.298, 52.631], [1.297, 52.631],
                                                 [1.297, 52.630]]]}
-
-
-class Log:
-    """A partition of ecm.state: what the runtime's publish writes, in order."""
-
-    def __init__(self, h: Harness, *, budget: int = 2, max_bytes: int = 900_000) -> None:
-        self.h = h
-        self.budget = budget
-        self.max_bytes = max_bytes
-        self.docs: list[dict[str, Any]] = []
-
-    def _write(self, delta: dict[str, Any]) -> int:
-        first = len(self.docs)
-        for doc, value in encode_delta(delta, self.max_bytes):
-            self.docs.append(orjson.loads(value))  # as a replay reads it
-            self.h.detector.wrote(len(value))
-        return first
-
-    def publish(self) -> None:
-        d = self.h.detector
-        # The runtime's order: the batch's escalations are acknowledged first.
-        d.escalations_next = len(self.h.escalations)
-        delta = d.take_delta()
-        if delta is not None:
-            self._write(delta)
-        checkpoint = d.take_checkpoint(self.budget)
-        if checkpoint is not None:
-            d.checkpoint_written(self._write(checkpoint))
-
-    def replay(self, start: int) -> PartitionDetector:
-        """A rebuild as stream/recovery.py does it: the escalation topic (the harness's
-        records, in the order published) read from where the checkpoint at ``start`` says."""
-        copy = PartitionDetector(0, self.h.settings, ManualClock(self.h.clock.now()))
-        e = self.docs[start].get("e", 0) if start else 0
-        copy.restore(self.docs[start:], [orjson.loads(orjson.dumps(r))
-                                         for r in self.h.escalations[e:]])
-        # A rebuilt partition arms each visit's first timer again: those already past fire
-        # at its first sweep, and must raise nothing the original has not raised.
-        assert copy.sweep().escalations == []
-        return copy
-
-
-def _live(d: PartitionDetector, due: float, kind: str, key: str) -> bool:
-    """Whether a timer entry still stands (superseded entries stay in the heap until due)."""
-    if kind == "grace":
-        return key in d.pending
-    return key in d.visits and d.due(d.visits[key].visit, kind) == due
-
-
-def _state(d: PartitionDetector) -> Any:
-    return ({vid: vs.checkpoint_doc(d.event_index) for vid, vs in d.visits.items()},
-            sorted(orjson.dumps(p.to_doc()) for p in d.pending.values()),
-            d.event_index, {c: sorted(ids) for c, ids in d.by_client.items()},
-            sorted(set(e for e in d._heap if _live(d, *e))), d.checked_in,
-            d.book.records, d.book.open_by_kind, d.book._open_per_visit)
 
 
 def test_visit_fields_round_trip_through_json():
@@ -137,9 +80,9 @@ def test_replay_from_the_checkpoint_is_the_partition_with_changes_during_it():
     h.roster(visit("vx", client_id="cx"))  # the waiting event finds its visit
     log.publish()
     assert all(doc["b"] == first for doc in log.docs[-1:])
-    expected = _state(h.detector)
-    assert _state(log.replay(first)) == expected
-    assert _state(log.replay(0)) == expected
+    expected = partition_state(h.detector)
+    assert partition_state(log.replay(first)) == expected
+    assert partition_state(log.replay(0)) == expected
     # The rebuilt partition goes on as the original would.
     copy = log.replay(first)
     later = T0 + 7 * 3600
@@ -162,7 +105,7 @@ def test_a_second_checkpoint_waits_for_twice_the_first():
         log.publish()
     # ``written`` counts from the first checkpoint's start: it began with the second.
     assert h.detector.base > 0
-    assert _state(log.replay(h.detector.base)) == _state(h.detector)
+    assert partition_state(log.replay(h.detector.base)) == partition_state(h.detector)
 
 
 def test_an_idle_partition_checkpoints_once_its_last_checkpoint_is_old():
@@ -176,7 +119,8 @@ def test_an_idle_partition_checkpoints_once_its_last_checkpoint_is_old():
     assert h.detector.checkpoints == 0 and h.detector._cp_left is None  # 64 MB not written
     metrics = Metrics()
     metrics.watch_state(lambda: [h.detector], dict)
-    age = functools.partial(metrics.registry.get_sample_value, "ecm_state_checkpoint_age_seconds")
+    age = functools.partial(metrics.registry.get_sample_value,
+                            "ecm_state_checkpoint_age_seconds")
     h.clock.set(T0 - 1)  # the detector started at T0 - 3600
     log.publish()
     assert h.detector._cp_left is None and len(log.docs) == 1
@@ -192,7 +136,7 @@ def test_an_idle_partition_checkpoints_once_its_last_checkpoint_is_old():
     assert (log.docs[-1]["b"], log.docs[-1]["bt"]) == (first, T0)
     assert age() == 0
     # The records before the checkpoint may go: a replay from it is the partition.
-    assert _state(log.replay(first)) == _state(h.detector)
+    assert partition_state(log.replay(first)) == partition_state(h.detector)
     # The next one is due an age after this one began, not after it ended.
     h.clock.set(T0 + 3599)
     log.publish()
@@ -211,7 +155,7 @@ def test_a_checkpoint_larger_than_a_message_is_split_and_replays():
         log.publish()
     assert h.detector.checkpoints == 1
     assert len(log.docs) - h.detector.base > 2
-    assert _state(log.replay(h.detector.base)) == _state(h.detector)
+    assert partition_state(log.replay(h.detector.base)) == partition_state(h.detector)
 
 
 def test_rocks_store_keeps_a_checkpoint_s_fields(tmp_path):
@@ -231,7 +175,7 @@ def test_rocks_store_keeps_a_checkpoint_s_fields(tmp_path):
     copy = PartitionDetector(0, h.settings, ManualClock(h.clock.now()))
     # The store keeps escalation records from the topic itself (apply_escalations).
     copy.restore([snap.as_delta()], h.escalations)
-    assert _state(copy) == _state(h.detector)
+    assert partition_state(copy) == partition_state(h.detector)
 
 
 def test_the_first_slice_carries_the_pending_events():
@@ -244,7 +188,7 @@ def test_the_first_slice_carries_the_pending_events():
         h.events(event(at=h.clock.now() + 1, visit_id="v1"))
         log.publish()
     copy = log.replay(h.detector.base)
-    assert list(copy.pending) == ["waiting"] and _state(copy) == _state(h.detector)
+    assert list(copy.pending) == ["waiting"] and partition_state(copy) == partition_state(h.detector)
 
 
 def test_a_checkpoint_carries_the_escalation_book_and_where_the_topic_resumes():
@@ -277,9 +221,9 @@ def test_a_checkpoint_carries_the_escalation_book_and_where_the_topic_resumes():
     e = log.docs[base]["e"]
     assert 0 < e <= begun < len(h.escalations)
     assert sum(len(doc.get("esc", ())) for doc in log.docs[base:]) >= 6
-    expected = _state(h.detector)
-    assert _state(log.replay(base)) == expected
-    assert _state(log.replay(0)) == expected
+    expected = partition_state(h.detector)
+    assert partition_state(log.replay(base)) == expected
+    assert partition_state(log.replay(0)) == expected
     # The rebuilt book opens nothing twice and resolves what is still open.
     copy = log.replay(base)
     copy.clock.set(T0 + 1905)
