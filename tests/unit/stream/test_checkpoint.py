@@ -188,7 +188,8 @@ def test_the_first_slice_carries_the_pending_events():
         h.events(event(at=h.clock.now() + 1, visit_id="v1"))
         log.publish()
     copy = log.replay(h.detector.base)
-    assert list(copy.pending) == ["waiting"] and partition_state(copy) == partition_state(h.detector)
+    assert list(copy.pending) == ["waiting"]
+    assert partition_state(copy) == partition_state(h.detector)
 
 
 def test_a_checkpoint_carries_the_escalation_book_and_where_the_topic_resumes():
