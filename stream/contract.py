@@ -10,8 +10,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from sys import intern
-from typing import Any
+from typing import Annotated, Any, Literal
 
+import msgspec
 import orjson
 
 from stream.timeutil import parse_instant
@@ -90,7 +91,10 @@ class Visit:
     short_long_after_s: float | None = None
     no_checkout_after_s: float | None = None
     cancelled: bool = False
-    raw: dict[str, Any] | None = field(default_factory=dict, compare=False, repr=False)
+    # The record as received: its decoded object, or ``(message value, index)`` when it was
+    # validated straight from the bytes (raw_object). None once it is in the changelog.
+    raw: dict[str, Any] | tuple[bytes, int] | None = field(default_factory=dict, compare=False,
+                                                           repr=False)
 
 
 @dataclass(slots=True)
@@ -110,7 +114,9 @@ class Event:
     caller_number: str | None = None
     tag_id: str | None = None
     gateway_id: str | None = None
-    raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    # Its decoded object, or ``(message value, index)`` (raw_object).
+    raw: dict[str, Any] | tuple[bytes, int] = field(default_factory=dict, compare=False,
+                                                    repr=False)
 
 
 class _Invalid(Exception):  # noqa: N818 - internal control flow, never escapes this module
@@ -150,16 +156,22 @@ def routing_key(obj: dict[str, Any]) -> str | None:
     return None
 
 
-def validate_visit(obj: dict[str, Any]) -> Visit | tuple[str, str]:
-    """A :class:`Visit`, or ``(reason, detail)``."""
+def validate_visit(obj: dict[str, Any] | Visit) -> Visit | tuple[str, str]:
+    """A :class:`Visit`, or ``(reason, detail)``. A Visit is one :func:`fast_records` has
+    validated already."""
+    if type(obj) is Visit:
+        return obj
     try:
         return _visit(obj)
     except _Invalid as exc:
         return exc.reason, exc.detail
 
 
-def validate_event(obj: dict[str, Any]) -> Event | tuple[str, str]:
-    """An :class:`Event`, or ``(reason, detail)``."""
+def validate_event(obj: dict[str, Any] | Event) -> Event | tuple[str, str]:
+    """An :class:`Event`, or ``(reason, detail)``. An Event is one :func:`fast_records` has
+    validated already."""
+    if type(obj) is Event:
+        return obj
     try:
         return _event(obj)
     except _Invalid as exc:
@@ -170,72 +182,128 @@ def _visit(obj: dict[str, Any]) -> Visit:
     return _visit_fast(obj) or _visit_checked(obj)
 
 
-_NUMBER_TYPES = (int, float)
+# ---- the one-pass path --------------------------------------------------------------------
+# A well-formed record is decoded and type-checked in one C call (msgspec) into a wire
+# struct, from a message's bytes or from a decoded object; what the types cannot say (two
+# distinct workers, instants that parse, an end after the start, a point off (0, 0), the
+# method's own fields) is checked on the struct. A record either passes all of that and
+# becomes the same Visit or Event the full checks build, or is left to the full checks,
+# which name the reason when there is one. The structs are short-lived and never part of a
+# cycle, so the collector does not track them (gc=False).
+
+_Id = Annotated[str, msgspec.Meta(min_length=1, max_length=_MAX_ID_LEN)]
+_Threshold = Annotated[float, msgspec.Meta(gt=0, le=MAX_VISIT_S)]
+_Lat = Annotated[float, msgspec.Meta(ge=-90.0, le=90.0)]
+_Lon = Annotated[float, msgspec.Meta(ge=-180.0, le=180.0)]
 
 
-def _plain_point(lat: Any, lon: Any) -> bool:
-    """Whether ``lat, lon`` are floats that pass :func:`_coordinates` as they are, for the
-    one-pass checks. NaN and infinities fail the range tests and go to the full checks."""
-    return (type(lat) is float and type(lon) is float and -90.0 <= lat <= 90.0
-            and -180.0 <= lon <= 180.0 and (lat != 0.0 or lon != 0.0))
+class _WireLocation(msgspec.Struct, gc=False):
+    lat: _Lat
+    lon: _Lon
 
 
-def _fast_threshold(t: object) -> bool:
-    return type(t) in _NUMBER_TYPES and 0 < t <= MAX_VISIT_S  # type: ignore[operator]
+class _WireVisit(msgspec.Struct, gc=False):
+    visit_id: _Id
+    client_id: _Id
+    worker_ids: Annotated[list[Annotated[str, msgspec.Meta(min_length=1)]],
+                          msgspec.Meta(min_length=1, max_length=2)]
+    scheduled_start: str
+    scheduled_end: str
+    location: _WireLocation
+    geofence_radius_m: Annotated[float, msgspec.Meta(gt=0, le=100_000)] = DEFAULT_RADIUS_M
+    geofence: Any = None  # a polygon takes the full checks
+    risk_level: Literal[RISK_LEVELS] = "medium"  # type: ignore[valid-type]
+    status: Literal[VISIT_STATUSES] = "scheduled"  # type: ignore[valid-type]
+    lives_alone: bool | None = None
+    cognitive_impairment: bool | None = None
+    time_critical: bool | None = None
+    client_phones: list[str] | None = None
+    nfc_tags: list[str] | None = None
+    contract_id: str | None = None
+    late_after_s: _Threshold | None = None
+    missed_after_s: _Threshold | None = None
+    short_long_after_s: _Threshold | None = None
+    no_checkout_after_s: _Threshold | None = None
+
+
+class _WireEvent(msgspec.Struct, gc=False):
+    event_id: _Id
+    type: Literal[EVENT_TYPES]  # type: ignore[valid-type]
+    client_id: _Id
+    worker_id: _Id
+    occurred_at: str
+    method: str
+    visit_id: _Id | None = None
+    lat: _Lat | None = None
+    lon: _Lon | None = None
+    accuracy_m: Annotated[float, msgspec.Meta(ge=0.0, le=1_000_000.0)] | None = None
+    caller_number: str | None = None
+    tag_id: str | None = None
+    gateway_id: str | None = None
+
+
+_VISITS = msgspec.json.Decoder(list[_WireVisit] | _WireVisit)
+_EVENTS = msgspec.json.Decoder(list[_WireEvent] | _WireEvent)
+_UNDECODED = (msgspec.MsgspecError, ValueError)  # a Unicode error is a ValueError
+
+
+def fast_records(value: bytes | None, roster: bool) -> list[Visit | Event | None] | None:
+    """A message's records through the one-pass path, in order: each a Visit (``roster``)
+    or an Event, or ``None`` for one the full checks must see. ``None`` for the whole
+    message when any of its records does not have the wire types: :func:`split_message`
+    then decodes it. Each record's ``raw`` is ``(value, index)``: its object is decoded
+    again only if it is rejected later (:func:`raw_object`)."""
+    if not value:
+        return None
+    try:
+        wire = (_VISITS if roster else _EVENTS).decode(value)
+    except _UNDECODED:
+        return None
+    check = _visit_wire if roster else _event_wire
+    if type(wire) is not list:
+        return [check(wire, (value, -1))]
+    return [check(w, (value, i)) for i, w in enumerate(wire)]
+
+
+def raw_object(raw: dict[str, Any] | tuple[bytes, int]) -> dict[str, Any]:
+    """A record's object: itself, or decoded again from its message (:func:`fast_records`)."""
+    if type(raw) is not tuple:
+        return raw  # type: ignore[return-value]
+    value, index = raw
+    doc = orjson.loads(value)
+    return doc if index < 0 else doc[index]  # type: ignore[no-any-return]
 
 
 def _visit_fast(obj: dict[str, Any]) -> Visit | None:
     """The well-formed roster record with a circular fence, in one pass; ``None`` when any
     field needs a closer look. It accepts only what :func:`_visit_checked` accepts, and
     leaves everything else (polygons among it) to it."""
-    g = obj.get
-    visit_id, client_id, workers = g("visit_id"), g("client_id"), g("worker_ids")
-    loc, radius = g("location"), g("geofence_radius_m", DEFAULT_RADIUS_M)
-    risk, status = g("risk_level", "medium"), g("status", "scheduled")
-    contract_id = g("contract_id")
-    if not (type(visit_id) is str and 0 < len(visit_id) <= _MAX_ID_LEN
-            and type(client_id) is str and 0 < len(client_id) <= _MAX_ID_LEN
-            and type(workers) is list and 1 <= len(workers) <= 2
-            and type(workers[0]) is str and workers[0]
-            and (len(workers) == 1 or (type(workers[1]) is str and workers[1]
-                                       and workers[1] != workers[0]))
-            and type(loc) is dict and type(radius) in _NUMBER_TYPES
-            and 0 < radius <= 100_000 and g("geofence") is None
-            and risk in RISK_LEVELS and status in VISIT_STATUSES
-            and (contract_id is None or type(contract_id) is str)):
+    try:
+        wire = msgspec.convert(obj, _WireVisit)
+    except msgspec.MsgspecError:
         return None
-    lat, lon = loc.get("lat"), loc.get("lon")
-    if not _plain_point(lat, lon):
+    return _visit_wire(wire, obj)
+
+
+def _visit_wire(w: _WireVisit, raw: Any) -> Visit | None:
+    workers = w.worker_ids
+    if w.geofence is not None or (len(workers) == 2 and workers[0] == workers[1]):
         return None
-    start, end = parse_instant(g("scheduled_start")), parse_instant(g("scheduled_end"))
+    loc = w.location
+    lat, lon = loc.lat, loc.lon
+    if lat == 0.0 and lon == 0.0:
+        return None
+    start, end = parse_instant(w.scheduled_start), parse_instant(w.scheduled_end)
     if start is None or end is None or not 0 < end - start <= MAX_VISIT_S:
         return None
-    # Written out, not looped: most records carry none of these, and a generator per
-    # check cost more than the checks.
-    late, missed = g("late_after_s"), g("missed_after_s")
-    short_long, no_checkout = g("short_long_after_s"), g("no_checkout_after_s")
-    alone, impaired, critical = g("lives_alone"), g("cognitive_impairment"), g("time_critical")
-    phones, tags = g("client_phones"), g("nfc_tags")
-    if not ((late is None or _fast_threshold(late))
-            and (missed is None or _fast_threshold(missed))
-            and (short_long is None or _fast_threshold(short_long))
-            and (no_checkout is None or _fast_threshold(no_checkout))
-            and (alone is None or type(alone) is bool)
-            and (impaired is None or type(impaired) is bool)
-            and (critical is None or type(critical) is bool)
-            and (phones is None or (type(phones) is list
-                                    and all(type(x) is str for x in phones)))
-            and (tags is None or (type(tags) is list and all(type(x) is str for x in tags)))):
-        return None
-    return Visit(visit_id, client_id, tuple(map(intern, workers)), start, end, lat, lon,
-                 float(radius), None, risk, alone or False, impaired or False,
-                 critical or False, () if phones is None else tuple(phones),
-                 () if tags is None else tuple(tags), contract_id,
-                 None if late is None else float(late),
-                 None if missed is None else float(missed),
-                 None if short_long is None else float(short_long),
-                 None if no_checkout is None else float(no_checkout),
-                 status == "cancelled", obj)
+    phones, tags = w.client_phones, w.nfc_tags
+    # Positional, in the fields' order.
+    return Visit(w.visit_id, w.client_id, tuple(map(intern, workers)), start, end, lat, lon,
+                 w.geofence_radius_m, None, w.risk_level, w.lives_alone or False,
+                 w.cognitive_impairment or False, w.time_critical or False,
+                 () if phones is None else tuple(phones), () if tags is None else tuple(tags),
+                 w.contract_id, w.late_after_s, w.missed_after_s, w.short_long_after_s,
+                 w.no_checkout_after_s, w.status == "cancelled", raw)
 
 
 def _visit_checked(obj: dict[str, Any]) -> Visit:
@@ -294,41 +362,39 @@ def _event_fast(obj: dict[str, Any]) -> Event | None:
     """The well-formed event, in one pass; ``None`` when any field needs a closer look.
 
     It accepts only what :func:`_event_checked` accepts, and leaves everything else to it,
-    which then finds the reason to reject (or accepts, e.g. an integer latitude).
+    which then finds the reason to reject (or accepts, e.g. a telephony check-in that also
+    carries a malformed latitude, which only a GPS fix is judged by).
     """
-    g = obj.get
-    event_id, etype, client_id, worker_id = g("event_id"), g("type"), g("client_id"), g("worker_id")
-    visit_id, method, gateway = g("visit_id"), g("method"), g("gateway_id")
-    if not (type(event_id) is str and type(client_id) is str and type(worker_id) is str
-            and 0 < len(event_id) <= _MAX_ID_LEN and 0 < len(client_id) <= _MAX_ID_LEN
-            and 0 < len(worker_id) <= _MAX_ID_LEN and type(etype) is str
-            and etype in EVENT_TYPES and type(method) is str
-            and (visit_id is None or (type(visit_id) is str and 0 < len(visit_id) <= _MAX_ID_LEN))
-            and (gateway is None or type(gateway) is str)):
+    try:
+        wire = msgspec.convert(obj, _WireEvent)
+    except msgspec.MsgspecError:
         return None
-    occurred = parse_instant(g("occurred_at"))
+    return _event_wire(wire, obj)
+
+
+def _event_wire(w: _WireEvent, raw: Any) -> Event | None:
+    occurred = parse_instant(w.occurred_at)
     if occurred is None:
         return None
+    method = w.method
     lat = lon = accuracy = caller = tag = None
     if method == "gps":
-        lat, lon, accuracy = g("lat"), g("lon"), g("accuracy_m")
-        if not (_plain_point(lat, lon)
-                and (accuracy is None or (type(accuracy) is float
-                                          and 0.0 <= accuracy <= 1_000_000.0))):
+        lat, lon, accuracy = w.lat, w.lon, w.accuracy_m
+        if lat is None or lon is None or (lat == 0.0 and lon == 0.0):
             return None
     elif method == "telephony":
-        caller = g("caller_number")
-        if not (type(caller) is str and 0 < len(caller) <= _MAX_ID_LEN):
+        caller = w.caller_number
+        if caller is None or not 0 < len(caller) <= _MAX_ID_LEN:
             return None
-    elif method in ("nfc", "qr"):
-        tag = g("tag_id")
-        if not (type(tag) is str and 0 < len(tag) <= _MAX_ID_LEN):
+    elif method == "nfc" or method == "qr":
+        tag = w.tag_id
+        if tag is None or not 0 < len(tag) <= _MAX_ID_LEN:
             return None
     elif method != "manual":
         return None
     # Positional, in the fields' order: a third cheaper than by keyword.
-    return Event(event_id, etype, client_id, intern(worker_id), occurred, method, visit_id,
-                 lat, lon, accuracy, caller, tag, gateway, obj)
+    return Event(w.event_id, w.type, w.client_id, intern(w.worker_id), occurred, method,
+                 w.visit_id, lat, lon, accuracy, caller, tag, w.gateway_id, raw)
 
 
 def _event_checked(obj: dict[str, Any]) -> Event:

@@ -21,7 +21,15 @@ from geofence import FenceSet, classify
 from geofence.fences import PolygonCache, classify_circles
 from geofence.fences import Decision
 from stream.clock import Clock
-from stream.contract import Event, Rejection, Source, Visit, validate_event, validate_visit
+from stream.contract import (
+    Event,
+    Rejection,
+    Source,
+    Visit,
+    raw_object,
+    validate_event,
+    validate_visit,
+)
 from stream.escalation import ADHOC_PREFIX, EscalationBook, adhoc_day_end
 from stream.settings import Settings
 from stream.state import Mark, Pending, VisitState, delta_doc
@@ -139,7 +147,7 @@ class PartitionDetector:
         self._apply(work, now, out)
         return out
 
-    def _roster(self, obj: dict[str, Any], source: Source, now: float, out: Output,
+    def _roster(self, obj: dict[str, Any] | Visit, source: Source, now: float, out: Output,
                 rostered: set[str]) -> None:
         visit = validate_visit(obj)
         if not isinstance(visit, Visit):
@@ -147,9 +155,9 @@ class PartitionDetector:
             return
         vs = self.visits.get(visit.visit_id)
         if vs is not None and vs.visit.client_id != visit.client_id:
-            out.rejections.append(Rejection(
-                "invalid_value", "a visit's client_id cannot change; cancel and re-book it",
-                orjson.dumps(obj), source))
+            out.rejections.append(_reject((
+                "invalid_value", "a visit's client_id cannot change; cancel and re-book it"),
+                visit.raw, source))
             return
         out.accepted["roster"] += 1
         if vs is None:
@@ -675,9 +683,10 @@ class PartitionDetector:
             self._push(p.expires, "grace", p.event.event_id)
 
 
-def _reject(failure: tuple[str, str], obj: dict[str, Any], source: Source) -> Rejection:
+def _reject(failure: tuple[str, str], raw: dict[str, Any] | tuple[bytes, int],
+            source: Source) -> Rejection:
     reason, detail = failure
-    return Rejection(reason, detail, orjson.dumps(obj), source)
+    return Rejection(reason, detail, orjson.dumps(raw_object(raw)), source)
 
 
 def _digits(number: str) -> str:

@@ -16,7 +16,14 @@ from typing import Any
 
 import orjson
 
-from stream.contract import SCHEMA_VERSION, Rejection, Source, routing_key, split_message
+from stream.contract import (
+    SCHEMA_VERSION,
+    Rejection,
+    Source,
+    fast_records,
+    routing_key,
+    split_message,
+)
 from stream.timeutil import format_instant
 from stream.topics import partition_for
 
@@ -98,16 +105,38 @@ def route(messages: Iterable[tuple[Source, bytes | None, float]], roster_topic: 
     received = out.received
     routed = 0
     for source, value, timestamp in messages:
-        objects, rejections = split_message(value, source)
-        out.rejections += rejections
         kind = KIND_ROSTER if source.topic == roster_topic else KIND_EVENT
         topic, partition, offset = source.topic, source.partition, source.offset
-        # A record re-encodes to about its share of the message, plus its envelope.
-        each = len(value or b"") / max(1, len(objects)) + _ENVELOPE_BYTES
         local = partition in owned  # its records for this partition skip the hop
+        # Records bound for this worker's own detector are validated straight from the
+        # bytes where they are well-formed (fast_records); the rest are decoded to objects.
+        records: list[Any] | None = (fast_records(value, kind == KIND_ROSTER) if local
+                                     else None)
+        objects: list[dict[str, Any]] | None = None
+        if records is None:
+            objects, rejections = split_message(value, source)
+            out.rejections += rejections
+            records = objects
+        # A record re-encodes to about its share of the message, plus its envelope.
+        each = len(value or b"") / max(1, len(records)) + _ENVELOPE_BYTES
         mine = None  # this partition's local records, once the message has one
-        for i, obj in enumerate(objects):
-            if not obj:
+        for i, obj in enumerate(records):
+            if type(obj) is not dict:
+                # From fast_records: validated, or None for a record that needs the full
+                # checks. A validated record of this partition's clients goes straight to
+                # the detector; any other is routed as its decoded object, below.
+                if obj is not None and _partition(obj.client_id, partitions) == partition:
+                    received[kind] += 1
+                    routed += 1
+                    if mine is None:
+                        mine = out.local.setdefault(partition, [])
+                        out.local_stamps.setdefault(partition, []).append(timestamp)
+                    mine.append((kind, obj, Source(topic, partition, offset, i)))
+                    continue
+                if objects is None:
+                    objects = split_message(value, source)[0]
+                obj = objects[i]
+            elif not obj:
                 continue
             received[kind] += 1
             key = routing_key(obj)

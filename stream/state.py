@@ -2,11 +2,11 @@
 
 The detector writes one *delta* per batch per partition: the state of every visit the
 batch changed, the ids of visits dropped after their retention, and the pending events when
-they changed. A visit's roster record (``"v"``) is in the delta of the batch that brought it
-and not in later ones: its check-ins, check-outs and events (``"ci"``, ``"co"``, ``"ev"``)
-are always written whole. Replaying a partition's deltas in order, the last record and the
-last marks winning per visit, rebuilds the partition exactly; that is what a worker does
-when it is assigned the partition.
+they changed. A visit's roster record (``"v"``, or its validated fields ``"s"``) is in the
+delta of the batch that brought it and not in later ones: its check-ins, check-outs and
+events (``"ci"``, ``"co"``, ``"ev"``) are always written whole. Replaying a partition's
+deltas in order, the last record and the last marks winning per visit, rebuilds the
+partition exactly; that is what a worker does when it is assigned the partition.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Any
 
 import orjson
 
-from stream.contract import Event, Source, Visit, validate_event, validate_visit
+from stream.contract import Event, Source, Visit, raw_object, validate_event, validate_visit
 
 
 @dataclass(slots=True)
@@ -158,13 +158,19 @@ class VisitState:
         return sorted(m.occurred for m in self.checkins.values())[need - 1]
 
     def to_doc(self, sources: Mapping[str, list[Any]]) -> dict[str, Any]:
-        """The visit for a delta, with where its events came from (``sources``). The decoded
-        roster record rides along while the visit still holds it, that is in the first delta
-        after it arrived; writing the delta releases it, so a tracked visit keeps no copy of
-        its record (a million are held at once)."""
+        """The visit for a delta, with where its events came from (``sources``). The roster
+        record rides along while the visit still holds it, that is in the first delta after
+        it arrived: as its decoded object (``"v"``), or, for a record validated straight from
+        the message's bytes, as the fields the worker keeps (``"s"``, as a checkpoint writes
+        it). Writing the delta releases it, so a tracked visit keeps no copy of its record
+        (a million are held at once)."""
         doc = self._marks_doc(sources)
-        if self.visit.raw is not None:
-            doc["v"] = self.visit.raw
+        raw = self.visit.raw
+        if raw is not None:
+            if type(raw) is dict:
+                doc["v"] = raw
+            else:  # decoded from the message's bytes (fast_records): no object to write
+                doc["s"] = visit_fields(self.visit)
             self.visit.raw = None
         return doc
 
@@ -243,7 +249,7 @@ class Pending:
     expires: float
 
     def to_doc(self) -> dict[str, Any]:
-        return {"e": self.event.raw, "s": self.source.as_list(),
+        return {"e": raw_object(self.event.raw), "s": self.source.as_list(),
                 "r": self.received, "x": self.expires}
 
     @classmethod

@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 
 from stream.clock import ManualClock
-from stream.contract import Rejection, Source
+from stream.contract import Rejection, Source, fast_records
 from stream.detector import Output, PartitionDetector
 from stream.settings import Settings
 from stream.state import encode_delta
@@ -18,7 +18,9 @@ from tests.factories import T0
 
 
 class Harness:
-    def __init__(self, start: float = T0 - 3600, **settings: Any) -> None:
+    def __init__(self, start: float = T0 - 3600, *, from_bytes: bool = True,
+                 **settings: Any) -> None:
+        self.from_bytes = from_bytes
         self.clock = ManualClock(start)
         self.settings = Settings(**settings)
         self.detector = PartitionDetector(0, self.settings, self.clock)
@@ -31,10 +33,15 @@ class Harness:
         return Source(topic, 0, next(self._offsets), 0)
 
     def feed(self, *records: tuple[str, dict[str, Any]] | tuple[str, dict[str, Any], Source]) -> Output:
+        """Records as the router hands them over from a message each: validated straight
+        from the bytes where the one-pass checks take them, else as the decoded object."""
         batch = []
         for r in records:
             kind, obj = r[0], r[1]
             src = r[2] if len(r) == 3 else self.source("ecm.roster" if kind == "roster" else "ecm.events")
+            if self.from_bytes:
+                (fast,) = fast_records(orjson.dumps(obj), kind == "roster") or (None,)
+                obj = obj if fast is None else fast
             batch.append((kind, obj, src))
         return self._collect(self.detector.process(batch))
 

@@ -2,7 +2,7 @@ import base64
 
 import orjson
 
-from stream.contract import Rejection, Source
+from stream.contract import Event, Rejection, Source, raw_object, validate_event
 from stream.router import MAX_RAW_BYTES, deadletter_doc, decode_work, route
 from stream.topics import partition_for
 from tests.factories import T0, event, visit
@@ -51,7 +51,9 @@ def test_records_on_their_own_partition_skip_the_work_hop_for_owned_partitions()
         # One timestamp per message that brought any.
         assert routed.local_stamps[p] == [1.0] * (len(records) // 3)
         # Only records that arrived on their own client's partition, in arrival order.
-        assert all(s.partition == p == home[obj["client_id"]] for _, obj, s in records)
+        # Validated from the bytes already, each with the way back to its object.
+        assert all(type(obj) is Event and s.partition == p == home[obj.client_id]
+                   and raw_object(obj.raw)["event_id"] == obj.event_id for _, obj, s in records)
         assert [(s.offset, s.index) for _, _, s in records] == sorted(
             (s.offset, s.index) for _, _, s in records)
         assert len(records) == 3 * sum(home[c] == p for c in clients)
@@ -60,6 +62,24 @@ def test_records_on_their_own_partition_skip_the_work_hop_for_owned_partitions()
     assert all(not (s.partition == home[obj["client_id"]] and s.partition in (0, 2))
                for _, obj, s in forwarded)
     assert len(forwarded) + sum(len(v) for v in local.values()) == routed.records == len(msgs) * 3
+
+
+def test_local_records_the_one_pass_path_leaves_go_on_as_objects():
+    """A local record the one-pass checks leave to the full checks reaches the detector as
+    its decoded object, in its place; so does every record of a message that does not have
+    the wire types."""
+    c = next(f"c{i}" for i in range(100) if partition_for(f"c{i}", 4) == 1)
+    naive = dict(event(at=T0, client_id=c), occurred_at="2026-11-18T12:00:00")
+    mixed = [event(at=T0, client_id=c), naive, event(at=T0, client_id=c)]
+    typed_wrong = [event(at=T0, client_id=c), dict(event(at=T0, client_id=c), lat="x")]
+    routed = route([(Source("ecm.events", 1, 7), orjson.dumps(mixed), 1.0),
+                    (Source("ecm.events", 1, 8), orjson.dumps(typed_wrong), 1.0)],
+                   "ecm.roster", 4, owned={1})
+    records = routed.local[1]
+    assert [(type(obj).__name__, s.offset, s.index) for _, obj, s in records] == [
+        ("Event", 7, 0), ("dict", 7, 1), ("Event", 7, 2), ("dict", 8, 0), ("dict", 8, 1)]
+    assert records[1][1] == naive and routed.records == routed.received["event"] == 5
+    assert validate_event(records[1][1])[0] == "invalid_time"
 
 
 def test_dead_letter_keeps_raw_bytes_up_to_a_cap():
