@@ -261,7 +261,7 @@ def fast_records(value: bytes | None, roster: bool) -> list[Visit | Event | None
         return None
     check = _visit_wire if roster else _event_wire
     if type(wire) is not list:
-        return [check(wire, (value, -1))]
+        return [check(wire, (value, 0))]
     return [check(w, (value, i)) for i, w in enumerate(wire)]
 
 
@@ -271,7 +271,7 @@ def raw_object(raw: dict[str, Any] | tuple[bytes, int]) -> dict[str, Any]:
         return raw  # type: ignore[return-value]
     value, index = raw
     doc = orjson.loads(value)
-    return doc if index < 0 else doc[index]  # type: ignore[no-any-return]
+    return doc[index] if type(doc) is list else doc  # type: ignore[no-any-return]
 
 
 def _visit_fast(obj: dict[str, Any]) -> Visit | None:

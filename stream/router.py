@@ -87,7 +87,8 @@ def _encode(p: int, items: list[list[Any]], max_bytes: int, out: list[tuple[int,
 
 
 def route(messages: Iterable[tuple[Source, bytes | None, float]], roster_topic: str,
-          partitions: int, max_bytes: int = 900_000, owned: Container[int] = ()) -> Routed:
+          partitions: int, max_bytes: int = 900_000, owned: Container[int] = (),
+          keyed: dict[tuple[str, int], bool] | None = None) -> Routed:
     """Split each message into records, reject what cannot be routed, group the rest.
 
     Each message is ``(source, value, timestamp)``; the Kafka timestamp (epoch seconds) goes
@@ -98,6 +99,12 @@ def route(messages: Iterable[tuple[Source, bytes | None, float]], roster_topic: 
     client's work belongs, and is handed to the detector without the ``ecm.work`` hop.
     Whether a record takes the hop depends only on its client and the partition it arrived
     on, so the order of one client's records from one input partition is kept.
+
+    A message on an owned partition is validated from its bytes (:func:`fast_records`)
+    while that partition's messages keep their records: ``keyed`` remembers, per input
+    partition, whether most of its last message's records stayed. An unkeyed producer's
+    records mostly go elsewhere, through ``ecm.work`` as decoded objects, and decoding its
+    messages twice would cost more than the few that stay gain.
     """
     out = Routed(max_bytes=max_bytes)
     work = out.work
@@ -110,8 +117,10 @@ def route(messages: Iterable[tuple[Source, bytes | None, float]], roster_topic: 
         local = partition in owned  # its records for this partition skip the hop
         # Records bound for this worker's own detector are validated straight from the
         # bytes where they are well-formed (fast_records); the rest are decoded to objects.
-        records: list[Any] | None = (fast_records(value, kind == KIND_ROSTER) if local
-                                     else None)
+        tp = (topic, partition)
+        records: list[Any] | None = (
+            fast_records(value, kind == KIND_ROSTER)
+            if local and (keyed is None or keyed.get(tp, True)) else None)
         objects: list[dict[str, Any]] | None = None
         if records is None:
             objects, rejections = split_message(value, source)
@@ -120,6 +129,7 @@ def route(messages: Iterable[tuple[Source, bytes | None, float]], roster_topic: 
         # A record re-encodes to about its share of the message, plus its envelope.
         each = len(value or b"") / max(1, len(records)) + _ENVELOPE_BYTES
         mine = None  # this partition's local records, once the message has one
+        stayed = 0  # records of this partition's clients
         for i, obj in enumerate(records):
             if type(obj) is not dict:
                 # From fast_records: validated, or None for a record that needs the full
@@ -128,6 +138,7 @@ def route(messages: Iterable[tuple[Source, bytes | None, float]], roster_topic: 
                 if obj is not None and _partition(obj.client_id, partitions) == partition:
                     received[kind] += 1
                     routed += 1
+                    stayed += 1
                     if mine is None:
                         mine = out.local.setdefault(partition, [])
                         out.local_stamps.setdefault(partition, []).append(timestamp)
@@ -149,6 +160,7 @@ def route(messages: Iterable[tuple[Source, bytes | None, float]], roster_topic: 
             routed += 1
             p = _partition(key, partitions)
             if p == partition and local:
+                stayed += 1
                 if mine is None:
                     mine = out.local.setdefault(p, [])
                     out.local_stamps.setdefault(p, []).append(timestamp)
@@ -160,6 +172,8 @@ def route(messages: Iterable[tuple[Source, bytes | None, float]], roster_topic: 
                 sizes[p] = 0.0
             items.append([kind, [topic, partition, offset, i], timestamp, obj])
             sizes[p] += each
+        if keyed is not None and local:
+            keyed[tp] = 2 * stayed >= len(records)
     out.records = routed
     return out
 

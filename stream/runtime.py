@@ -138,6 +138,8 @@ class Runtime:
         self.detectors: dict[int, PartitionDetector] = {}
         self.stores: dict[int, PartitionStore] = {}
         self.loading: dict[int, asyncio.Task[PartitionDetector]] = {}
+        # Per input partition: whether its last message's records mostly stayed on it (route).
+        self._keyed: dict[tuple[str, int], bool] = {}
         self.lock = asyncio.Lock()
         self.catchup = CatchUp()
         self.sweep_open = False
@@ -254,7 +256,7 @@ class Runtime:
                      float(e.message.timestamp or 0.0)) for e in events]
         owned = self.detectors.keys() | self.loading.keys()
         routed = route(messages, self.settings.topic_roster, self.settings.partitions,
-                       self.settings.max_message_bytes, owned)
+                       self.settings.max_message_bytes, owned, self._keyed)
         for kind, n in routed.received.items():
             self.metrics.records_received.labels(kind).inc(n)
         self.metrics.batch_records.labels("router").observe(routed.records)

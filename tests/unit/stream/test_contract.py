@@ -189,6 +189,6 @@ def test_a_message_the_fast_path_cannot_type_is_left_whole_to_the_full_checks():
     assert fast_records(orjson.dumps([good, 3]), True) is None
     assert fast_records(b"{not json", True) is None
     assert fast_records(b"", False) is None
-    # A single object, not an array: its raw names no index.
+    # A single object, not an array: it is record 0, and its raw leads back to it.
     (one,) = fast_records(orjson.dumps(event(at=T0)), False)
-    assert one.raw[1] == -1 and raw_object(one.raw)["event_id"] == one.event_id
+    assert one.raw[1] == 0 and raw_object(one.raw)["event_id"] == one.event_id

@@ -82,6 +82,27 @@ def test_local_records_the_one_pass_path_leaves_go_on_as_objects():
     assert validate_event(records[1][1])[0] == "invalid_time"
 
 
+def test_an_input_partition_whose_records_go_elsewhere_is_not_decoded_twice():
+    """Messages are typed as wire structs while their partition's last message kept most of
+    its records; after an unkeyed one they are decoded as objects, until a message keeps
+    its records again. Where they go does not change."""
+    clients = [f"c{i}" for i in range(40)]
+    home = [c for c in clients if partition_for(c, 4) == 1]
+    keyed_msg = orjson.dumps([event(at=T0, client_id=c) for c in home[:4]])
+    unkeyed_msg = orjson.dumps([event(at=T0, client_id=c) for c in clients[:8]])
+    keyed: dict[tuple[str, int], bool] = {}
+    kinds = []
+    for offset, value in enumerate([keyed_msg, unkeyed_msg, keyed_msg, keyed_msg]):
+        routed = route([(Source("ecm.events", 1, offset), value, 1.0)], "ecm.roster", 4,
+                       owned={1}, keyed=keyed)
+        kinds.append({type(obj).__name__ for _, obj, _ in routed.local[1]})
+        stays = sum(partition_for(c["client_id"], 4) == 1 for c in orjson.loads(value))
+        assert len(routed.local[1]) == stays and routed.records == len(orjson.loads(value))
+    # The second keyed message still comes after an unkeyed one: decoded as objects.
+    assert kinds == [{"Event"}, {"Event"}, {"dict"}, {"Event"}]
+    assert keyed == {("ecm.events", 1): True}
+
+
 def test_dead_letter_keeps_raw_bytes_up_to_a_cap():
     small = deadletter_doc(Rejection("invalid_json", "x", b"{oops", _src(5)), T0, "router")
     assert base64.b64decode(small["raw"]) == b"{oops" and small["raw_truncated"] is False
