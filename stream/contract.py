@@ -7,6 +7,7 @@ ordinary code and the worker never raises on input.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from sys import intern
@@ -285,6 +286,12 @@ def _visit_fast(obj: dict[str, Any]) -> Visit | None:
     return _visit_wire(wire, obj)
 
 
+# A roster's visits start and end at a few thousand distinct instants (on the minute or the
+# quarter hour, over a day or a week), so each is parsed once; a check-in's device time is
+# as a rule its own and is parsed every time.
+_roster_instant = functools.lru_cache(maxsize=1 << 14)(parse_instant)
+
+
 def _visit_wire(w: _WireVisit, raw: Any) -> Visit | None:
     workers = w.worker_ids
     if w.geofence is not None or (len(workers) == 2 and workers[0] == workers[1]):
@@ -293,7 +300,7 @@ def _visit_wire(w: _WireVisit, raw: Any) -> Visit | None:
     lat, lon = loc.lat, loc.lon
     if lat == 0.0 and lon == 0.0:
         return None
-    start, end = parse_instant(w.scheduled_start), parse_instant(w.scheduled_end)
+    start, end = _roster_instant(w.scheduled_start), _roster_instant(w.scheduled_end)
     if start is None or end is None or not 0 < end - start <= MAX_VISIT_S:
         return None
     phones, tags = w.client_phones, w.nfc_tags
