@@ -203,14 +203,14 @@ class PartitionDetector:
 
     def _match_or_wait(self, event: Event, source: Source, now: float, out: Output,
                        work: list[_Work], *, waiting: Pending | None) -> None:
-        if event.visit_id is not None and event.visit_id in self.visits:
-            vs = self.visits[event.visit_id]
+        vs = None if event.visit_id is None else self.visits.get(event.visit_id)
+        if vs is not None:
             if vs.visit.client_id != event.client_id:
                 out.rejections.append(_reject(("client_mismatch", (
                     "the event's client_id is not the visit's")), event.raw, source))
                 return
-        else:
-            vs = None if event.visit_id is not None else self._nearest(event)
+        elif event.visit_id is None:
+            vs = self._nearest(event)
         if vs is not None:
             out.accepted["event"] += 1
             work.append((event, vs))
