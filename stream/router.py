@@ -8,7 +8,6 @@ repartition.
 from __future__ import annotations
 
 import base64
-import functools
 import math
 from collections.abc import Container, Iterable
 from dataclasses import dataclass, field
@@ -135,7 +134,7 @@ def route(messages: Iterable[tuple[Source, bytes | None, float]], roster_topic: 
                 # From fast_records: validated, or None for a record that needs the full
                 # checks. A validated record of this partition's clients goes straight to
                 # the detector; any other is routed as its decoded object, below.
-                if obj is not None and _partition(obj.client_id, partitions) == partition:
+                if obj is not None and partition_for(obj.client_id, partitions) == partition:
                     received[kind] += 1
                     routed += 1
                     stayed += 1
@@ -158,7 +157,7 @@ def route(messages: Iterable[tuple[Source, bytes | None, float]], roster_topic: 
                     Source(topic, partition, offset, i)))
                 continue
             routed += 1
-            p = _partition(key, partitions)
+            p = partition_for(key, partitions)
             if p == partition and local:
                 stayed += 1
                 if mine is None:
@@ -176,11 +175,6 @@ def route(messages: Iterable[tuple[Source, bytes | None, float]], roster_topic: 
             keyed[tp] = 2 * stayed >= len(records)
     out.records = routed
     return out
-
-
-@functools.lru_cache(maxsize=1 << 16)
-def _partition(client_id: str, partitions: int) -> int:
-    return partition_for(client_id, partitions)
 
 
 def decode_work(value: bytes) -> tuple[list[tuple[str, dict[str, Any], Source]], list[float]]:
