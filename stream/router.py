@@ -130,34 +130,30 @@ def route(messages: Iterable[tuple[Source, bytes | None, float]], roster_topic: 
         mine = None  # this partition's local records, once the message has one
         stayed = 0  # records of this partition's clients
         for i, obj in enumerate(records):
+            p = None  # the record's work partition, once known
             if type(obj) is not dict:
                 # From fast_records: validated, or None for a record that needs the full
                 # checks. A validated record of this partition's clients goes straight to
-                # the detector; any other is routed as its decoded object, below.
-                if obj is not None and partition_for(obj.client_id, partitions) == partition:
-                    received[kind] += 1
-                    routed += 1
-                    stayed += 1
-                    if mine is None:
-                        mine = out.local.setdefault(partition, [])
-                        out.local_stamps.setdefault(partition, []).append(timestamp)
-                    mine.append((kind, obj, Source(topic, partition, offset, i)))
-                    continue
-                if objects is None:
-                    objects = split_message(value, source)[0]
-                obj = objects[i]
+                # the detector; any other is routed as its decoded object.
+                if obj is not None:
+                    p = partition_for(obj.client_id, partitions)
+                if p != partition:
+                    if objects is None:
+                        objects = split_message(value, source)[0]
+                    obj, p = objects[i], None
             elif not obj:
                 continue
             received[kind] += 1
-            key = routing_key(obj)
-            if key is None:
-                reason = "missing_field" if obj.get("client_id") is None else "wrong_type"
-                out.rejections.append(Rejection(
-                    reason, "client_id must be a non-empty string", orjson.dumps(obj),
-                    Source(topic, partition, offset, i)))
-                continue
+            if p is None:
+                key = routing_key(obj)
+                if key is None:
+                    reason = "missing_field" if obj.get("client_id") is None else "wrong_type"
+                    out.rejections.append(Rejection(
+                        reason, "client_id must be a non-empty string", orjson.dumps(obj),
+                        Source(topic, partition, offset, i)))
+                    continue
+                p = partition_for(key, partitions)
             routed += 1
-            p = partition_for(key, partitions)
             if p == partition and local:
                 stayed += 1
                 if mine is None:
