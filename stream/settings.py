@@ -106,11 +106,10 @@ class Settings:
         if self.log_level not in _LOG_LEVELS:
             raise SettingsError(f"ECM_LOG_LEVEL must be one of {_LOG_LEVELS}")
         for name in ("late_after_s", "missed_after_s", "short_long_after_s",
-                     "no_checkout_after_s", "sweep_interval_s", "batch_within_s"):
+                     "no_checkout_after_s", "sweep_interval_s", "batch_within_s",
+                     "checkpoint_max_age_s"):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"{PREFIX}{name.upper()} must be positive")
-        if self.checkpoint_max_age_s <= 0:
-            raise SettingsError("ECM_CHECKPOINT_MAX_AGE_S must be positive")
         keep = self.state_retention_s
         if keep < 0 or 0 < keep < 2 * self.checkpoint_max_age_s:
             raise SettingsError("ECM_STATE_RETENTION_S must be 0 (keep for good) or at least "
