@@ -4,7 +4,9 @@
 (events in each message) and ``BENCH_WEB_PORT``. It consumes the topic with the same loop as
 the ECM worker's agents (``take_events`` batches) and counts; ``/count`` reports how many
 events it has passed and when the first and the last batch arrived. Nothing a Faust
-application does with a message can cost less than this.
+application with Faust's default monitor does with a message can cost less than this.
+``BENCH_QUIET_MONITOR=1`` gives it the ECM worker's monitor instead
+(``stream.faustfix.QuietMonitor``, without Faust's per-message statistics).
 """
 
 from __future__ import annotations
@@ -15,14 +17,18 @@ import time
 import faust
 from faust.web import Request, Response, View
 
+from stream.faustfix import QuietMonitor
+
 BROKER = os.environ.get("BENCH_BROKER", "127.0.0.1:9092")
 TOPIC = os.environ.get("BENCH_TOPIC", "bench.raw")
 PER_MESSAGE = int(os.environ.get("BENCH_PER_MESSAGE", "1"))
+QUIET = os.environ.get("BENCH_QUIET_MONITOR") == "1"
 
 app = faust.App(f"bench-floor-{TOPIC}", broker=f"kafka://{BROKER}", store="memory://",
                 web_port=int(os.environ.get("BENCH_WEB_PORT", "6070")), web_host="127.0.0.1",
                 topic_allow_declare=False, consumer_auto_offset_reset="earliest",
-                stream_wait_empty=False, datadir=os.environ.get("BENCH_DATADIR", "bench-floor"))
+                stream_wait_empty=False, datadir=os.environ.get("BENCH_DATADIR", "bench-floor"),
+                **({"monitor": QuietMonitor()} if QUIET else {}))
 topic = app.topic(TOPIC, key_serializer="raw", value_serializer="raw")
 counts = {"events": 0, "first": 0.0, "last": 0.0}
 

@@ -319,13 +319,18 @@ def client_limit(bootstrap: str, topic: str, events: int) -> float:
     return asyncio.run(_client_limit(bootstrap, topic, events))
 
 
-def faust_floor(bootstrap: str, topic: str, per: int, events: int, workdir: Path) -> float:
+def faust_floor(bootstrap: str, topic: str, per: int, events: int, workdir: Path,
+                quiet: bool = False) -> float:
+    """The bare Faust agent's events/s; ``quiet``: with the worker's monitor instead of
+    Faust's default (``stream.faustfix.QuietMonitor``)."""
     port = free_port()
+    name = f"floor-{topic}{'-quiet' if quiet else ''}"
     proc = Proc([sys.executable, "-m", "benchmarks.floor", "worker", "-l", "warn",
                  "--web-port", str(port)],
                 {"BENCH_BROKER": bootstrap, "BENCH_TOPIC": topic, "BENCH_PER_MESSAGE": str(per),
-                 "BENCH_WEB_PORT": str(port), "BENCH_DATADIR": str(workdir / f"floor-{topic}")},
-                workdir / f"floor-{topic}.log")
+                 "BENCH_WEB_PORT": str(port), "BENCH_DATADIR": str(workdir / name),
+                 "BENCH_QUIET_MONITOR": "1" if quiet else "0"},
+                workdir / f"{name}.log")
     try:
         wait_page(port, proc, "/count")
         return wait_for(lambda: get_json(port, "/count")["events"], events, 900,
@@ -622,6 +627,9 @@ def run(scale: Scale, workdir: Path, log: Callable[[str], None] = print,
                 client_limit(bootstrap, f"bench.raw.{per}", n))
             result[f"faust_floor_events_per_s_{per}"] = round(
                 faust_floor(bootstrap, f"bench.raw.{per}", per, n, workdir))
+        # The same bare agent with the worker's monitor: what Faust costs the worker itself.
+        result["faust_floor_quiet_events_per_s_1"] = round(
+            faust_floor(bootstrap, "bench.raw.1", 1, scale.single_events, workdir, quiet=True))
 
         log("idiomatic Faust baseline")
         result["baseline"] = baseline(bootstrap, scale, far, workdir)
@@ -635,6 +643,8 @@ def run(scale: Scale, workdir: Path, log: Callable[[str], None] = print,
         "events_100_vs_baseline": _ratio(result["events_per_s_100"], b["events_per_s_100"]),
         "events_1_vs_faust_floor": _ratio(result["events_per_s_1"],
                                           result["faust_floor_events_per_s_1"]),
+        "events_1_vs_faust_floor_quiet": _ratio(result["events_per_s_1"],
+                                                result["faust_floor_quiet_events_per_s_1"]),
         "events_1_vs_baseline": _ratio(result["events_per_s_1"], b["events_per_s_1"]),
         "events_100_keyed_vs_unkeyed": _ratio(result["events_per_s_100"],
                                               result["events_per_s_100_unkeyed"]),
@@ -715,8 +725,9 @@ def table(result: dict[str, Any]) -> str:
         rows.append((path, f"{value:,}", f"{op} {target:,}", "met" if ok else "MISSED"))
     for key in ("roster_ready_after_start_s", "client_limit_events_per_s_100",
                 "client_limit_events_per_s_1", "faust_floor_events_per_s_100",
-                "faust_floor_events_per_s_1", "events_per_s_1", "events_per_s_100_unkeyed",
-                "events_per_s_1_unkeyed", "latency_event_s",
+                "faust_floor_events_per_s_1", "faust_floor_quiet_events_per_s_1",
+                "events_per_s_1", "events_per_s_100_unkeyed", "events_per_s_1_unkeyed",
+                "latency_event_s",
                 "sweep_worker_mean_ms", "rss_mb_memory_roster_at_ready", "rss_mb_memory_roster",
                 "rss_mb_memory_after_events", "rss_mb_rocksdb_roster_at_ready",
                 "roster_ingest_visits_per_s_rocksdb",

@@ -14,7 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from geofence import warm_up
 from stream.clock import Clock
-from stream.faustfix import set_fetch_max_wait_ms
+from stream.faustfix import QuietMonitor, set_fetch_max_wait_ms
 from stream.runtime import Runtime
 from stream.settings import Settings
 
@@ -60,6 +60,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> faust.App:
         broker_heartbeat_interval=settings.heartbeat_s,
         broker_commit_interval=1.0,
         stream_wait_empty=False,
+        monitor=QuietMonitor(),
     )
     rt = Runtime(app, settings, clock or settings.make_clock())
     app.ecm_runtime = rt  # type: ignore[attr-defined]

@@ -26,7 +26,8 @@ def test_small_pipeline_benchmark_answers_exactly(tmp_path):
     assert result["latency_event_s"]["n"] > 0
     for key in ("roster_ingest_visits_per_s", "events_per_s_100", "events_per_s_1",
                 "events_per_s_100_unkeyed", "events_per_s_1_unkeyed",
-                "client_limit_events_per_s_100", "faust_floor_events_per_s_1"):
+                "client_limit_events_per_s_100", "faust_floor_events_per_s_1",
+                "faust_floor_quiet_events_per_s_1"):
         assert result[key] > 0, key
     base = result["baseline"]
     assert base["escalations"] == base["escalations_expected"] > 0
