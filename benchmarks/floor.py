@@ -27,8 +27,9 @@ QUIET = os.environ.get("BENCH_QUIET_MONITOR") == "1"
 # Its own consumer group for each monitor: each floor reads the topic from the start.
 app = faust.App(f"bench-floor-{TOPIC}{'-quiet' if QUIET else ''}", broker=f"kafka://{BROKER}",
                 store="memory://", web_port=int(os.environ.get("BENCH_WEB_PORT", "6070")),
-                web_host="127.0.0.1", topic_allow_declare=False, consumer_auto_offset_reset="earliest",
-                stream_wait_empty=False, datadir=os.environ.get("BENCH_DATADIR", "bench-floor"),
+                web_host="127.0.0.1", topic_allow_declare=False,
+                consumer_auto_offset_reset="earliest", stream_wait_empty=False,
+                datadir=os.environ.get("BENCH_DATADIR", "bench-floor"),
                 **({"monitor": QuietMonitor()} if QUIET else {}))
 topic = app.topic(TOPIC, key_serializer="raw", value_serializer="raw")
 counts = {"events": 0, "first": 0.0, "last": 0.0}
