@@ -383,6 +383,52 @@ def baseline(bootstrap: str, scale: Scale, start: float, workdir: Path) -> dict[
         proc.stop()
 
 
+# ---- the two input lanes, side by side -----------------------------------------------------
+
+def lanes_side_by_side(base: Settings, scale: Scale, start: float,
+                       workdir: Path) -> dict[str, Any]:
+    """One-check-in-per-message backlogs through a worker with each input lane
+    (``ECM_INPUT_LANE``): Faust's streams, and the batch lane (``stream/lane.py``). Each
+    worker tracks the same small roster on topics of its own; each backlog's wrong-place
+    check-ins must raise exactly one escalation each."""
+    out: dict[str, Any] = {}
+    n = scale.single_events
+    expected = {f"bl{i}:location_mismatch" for i in range(n) if wl.wrong_place(i)}
+    for lane in ("streams", "batch"):
+        app = f"bench-lane-{lane}"
+        s = base.with_(app_id=app, input_lane=lane, topic_roster=f"{app}.roster",
+                       topic_events=f"{app}.events", topic_work=f"{app}.work",
+                       topic_state=f"{app}.state", topic_escalations=f"{app}.escalations",
+                       topic_deadletter=f"{app}.deadletter")
+        ensure_topics(s)
+        produce(s.bootstrap_servers[0], s.topic_roster,
+                wl.keyed_messages(wl.roster(n, start, prefix="bl"), 1000, s.partitions))
+        w = Worker(s, workdir, f"worker-lane-{lane}")
+        try:
+            wait_for(w.ingest, n, 300, f"{lane} lane roster", w.alive)
+            w.proc.signal(signal.SIGSTOP)
+            try:
+                produce(s.bootstrap_servers[0], s.topic_events,
+                        wl.keyed_messages(wl.check_ins(0, n, time.time(), prefix="bl"), 1,
+                                          s.partitions))
+            finally:
+                w.proc.signal(signal.SIGCONT)
+            got = wait_for(lambda: w.progress("event"), n, 900,  # noqa: B023 - called here
+                           f"{lane} lane, 1-event messages", w.alive)
+            out[f"events_per_s_1_{lane}"] = round(got.rate)
+            time.sleep(1.0)  # the last batch's escalations are published after its count
+        finally:
+            w.proc.stop()
+        ids = Counter(r["escalation_id"] for _, r in
+                      read_escalations(s.bootstrap_servers[0], s.topic_escalations))
+        out[f"escalations_{lane}"] = {"missing": len(expected - ids.keys()),
+                                      "false": len(ids.keys() - expected),
+                                      "duplicate": sum(k - 1 for k in ids.values())}
+    out["escalations_expected"] = len(expected)
+    out["batch_vs_streams"] = _ratio(out["events_per_s_1_batch"], out["events_per_s_1_streams"])
+    return out
+
+
 # ---- the timer sweep ---------------------------------------------------------------------
 
 def sweep_benchmark(n: int, partitions: int) -> dict[str, Any]:
@@ -631,6 +677,9 @@ def run(scale: Scale, workdir: Path, log: Callable[[str], None] = print,
         result["faust_floor_quiet_events_per_s_1"] = round(
             faust_floor(bootstrap, "bench.raw.1", 1, scale.single_events, workdir, quiet=True))
 
+        log("the input lanes side by side, one check-in per message")
+        result["lanes"] = lanes_side_by_side(base, scale, far, workdir)
+
         log("idiomatic Faust baseline")
         result["baseline"] = baseline(bootstrap, scale, far, workdir)
 
@@ -731,7 +780,7 @@ def table(result: dict[str, Any]) -> str:
                 "sweep_worker_mean_ms", "rss_mb_memory_roster_at_ready", "rss_mb_memory_roster",
                 "rss_mb_memory_after_events", "rss_mb_rocksdb_roster_at_ready",
                 "roster_ingest_visits_per_s_rocksdb",
-                "baseline", "ratios", "sweep"):
+                "lanes", "baseline", "ratios", "sweep"):
         if key in result:
             rows.append((key, json.dumps(result[key]) if isinstance(result[key], dict)
                          else f"{result[key]:,}", "", ""))

@@ -15,6 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from geofence import warm_up
 from stream.clock import Clock
 from stream.faustfix import QuietMonitor, set_fetch_max_wait_ms
+from stream.lane import Lanes, install
 from stream.runtime import Runtime
 from stream.settings import Settings
 
@@ -65,15 +66,30 @@ def create_app(settings: Settings, clock: Clock | None = None) -> faust.App:
     rt = Runtime(app, settings, clock or settings.make_clock())
     app.ecm_runtime = rt  # type: ignore[attr-defined]
 
+    # The agents subscribe the worker to its topics. With the batch lane (stream/lane.py)
+    # their streams stay empty: each fetch's messages go to the same stages as lists.
     @app.agent(rt.inputs, name="ecm-router")
     async def router(stream: faust.StreamT) -> None:
         async for batch in stream.take_events(settings.batch_max, settings.batch_within_s):
-            await _or_exit(rt.route_batch(list(batch)))
+            await _or_exit(rt.route_batch([e.message for e in batch]))
 
     @app.agent(rt.work, name="ecm-detector")
     async def detector(stream: faust.StreamT) -> None:
         async for batch in stream.take_events(settings.batch_max, settings.batch_within_s):
-            await _or_exit(rt.detect_batch(list(batch)))
+            await _or_exit(rt.detect_batch([e.message for e in batch]))
+
+    if settings.input_lane == "batch":
+        install()
+
+        async def route(messages: list[Any]) -> None:
+            await _or_exit(rt.route_batch(messages))
+
+        async def detect(messages: list[Any]) -> None:
+            await _or_exit(rt.detect_batch(messages))
+
+        app.ecm_lanes = Lanes({settings.topic_roster: route,  # type: ignore[attr-defined]
+                               settings.topic_events: route,
+                               settings.topic_work: detect}, settings.batch_max)
 
     @app.timer(interval=settings.sweep_interval_s, name="ecm-sweep")
     async def sweep() -> None:

@@ -22,7 +22,7 @@ from typing import Any
 import faust
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from faust.types import TP, EventT
+from faust.types import TP, Message
 
 from stream.catchup import CatchUp, positions
 from stream.clock import Clock
@@ -244,18 +244,20 @@ class Runtime:
 
     # ---- the stages ------------------------------------------------------------------------
 
-    async def route_batch(self, events: list[EventT]) -> None:
+    async def route_batch(self, messages: list[Message]) -> None:
+        """Route a batch of input messages (``ecm.roster``, ``ecm.events``), and apply the
+        records that stay on their partition."""
         with collector_paused():
-            await self._route_batch(events)
+            await self._route_batch(messages)
             # Here, not inside: the batch's decoded records are garbage by now, and the
             # settling collection walks only what the batch left alive.
             self._settle()
 
-    async def _route_batch(self, events: list[EventT]) -> None:
-        messages = [(Source(e.message.topic, e.message.partition, e.message.offset), e.value,
-                     float(e.message.timestamp or 0.0)) for e in events]
+    async def _route_batch(self, messages: list[Message]) -> None:
+        sourced = [(Source(m.topic, m.partition, m.offset), m.value, float(m.timestamp or 0.0))
+                   for m in messages]
         owned = self.detectors.keys() | self.loading.keys()
-        routed = route(messages, self.settings.topic_roster, self.settings.partitions,
+        routed = route(sourced, self.settings.topic_roster, self.settings.partitions,
                        self.settings.max_message_bytes, owned, self._keyed)
         for kind, n in routed.received.items():
             self.metrics.records_received.labels(kind).inc(n)
@@ -285,30 +287,30 @@ class Runtime:
         self.metrics.work_records.labels("direct").inc(direct)
         self.metrics.work_records.labels("forwarded").inc(routed.records - direct)
         await asyncio.gather(*futures)
-        self._seen(events)
+        self._seen(messages)
 
-    async def detect_batch(self, events: list[EventT]) -> None:
+    async def detect_batch(self, messages: list[Message]) -> None:
+        """Apply a batch of ``ecm.work`` messages to their partitions' detectors."""
         with collector_paused():
-            await self._detect_batch(events)
+            await self._detect_batch(messages)
             self._settle()
 
-    async def _detect_batch(self, events: list[EventT]) -> None:
+    async def _detect_batch(self, messages: list[Message]) -> None:
         by_partition: dict[int, list[Any]] = defaultdict(list)
         stamps: dict[int, list[float]] = defaultdict(list)
         broken: list[Rejection] = []
-        for e in events:
+        for m in messages:
             try:
-                records, timestamps = decode_work(e.value)
-                by_partition[e.message.partition].extend(records)
-                stamps[e.message.partition].extend(timestamps)
+                records, timestamps = decode_work(m.value)
+                by_partition[m.partition].extend(records)
+                stamps[m.partition].extend(timestamps)
             except (ValueError, KeyError, TypeError, IndexError) as exc:
-                broken.append(Rejection("invalid_work_message", repr(exc)[:200], e.value or b"",
-                                        Source(e.message.topic, e.message.partition,
-                                               e.message.offset)))
+                broken.append(Rejection("invalid_work_message", repr(exc)[:200], m.value or b"",
+                                        Source(m.topic, m.partition, m.offset)))
         if broken:
             await asyncio.gather(*await self._send_deadletters(broken, "detector"))
         await self._detect(by_partition, stamps)
-        self._seen(events)
+        self._seen(messages)
 
     async def _detect(self, by_partition: dict[int, list[Any]],
                       stamps: dict[int, list[float]]) -> None:
@@ -349,9 +351,9 @@ class Runtime:
             settle_heap()
         self._rostered = 0
 
-    def _seen(self, events: list[EventT]) -> None:
-        for e in events:
-            self.catchup.seen((e.message.topic, e.message.partition), e.message.offset)
+    def _seen(self, messages: list[Message]) -> None:
+        for m in messages:
+            self.catchup.seen((m.topic, m.partition), m.offset)
 
     async def sweep(self) -> None:
         trim_heap_if_due()

@@ -19,6 +19,7 @@ PREFIX = "ECM_"
 
 _STORES = ("memory://", "rocksdb://")
 _LOG_LEVELS = ("crit", "error", "warn", "info", "debug")
+_INPUT_LANES = ("batch", "streams")
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,10 @@ class Settings:
     checkpoint_max_age_s: float = 21600.0
     # retention.ms given to ecm.state and ecm.escalations by `ecm topics`; 0 keeps them.
     state_retention_s: float = 604800.0
+    # How input and work messages reach the router and the detectors (stream/lane.py):
+    # "batch" hands each fetch's messages over as lists; "streams" runs Faust agents.
+    input_lane: str = "batch"
+    # Most messages handed over at once (the batch lane) or taken per take_events batch.
     batch_max: int = 500
     batch_within_s: float = 0.05
     # Longest a fetch may wait on the broker for data (stream/faustfix.py): bounds each
@@ -105,6 +110,10 @@ class Settings:
             raise SettingsError(f"ECM_STORE must start with one of {_STORES}, not {self.store!r}")
         if self.log_level not in _LOG_LEVELS:
             raise SettingsError(f"ECM_LOG_LEVEL must be one of {_LOG_LEVELS}")
+        if self.input_lane not in _INPUT_LANES:
+            raise SettingsError(f"ECM_INPUT_LANE must be one of {_INPUT_LANES}")
+        if self.batch_max < 1:
+            raise SettingsError("ECM_BATCH_MAX must be at least 1")
         for name in ("late_after_s", "missed_after_s", "short_long_after_s",
                      "no_checkout_after_s", "sweep_interval_s", "batch_within_s",
                      "checkpoint_max_age_s"):

@@ -29,6 +29,11 @@ def test_small_pipeline_benchmark_answers_exactly(tmp_path):
                 "client_limit_events_per_s_100", "faust_floor_events_per_s_1",
                 "faust_floor_quiet_events_per_s_1"):
         assert result[key] > 0, key
+    lanes = result["lanes"]
+    for lane in ("streams", "batch"):
+        assert lanes[f"events_per_s_1_{lane}"] > 0, lane
+        assert lanes[f"escalations_{lane}"] == {"missing": 0, "false": 0, "duplicate": 0}
+    assert lanes["escalations_expected"] > 0
     base = result["baseline"]
     assert base["escalations"] == base["escalations_expected"] > 0
     assert result["sweep"]["sweep_1000_due_raised"] > 0
