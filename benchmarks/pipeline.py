@@ -74,6 +74,8 @@ class Scale:
     baseline_single: int
     baseline_batched: int
     sweep_visits: int
+    lane_visits: int
+    lane_batched_events: int
     rocksdb: bool = True
 
 
@@ -82,12 +84,13 @@ SCALES = {
                   unkeyed_batched_events=200_000, unkeyed_single_events=10_000,
                   latency_s=40.0, latency_rate=10_000, latency_visits=20_000,
                   baseline_single=2_000, baseline_batched=5_000,
-                  sweep_visits=1_000_000),
+                  sweep_visits=1_000_000, lane_visits=200_000, lane_batched_events=100_000),
     "small": Scale(visits=20_000, batched_events=6_000, single_events=1_000,
                    unkeyed_batched_events=4_000, unkeyed_single_events=500,
                    latency_s=6.0, latency_rate=400, latency_visits=600,
                    baseline_single=200, baseline_batched=500,
-                   sweep_visits=20_000, rocksdb=False),
+                   sweep_visits=20_000, lane_visits=4_000, lane_batched_events=2_000,
+                   rocksdb=False),
 }
 
 
@@ -387,45 +390,57 @@ def baseline(bootstrap: str, scale: Scale, start: float, workdir: Path) -> dict[
 
 def lanes_side_by_side(base: Settings, scale: Scale, start: float,
                        workdir: Path) -> dict[str, Any]:
-    """One-check-in-per-message backlogs through a worker with each input lane
-    (``ECM_INPUT_LANE``): Faust's streams, and the batch lane (``stream/lane.py``). Each
-    worker tracks the same small roster on topics of its own; each backlog's wrong-place
-    check-ins must raise exactly one escalation each."""
+    """The same workload through a worker with each input lane (``ECM_INPUT_LANE``):
+    Faust's streams, and the batch lane (``stream/lane.py``). Each worker has topics of its
+    own, loads a roster of ``scale.lane_visits`` visits, then works off a backlog of
+    one-check-in-per-message and one of 100-check-in messages; every wrong-place check-in
+    must raise exactly one escalation, and nothing else may be raised."""
     out: dict[str, Any] = {}
-    n = scale.single_events
-    expected = {f"bl{i}:location_mismatch" for i in range(n) if wl.wrong_place(i)}
+    single, batched = scale.single_events, scale.lane_batched_events
+    if single + batched > scale.lane_visits:
+        raise ValueError("the lanes' roster is smaller than their backlogs")
+    expected = {f"bl{i}:location_mismatch" for i in range(single + batched)
+                if wl.wrong_place(i)}
     for lane in ("streams", "batch"):
         app = f"bench-lane-{lane}"
         s = base.with_(app_id=app, input_lane=lane, topic_roster=f"{app}.roster",
                        topic_events=f"{app}.events", topic_work=f"{app}.work",
                        topic_state=f"{app}.state", topic_escalations=f"{app}.escalations",
                        topic_deadletter=f"{app}.deadletter")
+        bootstrap = s.bootstrap_servers[0]
         ensure_topics(s)
-        produce(s.bootstrap_servers[0], s.topic_roster,
-                wl.keyed_messages(wl.roster(n, start, prefix="bl"), 1000, s.partitions))
+        produce(bootstrap, s.topic_roster,
+                wl.keyed_messages(wl.roster(scale.lane_visits, start, prefix="bl"), 1000,
+                                  s.partitions))
         w = Worker(s, workdir, f"worker-lane-{lane}")
         try:
-            wait_for(w.ingest, n, 300, f"{lane} lane roster", w.alive)
-            w.proc.signal(signal.SIGSTOP)
-            try:
-                produce(s.bootstrap_servers[0], s.topic_events,
-                        wl.keyed_messages(wl.check_ins(0, n, time.time(), prefix="bl"), 1,
-                                          s.partitions))
-            finally:
-                w.proc.signal(signal.SIGCONT)
-            got = wait_for(lambda: w.progress("event"), n, 900,  # noqa: B023 - called here
-                           f"{lane} lane, 1-event messages", w.alive)
-            out[f"events_per_s_1_{lane}"] = round(got.rate)
+            ingest = wait_for(w.ingest, scale.lane_visits, 900, f"{lane} lane roster", w.alive)
+            out[f"roster_visits_per_s_{lane}"] = round(ingest.rate)
+            for per, lo, hi in ((1, 0, single), (100, single, single + batched)):
+                before = w.progress("event")
+                w.proc.signal(signal.SIGSTOP)
+                try:
+                    produce(bootstrap, s.topic_events,
+                            wl.keyed_messages(wl.check_ins(lo, hi, time.time(), prefix="bl"),
+                                              per, s.partitions))
+                finally:
+                    w.proc.signal(signal.SIGCONT)
+                got = wait_for(lambda: tuple(a - b for a, b in  # noqa: B023 - called here
+                                             zip(w.progress("event"), before, strict=True)),
+                               hi - lo, 900, f"{lane} lane, {per}-event messages", w.alive)
+                out[f"events_per_s_{per}_{lane}"] = round(got.rate)
             time.sleep(1.0)  # the last batch's escalations are published after its count
         finally:
             w.proc.stop()
-        ids = Counter(r["escalation_id"] for _, r in
-                      read_escalations(s.bootstrap_servers[0], s.topic_escalations))
+        ids = Counter(r["escalation_id"] for _, r in read_escalations(bootstrap,
+                                                                        s.topic_escalations))
         out[f"escalations_{lane}"] = {"missing": len(expected - ids.keys()),
                                       "false": len(ids.keys() - expected),
                                       "duplicate": sum(k - 1 for k in ids.values())}
     out["escalations_expected"] = len(expected)
-    out["batch_vs_streams"] = _ratio(out["events_per_s_1_batch"], out["events_per_s_1_streams"])
+    out["batch_vs_streams"] = {
+        key: _ratio(out[f"{key}_batch"], out[f"{key}_streams"])
+        for key in ("roster_visits_per_s", "events_per_s_1", "events_per_s_100")}
     return out
 
 
@@ -677,7 +692,7 @@ def run(scale: Scale, workdir: Path, log: Callable[[str], None] = print,
         result["faust_floor_quiet_events_per_s_1"] = round(
             faust_floor(bootstrap, "bench.raw.1", 1, scale.single_events, workdir, quiet=True))
 
-        log("the input lanes side by side, one check-in per message")
+        log("the input lanes side by side")
         result["lanes"] = lanes_side_by_side(base, scale, far, workdir)
 
         log("idiomatic Faust baseline")

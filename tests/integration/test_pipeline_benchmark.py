@@ -31,7 +31,8 @@ def test_small_pipeline_benchmark_answers_exactly(tmp_path):
         assert result[key] > 0, key
     lanes = result["lanes"]
     for lane in ("streams", "batch"):
-        assert lanes[f"events_per_s_1_{lane}"] > 0, lane
+        for key in ("roster_visits_per_s", "events_per_s_1", "events_per_s_100"):
+            assert lanes[f"{key}_{lane}"] > 0, (key, lane)
         assert lanes[f"escalations_{lane}"] == {"missing": 0, "false": 0, "duplicate": 0}
     assert lanes["escalations_expected"] > 0
     base = result["baseline"]
