@@ -17,8 +17,13 @@ One run, one embedded broker, real ``ecm worker`` processes, measured side by si
    latency visit must have raised exactly one escalation, and nothing else may have;
 5. the same roster into a rocksdb:// worker: ingest rate and RSS;
 6. the client limit (aiokafka + orjson) and the Faust floor (a bare agent) over the same
-   messages, and the idiomatic per-event Faust baseline (``benchmarks/baseline.py``);
-7. the timer sweep over the tracked visits, in process.
+   messages;
+7. the two input lanes (``ECM_INPUT_LANE``): a worker with each loads the same smaller
+   roster and works off the same one-event and 100-event backlogs, every escalation
+   checked; then the idiomatic per-event Faust baseline (``benchmarks/baseline.py``);
+8. the timer sweep over the tracked visits, in process, as the worker runs it (loaded state
+   frozen out of the collector's sight): idle, and five busy sweeps of 1,000 and more
+   deadlines each, the median held to the target.
 
 Every figure is printed as a table and the last line is one JSON object; ``--out`` also writes
 it to a file. ``--scale small`` is the seconds-long variant the test suite runs.
@@ -28,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import math
 import os
@@ -389,6 +395,11 @@ def baseline(bootstrap: str, scale: Scale, start: float, workdir: Path) -> dict[
 
 # ---- the two input lanes, side by side -----------------------------------------------------
 
+def _progress_since(w: Worker, before: tuple[float, float]) -> tuple[float, ...]:
+    """Check-ins applied and received since ``before`` (Worker.progress)."""
+    return tuple(a - b for a, b in zip(w.progress("event"), before, strict=True))
+
+
 def lanes_side_by_side(base: Settings, scale: Scale, start: float,
                        workdir: Path) -> dict[str, Any]:
     """The same workload through a worker with each input lane (``ECM_INPUT_LANE``):
@@ -426,9 +437,8 @@ def lanes_side_by_side(base: Settings, scale: Scale, start: float,
                                               per, s.partitions))
                 finally:
                     w.proc.signal(signal.SIGCONT)
-                got = wait_for(lambda: tuple(a - b for a, b in  # noqa: B023 - called here
-                                             zip(w.progress("event"), before, strict=True)),
-                               hi - lo, 900, f"{lane} lane, {per}-event messages", w.alive)
+                got = wait_for(functools.partial(_progress_since, w, before), hi - lo, 900,
+                               f"{lane} lane, {per}-event messages", w.alive)
                 out[f"events_per_s_{per}_{lane}"] = round(got.rate)
             time.sleep(1.0)  # the last batch's escalations are published after its count
         finally:
@@ -619,8 +629,8 @@ def run(scale: Scale, workdir: Path, log: Callable[[str], None] = print,
                 m.proc.signal(signal.SIGCONT)
             profiler = (Profiler(m.proc.p.pid, workdir / f"profile-{tag}.txt")
                         if profile and keyed else None)
-            got = wait_for(lambda: tuple(a - b for a, b in zip(m.progress("event"), before)),
-                           n, 1800, f"{per}-event messages", m.alive)
+            got = wait_for(functools.partial(_progress_since, m, before), n, 1800,
+                           f"{per}-event messages", m.alive)
             if profiler is not None:
                 result[f"profile_events_{per}"] = profiler.stop()
             result[f"events_per_s_{tag}"] = round(got.rate)
