@@ -66,27 +66,27 @@ def create_app(settings: Settings, clock: Clock | None = None) -> faust.App:
     rt = Runtime(app, settings, clock or settings.make_clock())
     app.ecm_runtime = rt  # type: ignore[attr-defined]
 
+    # The two stages, whichever lane hands them their messages.
+    async def route(messages: list[Any]) -> None:
+        await _or_exit(rt.route_batch(messages))
+
+    async def detect(messages: list[Any]) -> None:
+        await _or_exit(rt.detect_batch(messages))
+
     # The agents subscribe the worker to its topics. With the batch lane (stream/lane.py)
     # their streams stay empty: each fetch's messages go to the same stages as lists.
     @app.agent(rt.inputs, name="ecm-router")
     async def router(stream: faust.StreamT) -> None:
         async for batch in stream.take_events(settings.batch_max, settings.batch_within_s):
-            await _or_exit(rt.route_batch([e.message for e in batch]))
+            await route([e.message for e in batch])
 
     @app.agent(rt.work, name="ecm-detector")
     async def detector(stream: faust.StreamT) -> None:
         async for batch in stream.take_events(settings.batch_max, settings.batch_within_s):
-            await _or_exit(rt.detect_batch([e.message for e in batch]))
+            await detect([e.message for e in batch])
 
     if settings.input_lane == "batch":
         install()
-
-        async def route(messages: list[Any]) -> None:
-            await _or_exit(rt.route_batch(messages))
-
-        async def detect(messages: list[Any]) -> None:
-            await _or_exit(rt.detect_batch(messages))
-
         app.ecm_lanes = Lanes({settings.topic_roster: route,  # type: ignore[attr-defined]
                                settings.topic_events: route,
                                settings.topic_work: detect}, settings.batch_max)
