@@ -69,7 +69,9 @@ class PartitionDetector:
         # day, and a tuple of one costs 40 bytes less than a list of one.
         self.by_client: dict[str, tuple[str, ...]] = {}
         self.pending: dict[str, Pending] = {}
-        self.event_index: dict[str, list[Any]] = {}
+        # Where each event held came from: a replay of the same position is told apart
+        # from a true duplicate by it.
+        self.event_index: dict[str, Source] = {}
         self.book = EscalationBook(settings)
         # The default thresholds, for visits without their own (due(), _durations()).
         self._late_s = float(settings.late_after_s)
@@ -191,14 +193,15 @@ class PartitionDetector:
             return
         seen = self.event_index.get(event.event_id)
         if seen is not None:
-            if seen == source.as_list():
+            if seen == source:
                 out.replayed += 1
             else:
                 out.rejections.append(_reject(("duplicate_event", (
-                    f"event_id first seen at {seen[0]}[{seen[1]}]@{seen[2]}#{seen[3]}")),
+                    f"event_id first seen at "
+                    f"{seen.topic}[{seen.partition}]@{seen.offset}#{seen.index}")),
                     event.raw, source))
             return
-        self.event_index[event.event_id] = source.as_list()
+        self.event_index[event.event_id] = source
         self._match_or_wait(event, source, now, out, work, waiting=None)
 
     def _match_or_wait(self, event: Event, source: Source, now: float, out: Output,
@@ -676,10 +679,10 @@ class PartitionDetector:
         self.checked_in = sum(1 for vs in self.visits.values() if vs.checkins)
         for vs in self.visits.values():
             for eid in vs.events:
-                self.event_index[eid] = sources[eid]
+                self.event_index[eid] = Source.from_list(sources[eid])
             self._schedule(vs)
         for p in self.pending.values():
-            self.event_index[p.event.event_id] = p.source.as_list()
+            self.event_index[p.event.event_id] = p.source
             self._push(p.expires, "grace", p.event.event_id)
 
 

@@ -13,18 +13,18 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass
 from operator import attrgetter
 from sys import intern
 from typing import Any
 
+import msgspec
 import orjson
 
 from stream.contract import Event, Source, Visit, raw_object, validate_event, validate_visit
 
 
-@dataclass(slots=True)
-class Mark:
+class Mark(msgspec.Struct, gc=False):
     """One worker's check-in or check-out as it was accepted."""
 
     occurred: float  # device time
@@ -55,16 +55,14 @@ class _Unset(dict):  # type: ignore[type-arg]
 _UNSET: Any = _Unset()
 
 
-class _OneMark:
+class _OneMark(msgspec.Struct, gc=False):
     """The marks of a visit that one worker has made (the common case), read as a dict of
-    one: 48 bytes where a dict of one costs 184. A second worker's mark turns it into a
-    dict (:func:`_with`); it is never written in place."""
+    one: 32 bytes where a dict of one costs 184, and not tracked by the collector (see
+    :class:`stream.contract.Source`). A second worker's mark turns it into a dict
+    (:func:`_with`); it is never written in place."""
 
-    __slots__ = ("worker", "mark")
-
-    def __init__(self, worker: str, mark: Mark) -> None:
-        self.worker = worker
-        self.mark = mark
+    worker: str
+    mark: Mark
 
     def __len__(self) -> int:
         return 1
@@ -118,13 +116,12 @@ def _marks(doc: dict[str, list[Any]]) -> Any:
     return marks
 
 
-@dataclass(slots=True)
-class VisitState:
+class VisitState(msgspec.Struct, gc=False):
     visit: Visit
     # Read as dicts of worker id -> Mark: the shared empty mapping, then one mark, then a
     # dict once a second worker has one.
-    checkins: dict[str, Mark] = field(default_factory=lambda: _UNSET)
-    checkouts: dict[str, Mark] = field(default_factory=lambda: _UNSET)
+    checkins: dict[str, Mark] = msgspec.field(default_factory=lambda: _UNSET)
+    checkouts: dict[str, Mark] = msgspec.field(default_factory=lambda: _UNSET)
     # The ids of every event applied to the visit. Where each came from is in the
     # detector's event index (a replay of the same source position is told apart from a
     # true duplicate by it), and is written with the visit: a tuple of one or two ids
@@ -157,7 +154,7 @@ class VisitState:
             return min(m.occurred for m in self.checkins.values())
         return sorted(m.occurred for m in self.checkins.values())[need - 1]
 
-    def to_doc(self, sources: Mapping[str, list[Any]]) -> dict[str, Any]:
+    def to_doc(self, sources: Mapping[str, Source]) -> dict[str, Any]:
         """The visit for a delta, with where its events came from (``sources``). The roster
         record rides along while the visit still holds it, that is in the first delta after
         it arrived: as its decoded object (``"v"``), or, for a record validated straight from
@@ -189,7 +186,7 @@ class VisitState:
         state.load_marks(doc)
         return state
 
-    def checkpoint_doc(self, sources: Mapping[str, list[Any]]) -> dict[str, Any]:
+    def checkpoint_doc(self, sources: Mapping[str, Source]) -> dict[str, Any]:
         """The visit whole, for a checkpoint: its marks and events, and its record as the
         fields the worker keeps (``"s"``, :func:`visit_fields`). Unlike :meth:`to_doc` it
         leaves a record the visit still holds for the delta that writes it."""
@@ -197,7 +194,7 @@ class VisitState:
         doc["s"] = visit_fields(self.visit)
         return doc
 
-    def _marks_doc(self, sources: Mapping[str, list[Any]]) -> dict[str, Any]:
+    def _marks_doc(self, sources: Mapping[str, Source]) -> dict[str, Any]:
         """Its marks and events; kinds it has none of are left out (a replay reads an
         absent kind as none), so a visit not yet attended is written as its id."""
         doc: dict[str, Any] = {"id": self.visit.visit_id}
@@ -206,7 +203,7 @@ class VisitState:
         if self.checkouts is not _UNSET:
             doc["co"] = _marks_as_doc(self.checkouts)
         if self.events:
-            doc["ev"] = {eid: sources[eid] for eid in self.events}
+            doc["ev"] = {eid: sources[eid].as_list() for eid in self.events}
         return doc
 
     def load_marks(self, doc: dict[str, Any]) -> None:
@@ -217,7 +214,7 @@ class VisitState:
 
 
 # A visit's fields as a checkpoint writes them, in this order: everything but its record.
-_VISIT_FIELDS = tuple(f.name for f in fields(Visit) if f.name != "raw")
+_VISIT_FIELDS = tuple(f for f in Visit.__struct_fields__ if f != "raw")
 _get_fields = attrgetter(*_VISIT_FIELDS)
 
 
@@ -261,7 +258,7 @@ class Pending:
 
 
 def delta_doc(partition: int, visits: list[VisitState], deleted: list[str],
-              pending: list[Pending] | None, sources: Mapping[str, list[Any]],
+              pending: list[Pending] | None, sources: Mapping[str, Source],
               base: int = 0, base_time: float = 0.0) -> dict[str, Any]:
     """``sources`` has where each of the visits' events came from; ``base`` is the offset
     of ``ecm.state`` from which a replay rebuilds the partition (its last checkpoint), and

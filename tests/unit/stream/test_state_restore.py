@@ -76,7 +76,7 @@ def test_restored_partition_treats_replayed_events_as_replays():
     copy = _rebuild(h, [delta])
     src = h.detector.event_index["e-1"]
     from stream.contract import Source
-    out = copy.process([("event", event(at=T0, event_id="e-1"), Source.from_list(src))])
+    out = copy.process([("event", event(at=T0, event_id="e-1"), Source(*src.as_list()))])
     assert out.replayed == 1 and out.rejections == []
 
 
@@ -205,7 +205,7 @@ def test_visits_without_events_share_one_empty_mapping_and_writes_get_their_own(
     again = VisitState.from_doc(orjson.loads(orjson.dumps(b.to_doc({}))))
     assert again.checkins is b.checkins  # restored empty: shared again
     doc = a.to_doc(h.detector.event_index)
-    assert doc["ev"] == {"e-1": h.detector.event_index["e-1"]}  # ids held, sources written
+    assert doc["ev"] == {"e-1": h.detector.event_index["e-1"].as_list()}  # sources written
 
 
 def test_marks_read_as_a_dict_whether_one_worker_or_two():
