@@ -84,7 +84,8 @@ class PartitionDetector:
         # per unscheduled visit, when its records are dropped (_push_adhoc).
         self._heap: list[tuple[float, str, str]] = []
         self._forgets = 0  # entries that forget, left out of the gauge
-        self._dirty: set[str] = set()
+        # The visits changed since the last delta, in the order they changed.
+        self._dirty: dict[str, VisitState] = {}
         self._deleted: list[str] = []
         self._pending_dirty = False
         # Polygon fences projected into their planes, by roster record: a fence is prepared
@@ -168,7 +169,7 @@ class PartitionDetector:
             self._index(visit.client_id, visit.visit_id)
         else:
             vs.visit = visit
-        self._dirty.add(visit.visit_id)
+        self._dirty[visit.visit_id] = vs
         if visit.cancelled:
             out.escalations.extend(self.book.resolve_all(vs, now, "cancelled"))
         self._schedule(vs)
@@ -271,7 +272,7 @@ class PartitionDetector:
             v = vs.visit
             # Its source is in the event index since it was admitted (_admit, restore).
             vs.add_event(ev.event_id)
-            self._dirty.add(v.visit_id)
+            self._dirty[v.visit_id] = vs
             if v.cancelled:
                 continue
             mark = Mark(ev.occurred_at, now, ev.event_id, ev.method)
@@ -410,9 +411,16 @@ class PartitionDetector:
 
     def _timers(self, v: Visit) -> list[tuple[float, str]]:
         """The visit's timers, ``(due, kind)``: its deadlines (none once it is cancelled),
-        and its forgetting."""
-        due = self.due
-        return [(due(v, kind), kind) for kind in _TIMELINE[v.cancelled]]
+        and its forgetting, in the order of ``_TIMELINE``. The deadlines are :meth:`due`'s,
+        written out: every roster record arms its first timer from these, and calling
+        :meth:`due` per kind was a tenth of applying one (a test holds the two equal)."""
+        forget = (v.end + RETENTION_S, "forget")
+        if v.cancelled:
+            return [forget]
+        return [(v.start + (v.late_after_s or self._late_s), "late"),
+                (v.start + (v.missed_after_s or self._missed_s), "missed"),
+                (v.end + (v.no_checkout_after_s or self._no_checkout_s), "no_check_out"),
+                forget]
 
     def _timeline(self, v: Visit) -> list[tuple[float, str]]:
         """The visit's timers in the order they fall due."""
@@ -537,7 +545,7 @@ class PartitionDetector:
         for eid in vs.events:
             self.event_index.pop(eid, None)
         self.book.forget(vid)
-        self._dirty.discard(vid)
+        self._dirty.pop(vid, None)
         self._deleted.append(vid)
 
     # ---- state -------------------------------------------------------------------------
@@ -550,7 +558,7 @@ class PartitionDetector:
             return None
         self._base_unwritten = False
         pending = list(self.pending.values()) if self._pending_dirty else None
-        doc = delta_doc(self.partition, [self.visits[v] for v in sorted(self._dirty)],
+        doc = delta_doc(self.partition, list(self._dirty.values()),
                         self._deleted, pending, self.event_index, self.base,
                         self.checkpoint_at)
         self._dirty.clear()

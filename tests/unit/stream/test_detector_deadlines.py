@@ -139,3 +139,19 @@ def test_visit_booked_after_its_deadlines_is_raised_at_the_next_sweep():
     h.roster(visit())
     h.at(T0 + 2000.5)
     assert h.statuses() == [("v1:late", "open"), ("v1:missed", "open")]
+
+
+def test_a_visit_s_timers_are_its_deadlines_in_timeline_order():
+    from stream.detector import _TIMELINE
+
+    h = Harness()
+    h.roster(visit("v1"), visit("v2", late_after_s=120.5, missed_after_s=600,
+                                no_checkout_after_s=7200),
+             visit("v3", status="cancelled"))
+    d = h.detector
+    for vid in ("v1", "v2", "v3"):
+        v = d.visits[vid].visit
+        kinds = _TIMELINE[v.cancelled]
+        assert d._timers(v) == [(d.due(v, kind), kind) for kind in kinds]
+    v2 = d.visits["v2"].visit
+    assert [due - v2.start for due, _ in d._timers(v2)[:2]] == [120.5, 600.0]
