@@ -14,7 +14,6 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from operator import attrgetter
 from sys import intern
 from typing import Any
 
@@ -22,6 +21,11 @@ import msgspec
 import orjson
 
 from stream.contract import Event, Source, Visit, raw_object, validate_event, validate_visit
+
+
+# A struct's fields as a tuple, in their order, in one C call: what ``as_list`` returns, as
+# orjson writes it.
+_astuple = msgspec.structs.astuple
 
 
 class Mark(msgspec.Struct, gc=False):
@@ -103,10 +107,12 @@ def _with(marks: Any, worker: str, mark: Mark) -> Any:
     return marks
 
 
-def _marks_as_doc(marks: Any) -> dict[str, list[Any]]:
+def _marks_as_doc(marks: Any) -> dict[str, tuple[Any, ...]]:
+    """Marks as a delta writes them: worker id -> ``Mark.as_list()``, as a tuple (written as
+    the same JSON array, and built in one C call)."""
     if type(marks) is _OneMark:
-        return {marks.worker: marks.mark.as_list()}
-    return {w: m.as_list() for w, m in marks.items()}
+        return {marks.worker: _astuple(marks.mark)}
+    return {w: _astuple(m) for w, m in marks.items()}
 
 
 def _marks(doc: dict[str, list[Any]]) -> Any:
@@ -202,8 +208,12 @@ class VisitState(msgspec.Struct, gc=False):
             doc["ci"] = _marks_as_doc(self.checkins)
         if self.checkouts is not _UNSET:
             doc["co"] = _marks_as_doc(self.checkouts)
-        if self.events:
-            doc["ev"] = {eid: sources[eid].as_list() for eid in self.events}
+        events = self.events
+        if len(events) == 1:  # as a rule: one check-in, its check-out not yet in
+            eid = events[0]
+            doc["ev"] = {eid: _astuple(sources[eid])}
+        elif events:
+            doc["ev"] = {eid: _astuple(sources[eid]) for eid in events}
         return doc
 
     def load_marks(self, doc: dict[str, Any]) -> None:
@@ -213,16 +223,17 @@ class VisitState(msgspec.Struct, gc=False):
         self.events = tuple(doc.get("ev", ()))
 
 
-# A visit's fields as a checkpoint writes them, in this order: everything but its record.
-_VISIT_FIELDS = tuple(f for f in Visit.__struct_fields__ if f != "raw")
-_get_fields = attrgetter(*_VISIT_FIELDS)
+# A visit's fields as a checkpoint writes them, in this order: everything but its record,
+# which is the last.
+_VISIT_FIELDS = Visit.__struct_fields__[:-1]
+assert Visit.__struct_fields__[-1] == "raw"
 
 
 def visit_fields(visit: Visit) -> tuple[Any, ...]:
     """The visit as a checkpoint writes it: its fields as the worker holds them, already
     validated, so that a replay rebuilds it exactly (floats round-trip through JSON) without
     the roster record it was validated from, which a tracked visit does not keep."""
-    return _get_fields(visit)  # a tuple: written as a JSON array
+    return _astuple(visit)[:-1]  # a tuple: written as a JSON array
 
 
 def visit_from_fields(values: list[Any]) -> Visit:
@@ -273,27 +284,36 @@ def encode_delta(delta: dict[str, Any], max_bytes: int) -> list[tuple[dict[str, 
     where its records allow (a record bigger than that gets a document of its own).
 
     A delta that fits is encoded once. A bigger one has its visits cut into parts from its
-    encoded size and each part encoded once; a part that is still too big, because its
+    encoded size (estimated from a sample when it has many visits) and each part encoded
+    once; a part that is still too big, because its
     records are larger than the average, is halved. Replayed in order the documents rebuild the same
     state: deletions ride in the first document, visits are last-write-wins, and the
     pending list is replaced by the first pending document and extended by the rest
     (``pending_more``). Every document carries the delta's ``b`` and ``bt``.
     """
-    whole = orjson.dumps(delta)
-    if len(whole) <= max_bytes:
-        return [(delta, whole)]
+    visits = delta["visits"]
+    size = 0.0
+    if len(visits) > _SAMPLE:
+        # A roster batch's delta is megabytes: its size is estimated from a sample of its
+        # visits, so that it is not encoded whole only to be cut up and encoded again.
+        size = len(orjson.dumps(visits[:_SAMPLE])) * len(visits) / _SAMPLE
+    if size < max_bytes / 2:
+        whole = orjson.dumps(delta)
+        if len(whole) <= max_bytes:
+            return [(delta, whole)]
+        size = len(whole)
     p, deleted, pending = delta["p"], delta["deleted"], delta["pending"]
     base = {k: delta[k] for k in ("b", "bt") if k in delta}
     # A checkpoint slice's escalation records and topic offset ride in the first document.
     extra = {k: delta[k] for k in ("esc", "e") if k in delta}
-    parts = max(2, math.ceil(len(whole) / (_FILL * max_bytes)))
+    parts = max(2, math.ceil(size / (_FILL * max_bytes)))
     out: list[tuple[dict[str, Any], bytes]] = []
 
     def visits_doc(items: list[Any]) -> dict[str, Any]:
         return {"p": p, "visits": items, "deleted": [] if out else deleted, "pending": None,
                 **base, **({} if out else extra)}
 
-    _fit(visits_doc, delta["visits"], parts, max_bytes, out)
+    _fit(visits_doc, visits, parts, max_bytes, out)
     if not out and (deleted or extra):
         out.append((visits_doc([]), orjson.dumps(visits_doc([]))))
     if pending is not None:
@@ -311,6 +331,7 @@ def encode_delta(delta: dict[str, Any], max_bytes: int) -> list[tuple[dict[str, 
 
 
 _FILL = 0.8  # parts are cut to this share of the limit, for records of uneven size
+_SAMPLE = 256  # visits encoded to estimate the size of a delta with more than this
 
 
 def _fit(make: Callable[[list[Any]], dict[str, Any]], items: list[Any], parts: int,

@@ -44,3 +44,20 @@ def test_the_collector_is_paused_for_a_batch_and_resumes_when_the_last_one_ends(
     except RuntimeError:
         pass
     assert gc.isenabled()
+
+
+def test_a_tracked_visit_s_objects_are_not_walked_by_the_collector():
+    """A million visits are held at once: the objects each one keeps are untracked, so the
+    collector's walks do not grow with the roster (stream.contract.Source)."""
+    import gc
+
+    from tests.factories import T0, event, visit
+    from tests.unit.stream.harness import Harness
+
+    h = Harness()
+    h.roster(visit("v1"))
+    h.events(event(at=T0, visit_id="v1", event_id="e-1"))
+    d = h.detector
+    vs = d.visits["v1"]
+    held = [vs, vs.visit, vs.checkins, vs.checkins["w1"], d.event_index["e-1"]]
+    assert [gc.is_tracked(o) for o in held] == [False] * len(held)

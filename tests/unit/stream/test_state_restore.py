@@ -7,7 +7,7 @@ from stream.clock import ManualClock
 from stream.detector import PartitionDetector
 from stream.settings import Settings
 from tests.factories import T0, event, visit
-from tests.unit.stream.harness import Harness
+from tests.unit.stream.harness import Harness, partition_state
 
 
 def _rebuild(h: Harness, deltas):
@@ -167,6 +167,24 @@ def test_a_large_delta_is_split_and_replays_to_the_same_state(from_bytes):
         assert sorted(parts.pending) == sorted(whole.pending) and len(parts.pending) == 40
 
 
+def test_a_large_delta_whose_sample_is_unlike_the_rest_still_fits():
+    """A delta of many visits is cut from a sample's size: visits larger than the sample
+    are halved into parts that fit, and replay to the same state."""
+    from stream.state import _SAMPLE, encode_delta
+
+    h = Harness()
+    h.roster(*[visit(f"v{i}", client_id=f"c{i}") for i in range(_SAMPLE)])
+    h.roster(*[visit(f"w{i}", client_id=f"d{i}", nfc_tags=[f"tag-{i}-{k}" for k in range(40)])
+               for i in range(_SAMPLE)])
+    delta = h.detector.take_delta()
+    encoded = encode_delta(delta, 60_000)
+    assert all(len(value) <= 60_000 for _, value in encoded)
+    assert all(value == orjson.dumps(doc) for doc, value in encoded)
+    parts = _rebuild(h, [doc for doc, _ in encoded])
+    assert sorted(parts.visits) == sorted(h.detector.visits)
+    assert partition_state(parts) == partition_state(h.detector)
+
+
 def test_open_escalation_counts_follow_opens_resolutions_restores_and_purges():
     from collections import Counter
 
@@ -205,7 +223,8 @@ def test_visits_without_events_share_one_empty_mapping_and_writes_get_their_own(
     again = VisitState.from_doc(orjson.loads(orjson.dumps(b.to_doc({}))))
     assert again.checkins is b.checkins  # restored empty: shared again
     doc = a.to_doc(h.detector.event_index)
-    assert doc["ev"] == {"e-1": h.detector.event_index["e-1"].as_list()}  # sources written
+    written = orjson.loads(orjson.dumps(doc))
+    assert written["ev"] == {"e-1": h.detector.event_index["e-1"].as_list()}  # sources too
 
 
 def test_marks_read_as_a_dict_whether_one_worker_or_two():
