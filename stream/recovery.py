@@ -31,9 +31,13 @@ async def load_partition(settings: Settings, partition: int, clock: Clock,
     snap = store.load()
     state = TopicPartition(settings.topic_state, partition)
     esc = TopicPartition(settings.topic_escalations, partition)
+    # A fetch at a partition's end waits fetch_max_wait_ms for records: at aiokafka's
+    # default (500 ms) the offset lookups and every read's tail waited that long, and a
+    # worker's first batch waited for its empty partitions' rebuilds (1.1 s, measured).
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers,
                                 enable_auto_commit=False, group_id=None,
-                                auto_offset_reset="earliest")
+                                auto_offset_reset="earliest",
+                                fetch_max_wait_ms=_FETCH_MAX_WAIT_MS)
     await consumer.start()
     try:
         consumer.assign([state, esc])
@@ -50,13 +54,21 @@ async def load_partition(settings: Settings, partition: int, clock: Clock,
             log.warning("partition %d: %s; rebuilding from the topics", partition, stale)
             store.reset()
             snap = store.load()
-        last = await _last(consumer, state, end[state])
+        # The partition's last changelog message: a replay starts at its ``b`` (the first
+        # offset of its last complete checkpoint), and the next checkpoint is due by age
+        # from its ``bt`` (when that checkpoint began).
+        tail_from = max(0, end[state] - 1)
+        tail, tail_read = await _read(consumer, state, tail_from, end[state])
+        last = tail[-1][1] if tail else None
         base = int(last.get("b", 0)) if last else 0
         # An empty store replays from the last checkpoint, and the escalation records from
         # where the checkpoint says the book it carries ends; a store replays both from its
         # own positions (what it reflects already includes the deletions before them).
         start = snap.state_offset or base
-        deltas, read = await _read(consumer, state, start, end[state])
+        if start == tail_from:  # read already: an empty partition, or a checkpoint's last
+            deltas, read = tail, tail_read
+        else:
+            deltas, read = await _read(consumer, state, start, end[state])
         esc_start = snap.escalations_offset
         if not snap.state_offset and deltas and deltas[0][0] == base:
             esc_start = int(deltas[0][1].get("e", 0))
@@ -100,17 +112,9 @@ async def _reaches(consumer: AIOKafkaConsumer, tp: TopicPartition, offset: int, 
     return any(r.offset == offset - 1 for r in batch.get(tp, ()))
 
 
-async def _last(consumer: AIOKafkaConsumer, tp: TopicPartition,
-                end: int) -> dict[str, Any] | None:
-    """The partition's last changelog message, or None. A replay starts at its ``b`` (the
-    first offset of its last complete checkpoint), and the next checkpoint is due by age
-    from its ``bt`` (when that checkpoint began)."""
-    last, _ = await _read(consumer, tp, max(0, end - 1), end)
-    return last[-1][1] if last else None
-
-
 # After the reported end offset, read on until the partition has been quiet this long.
 _TAIL_QUIET_MS = 200
+_FETCH_MAX_WAIT_MS = 100
 
 
 async def _read(consumer: AIOKafkaConsumer, tp: TopicPartition, start: int,
