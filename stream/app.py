@@ -111,6 +111,10 @@ def create_app(settings: Settings, clock: Clock | None = None) -> faust.App:
     async def revoked(sender: Any, revoked: set[TP], **kwargs: Any) -> None:
         await rt.on_revoked(revoked)
 
+    @app.on_before_shutdown.connect
+    async def shutdown(sender: Any, **kwargs: Any) -> None:
+        await rt.close()
+
     @app.page("/metrics")
     async def metrics(web: View, request: Request) -> Response:
         # The exposition format's media type, with its version and charset as a header:

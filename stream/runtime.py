@@ -21,7 +21,7 @@ from typing import Any
 
 import faust
 import orjson
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from faust.types import TP, Message
 
 from stream.catchup import CatchUp, positions
@@ -147,7 +147,6 @@ class Runtime:
         raw = {"key_serializer": "raw", "value_serializer": "raw"}
         self.inputs = app.topic(settings.topic_roster, settings.topic_events, **raw)
         self.work = app.topic(settings.topic_work, partitions=settings.partitions, **raw)
-        self.state = app.topic(settings.topic_state, partitions=settings.partitions, **raw)
         self.escalations = app.topic(settings.topic_escalations,
                                      partitions=settings.partitions, **raw)
         self.deadletter = app.topic(settings.topic_deadletter, **raw)
@@ -155,6 +154,9 @@ class Runtime:
         self.end_offsets: dict[tuple[str, int], int] = {}
         self.start_offsets: dict[tuple[str, int], int] = {}
         self._offsets_consumer: AIOKafkaConsumer | None = None
+        # ecm.state is written by a producer of its own, which compresses its batches
+        # (Settings.state_compression); the app's producer writes the rest uncompressed.
+        self._state_producer: AIOKafkaProducer | None = None
         self.metrics = Metrics()
         self._rostered = 0  # roster records applied in the batch under way
         self.metrics.watch_state(lambda: list(self.detectors.values()), self.lag)
@@ -400,8 +402,7 @@ class Runtime:
                 for k, (doc, value) in enumerate(encode_delta(delta, limit)):
                     detector.wrote(len(value))
                     state_sends.append((store, doc, detector if slice_ and k == 0 else None,
-                                        await self.state.send(value=value,
-                                                              partition=detector.partition)))
+                                        await self._send_state(value, detector.partition)))
             self._count(out)
         metas = await asyncio.gather(*(f for _, _, _, f in state_sends))
         for (store, doc, slice_of, _), meta in zip(state_sends, metas, strict=True):
@@ -436,6 +437,26 @@ class Runtime:
                 closed = parse_instant(r.get("resolved_at"))
                 if opened is not None and closed is not None:
                     m.time_to_resolution.labels(r["kind"]).observe(max(0.0, closed - opened))
+
+    async def _send_state(self, value: bytes, partition: int) -> asyncio.Future[Any]:
+        """Send a state delta's message; the future is its RecordMetadata once acknowledged."""
+        producer = self._state_producer
+        if producer is None:  # the first publish; publishes take the lock, one at a time
+            s = self.settings
+            producer = AIOKafkaProducer(
+                bootstrap_servers=s.bootstrap_servers, acks="all",
+                compression_type=None if s.state_compression == "none" else s.state_compression,
+                max_request_size=max(1 << 20, s.max_message_bytes + (64 << 10)))
+            await producer.start()
+            self._state_producer = producer
+        return await producer.send(self.settings.topic_state, value=value, partition=partition)
+
+    async def close(self) -> None:
+        """Stop the worker's own clients (its state producer and offsets consumer)."""
+        for client in (self._state_producer, self._offsets_consumer):
+            if client is not None:
+                await client.stop()
+        self._state_producer = self._offsets_consumer = None
 
     async def _send_deadletters(self, rejections: list[Any], stage: str) -> list[Any]:
         now = self.clock.now()

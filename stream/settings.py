@@ -20,6 +20,7 @@ PREFIX = "ECM_"
 _STORES = ("memory://", "rocksdb://")
 _LOG_LEVELS = ("crit", "error", "warn", "info", "debug")
 _INPUT_LANES = ("batch", "streams")
+_COMPRESSIONS = ("zstd", "lz4", "gzip", "none")
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,11 @@ class Settings:
     # Largest message the worker writes (state deltas and work batches are split to fit):
     # below Kafka's default 1 MB limits with room for the record envelope.
     max_message_bytes: int = 900_000
+    # Kafka compression of the ecm.state record batches (zstd, lz4, gzip or none): a state
+    # delta is JSON, which zstd shrinks about ninefold, and the worker spent more on sending
+    # the bytes than on compressing them. The other topics are written uncompressed, so
+    # their consumers need no codec.
+    state_compression: str = "zstd"
     # A partition writes all its state again once it has written this much to ecm.state
     # (or twice its last checkpoint) since its last checkpoint: bounds what a rebuild reads.
     checkpoint_min_bytes: int = 64 << 20
@@ -112,6 +118,8 @@ class Settings:
             raise SettingsError(f"ECM_LOG_LEVEL must be one of {_LOG_LEVELS}")
         if self.input_lane not in _INPUT_LANES:
             raise SettingsError(f"ECM_INPUT_LANE must be one of {_INPUT_LANES}")
+        if self.state_compression not in _COMPRESSIONS:
+            raise SettingsError(f"ECM_STATE_COMPRESSION must be one of {_COMPRESSIONS}")
         if self.batch_max < 1:
             raise SettingsError("ECM_BATCH_MAX must be at least 1")
         for name in ("late_after_s", "missed_after_s", "short_long_after_s",

@@ -144,6 +144,15 @@ def test_settings_from_env():
     assert (s.broker, s.partitions, s.late_after_s) == ("k:1", 3, 60.0)
 
 
+def test_the_state_compression_is_a_codec_kafka_knows_or_none():
+    from stream.errors import SettingsError
+
+    assert Settings().state_compression == "zstd"
+    assert Settings.from_env({"ECM_STATE_COMPRESSION": "none"}).state_compression == "none"
+    with pytest.raises(SettingsError, match="ECM_STATE_COMPRESSION"):
+        Settings.from_env({"ECM_STATE_COMPRESSION": "brotli"})
+
+
 @pytest.mark.parametrize("from_bytes", [True, False])
 def test_a_large_delta_is_split_and_replays_to_the_same_state(from_bytes):
     from stream.state import encode_delta
