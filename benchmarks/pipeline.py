@@ -544,9 +544,9 @@ def summarise_profile(path: Path, top: int = 15) -> dict[str, Any]:
     own: Counter[str] = Counter()
     stages: Counter[str] = Counter()
     total = 0
-    # The input agent (route_batch) also applies the records that skip ecm.work; the work
-    # agent (detect_batch) applies the forwarded ones.
-    marks = {"route_batch": "input agent", "detect_batch": "work agent", "_publish": "publish",
+    # The router (route_batch) also applies the records that skip ecm.work; the work
+    # detector (detect_batch) applies the forwarded ones. Either lane calls both.
+    marks = {"route_batch": "router", "detect_batch": "work detector", "_publish": "publish",
              "route (stream/router.py": "decode and route",
              "sweep": "sweep", "process (stream/detector.py": "rules",
              "take_delta": "state delta", "encode_delta": "state delta",
