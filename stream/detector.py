@@ -40,6 +40,8 @@ RETENTION_S = 36 * 3600.0
 _TIMER_KINDS = ("late", "missed", "no_check_out")
 # A visit's timers, by whether it is cancelled: the rules' deadlines, then its forgetting.
 _TIMELINE = {False: _TIMER_KINDS + ("forget",), True: ("forget",)}
+# Where each kind's instant is in PartitionDetector._deadlines.
+_AT = {kind: i for i, kind in enumerate(_TIMELINE[False])}
 # Heap entries that forget (a visit; an unscheduled visit's records), not deadlines.
 _FORGETTING = frozenset({"forget", "adhoc"})
 
@@ -357,19 +359,18 @@ class PartitionDetector:
         v = vs.visit
         out: list[dict[str, Any]] = []
         arrived = vs.arrival()
-        if arrived is not None and (arrived > self.due(v, "late") or arrived > self.due(v, "missed")
-                                    or self.book.has_open(v.visit_id)):
-            for kind in ("late", "missed"):
-                deadline = self.due(v, kind)
-                raise_now = arrived > deadline and not self.book.known(v.visit_id, kind)
-                if raise_now:
-                    # The rule became true before its timer could fire: a late arrival
-                    # inside one sweep interval, or a visit booked after its deadline.
-                    out += self.book.open(vs, kind, deadline, now, {"workers_absent": []})
-                out += self.book.resolve(vs, kind, now, "arrived", {
-                    "arrived_at": arrived, "lateness_s": round(arrived - v.start, 1),
-                    "delivery_delay_s": round(max(
-                        m.received - m.occurred for m in vs.checkins.values()), 1)})
+        if arrived is not None:
+            late, missed = self._deadlines(v)[:2]
+            if arrived > late or arrived > missed or self.book.has_open(v.visit_id):
+                for kind, deadline in (("late", late), ("missed", missed)):
+                    if arrived > deadline and not self.book.known(v.visit_id, kind):
+                        # The rule became true before its timer could fire: a late arrival
+                        # inside one sweep interval, or a visit booked after its deadline.
+                        out += self.book.open(vs, kind, deadline, now, {"workers_absent": []})
+                    out += self.book.resolve(vs, kind, now, "arrived", {
+                        "arrived_at": arrived, "lateness_s": round(arrived - v.start, 1),
+                        "delivery_delay_s": round(max(
+                            m.received - m.occurred for m in vs.checkins.values()), 1)})
         # Most calls follow a check-in, with no check-out yet: that is tested first.
         if vs.checkouts and vs.checkins and all(w in vs.checkouts for w in vs.checkins):
             out += self.book.resolve(vs, "no_check_out", now, "checked_out", {
@@ -398,29 +399,28 @@ class PartitionDetector:
 
     # ---- timers ------------------------------------------------------------------------
 
+    def _deadlines(self, v: Visit) -> tuple[float, float, float, float]:
+        """The instants of a visit's timers, in the order of ``_TIMELINE``: late, missed and
+        no_check_out (its own threshold, else the configured default), then its forgetting.
+        One call for all four: every roster record arms its first timer from them, and one
+        call per kind was a tenth of applying one."""
+        return (v.start + (v.late_after_s or self._late_s),
+                v.start + (v.missed_after_s or self._missed_s),
+                v.end + (v.no_checkout_after_s or self._no_checkout_s),
+                v.end + RETENTION_S)
+
     def due(self, v: Visit, kind: str) -> float:
-        """The deadline of a timer rule (late, missed, no_check_out) for a visit: its own
-        threshold, else the configured default."""
-        if kind == "late":
-            return v.start + (v.late_after_s or self._late_s)
-        if kind == "missed":
-            return v.start + (v.missed_after_s or self._missed_s)
-        if kind == "forget":
-            return v.end + RETENTION_S
-        return v.end + (v.no_checkout_after_s or self._no_checkout_s)
+        """The instant of one of a visit's timers (late, missed, no_check_out, forget)."""
+        return self._deadlines(v)[_AT[kind]]
 
     def _timers(self, v: Visit) -> list[tuple[float, str]]:
         """The visit's timers, ``(due, kind)``: its deadlines (none once it is cancelled),
-        and its forgetting, in the order of ``_TIMELINE``. The deadlines are :meth:`due`'s,
-        written out: every roster record arms its first timer from these, and calling
-        :meth:`due` per kind was a tenth of applying one (a test holds the two equal)."""
-        forget = (v.end + RETENTION_S, "forget")
+        and its forgetting."""
+        late, missed, no_check_out, forget = self._deadlines(v)
         if v.cancelled:
-            return [forget]
-        return [(v.start + (v.late_after_s or self._late_s), "late"),
-                (v.start + (v.missed_after_s or self._missed_s), "missed"),
-                (v.end + (v.no_checkout_after_s or self._no_checkout_s), "no_check_out"),
-                forget]
+            return [(forget, "forget")]
+        return [(late, "late"), (missed, "missed"), (no_check_out, "no_check_out"),
+                (forget, "forget")]
 
     def _timeline(self, v: Visit) -> list[tuple[float, str]]:
         """The visit's timers in the order they fall due."""

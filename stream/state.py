@@ -22,7 +22,6 @@ import orjson
 
 from stream.contract import Event, Source, Visit, raw_object, validate_event, validate_visit
 
-
 # A struct's fields as a tuple, in their order, in one C call: what ``as_list`` returns, as
 # orjson writes it.
 _astuple = msgspec.structs.astuple
@@ -285,11 +284,11 @@ def encode_delta(delta: dict[str, Any], max_bytes: int) -> list[tuple[dict[str, 
 
     A delta that fits is encoded once. A bigger one has its visits cut into parts from its
     encoded size (estimated from a sample when it has many visits) and each part encoded
-    once; a part that is still too big, because its
-    records are larger than the average, is halved. Replayed in order the documents rebuild the same
-    state: deletions ride in the first document, visits are last-write-wins, and the
-    pending list is replaced by the first pending document and extended by the rest
-    (``pending_more``). Every document carries the delta's ``b`` and ``bt``.
+    once; a part that is still too big, because its records are larger than the average,
+    is halved. Replayed in order the documents rebuild the same state: deletions ride in
+    the first document, visits are last-write-wins, and the pending list is replaced by the
+    first pending document and extended by the rest (``pending_more``). Every document
+    carries the delta's ``b`` and ``bt``.
     """
     visits = delta["visits"]
     size = 0.0
