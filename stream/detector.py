@@ -32,7 +32,7 @@ from stream.contract import (
 )
 from stream.escalation import ADHOC_PREFIX, EscalationBook, adhoc_day_end
 from stream.settings import Settings
-from stream.state import Mark, Pending, VisitState, delta_doc
+from stream.state import _UNSET, Mark, Pending, VisitState, _OneMark, delta_doc
 
 # Visits are forgotten this long after their scheduled end: late uploads from phones that
 # were offline for a day still find their visit.
@@ -61,6 +61,10 @@ _Work = tuple[Event, VisitState]
 
 
 class PartitionDetector:
+    # Whether the common case of an event takes its short path (process, _apply); the
+    # rules' full path decides every case the same way, as tests hold.
+    fast_path = True
+
     def __init__(self, partition: int, settings: Settings, clock: Clock) -> None:
         self.partition = partition
         self.settings = settings
@@ -143,12 +147,29 @@ class PartitionDetector:
         work: list[_Work] = []
         for p in retry:
             self._match_or_wait(p.event, p.source, now, out, work, waiting=p)
+        visits, index = self.visits, self.event_index
+        # An event is accepted from this instant to this one (_admit).
+        earliest = now - self.settings.max_event_age_s
+        latest = now + self.settings.future_tolerance_s
+        fast = 0
         for obj, source in events:
-            event = validate_event(obj)
-            if not isinstance(event, Event):
-                out.rejections.append(_reject(event, obj, source))
+            event = obj if type(obj) is Event else validate_event(obj)
+            if type(event) is not Event:
+                out.rejections.append(_reject(event, obj, source))  # type: ignore[arg-type]
                 continue
+            # The common case, as _admit and _match_or_wait decide it: an event in time,
+            # seen for the first time, naming a visit of its client.
+            vid = event.visit_id
+            if (self.fast_path and earliest <= event.occurred_at <= latest
+                    and vid is not None and event.event_id not in index):
+                vs = visits.get(vid)
+                if vs is not None and vs.visit.client_id == event.client_id:
+                    index[event.event_id] = source
+                    fast += 1
+                    work.append((event, vs))
+                    continue
             self._admit(event, source, now, out, work)
+        out.accepted["event"] += fast
         self._apply(work, now, out)
         return out
 
@@ -270,8 +291,26 @@ class PartitionDetector:
         t = time.perf_counter()
         decisions = self._locate(work)
         out.kernel_s = time.perf_counter() - t
+        dirty = self._dirty
+        opened = self.book.open_per_visit
+        fast_path = self.fast_path
         for (ev, vs), decision in zip(work, decisions, strict=True):
             v = vs.visit
+            # The common case, as the rules below decide it: a rostered worker's first
+            # check-in at a visit with nothing open, inside its fence and before its
+            # deadlines. It only records the mark (tests hold the two paths equal).
+            if (fast_path and vs.checkins is _UNSET and vs.checkouts is _UNSET
+                    and ev.type == "check_in" and decision is not None
+                    and decision.verdict == "inside" and not v.cancelled
+                    and ev.worker_id in v.worker_ids and v.visit_id not in opened):
+                late, missed = self._deadlines(v)[:2]
+                if ev.occurred_at <= late and ev.occurred_at <= missed:
+                    vs.events += (ev.event_id,)
+                    dirty[v.visit_id] = vs
+                    self.checked_in += 1
+                    vs.checkins = _OneMark(ev.worker_id,
+                                           Mark(ev.occurred_at, now, ev.event_id, ev.method))
+                    continue
             # Its source is in the event index since it was admitted (_admit, restore).
             vs.add_event(ev.event_id)
             self._dirty[v.visit_id] = vs

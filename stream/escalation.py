@@ -53,14 +53,14 @@ class EscalationBook:
         self.records: dict[str, dict[str, Any]] = {}
         # Open records per visit id, so the common "nothing open here" is one lookup, and
         # per (kind, priority), so the open-escalations gauge costs nothing to scrape.
-        self._open_per_visit: dict[str, int] = {}
+        self.open_per_visit: dict[str, int] = {}
         self.open_by_kind: Counter[tuple[str, str]] = Counter()
 
     def known(self, visit_id: str, kind: str) -> bool:
         return escalation_id(visit_id, kind) in self.records
 
     def has_open(self, visit_id: str) -> bool:
-        return visit_id in self._open_per_visit
+        return visit_id in self.open_per_visit
 
     def _count(self, record: dict[str, Any], step: int) -> None:
         """Count an open record in (``step`` 1) or out (``step`` -1)."""
@@ -73,11 +73,11 @@ class EscalationBook:
         vid = record.get("visit_id")
         if not isinstance(vid, str):
             return
-        n = self._open_per_visit.get(vid, 0) + step
+        n = self.open_per_visit.get(vid, 0) + step
         if n > 0:
-            self._open_per_visit[vid] = n
+            self.open_per_visit[vid] = n
         else:
-            self._open_per_visit.pop(vid, None)
+            self.open_per_visit.pop(vid, None)
 
     def open(self, vs: VisitState, kind: str, deadline: float, now: float,
              evidence: dict[str, Any]) -> list[dict[str, Any]]:
