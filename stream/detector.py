@@ -32,7 +32,7 @@ from stream.contract import (
 )
 from stream.escalation import ADHOC_PREFIX, EscalationBook, adhoc_day_end
 from stream.settings import Settings
-from stream.state import _UNSET, Mark, Pending, VisitState, _OneMark, delta_doc
+from stream.state import _UNSET, Mark, Pending, VisitState, _OneMark, delta_doc, row_doc
 
 # Visits are forgotten this long after their scheduled end: late uploads from phones that
 # were offline for a day still find their visit.
@@ -686,6 +686,8 @@ class PartitionDetector:
         for doc in deltas:
             checkpointed += doc.get("esc", ())
             for vdoc in doc.get("visits", ()):
+                if type(vdoc) is list:
+                    vdoc = row_doc(vdoc)
                 sources.update(vdoc.get("ev", ()))
                 if "v" not in vdoc and "s" not in vdoc:
                     # Marks only: the record came in an earlier delta, or, replaying from a

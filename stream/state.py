@@ -4,9 +4,11 @@ The detector writes one *delta* per batch per partition: the state of every visi
 batch changed, the ids of visits dropped after their retention, and the pending events when
 they changed. A visit's roster record (``"v"``, or its validated fields ``"s"``) is in the
 delta of the batch that brought it and not in later ones: its check-ins, check-outs and
-events (``"ci"``, ``"co"``, ``"ev"``) are always written whole. Replaying a partition's
-deltas in order, the last record and the last marks winning per visit, rebuilds the
-partition exactly; that is what a worker does when it is assigned the partition.
+events (``"ci"``, ``"co"``, ``"ev"``) are always written whole. A visit without its record
+is written as a row, ``[id, check-ins, check-outs, event ids, their sources]`` (see
+:meth:`VisitState.to_doc`). Replaying a partition's deltas in order, the last record and
+the last marks winning per visit, rebuilds the partition exactly; that is what a worker
+does when it is assigned the partition.
 """
 
 from __future__ import annotations
@@ -25,6 +27,12 @@ from stream.contract import Event, Source, Visit, raw_object, validate_event, va
 # A struct's fields as a tuple, in their order, in one C call: what ``as_list`` returns, as
 # orjson writes it.
 _astuple = msgspec.structs.astuple
+
+
+def dumps(doc: Any) -> bytes:
+    """A changelog document as JSON: the records' structs it holds (marks, sources) are
+    written as arrays of their fields."""
+    return orjson.dumps(doc, default=_astuple)
 
 
 class Mark(msgspec.Struct, gc=False):
@@ -114,7 +122,12 @@ def _marks_as_doc(marks: Any) -> dict[str, tuple[Any, ...]]:
     return {w: _astuple(m) for w, m in marks.items()}
 
 
-def _marks(doc: dict[str, list[Any]]) -> Any:
+def _marks(doc: dict[str, list[Any]] | list[Any]) -> Any:
+    """Marks from their JSON: ``{worker: mark}``, or one worker's ``[worker, mark]`` (a
+    :class:`_OneMark`, as a row writes it)."""
+    if type(doc) is list:
+        worker, m = doc
+        return _OneMark(intern(worker), Mark.from_list(m))
     marks: Any = _UNSET
     for worker, m in doc.items():
         marks = _with(marks, worker, Mark.from_list(m))
@@ -159,21 +172,33 @@ class VisitState(msgspec.Struct, gc=False):
             return min(m.occurred for m in self.checkins.values())
         return sorted(m.occurred for m in self.checkins.values())[need - 1]
 
-    def to_doc(self, sources: Mapping[str, Source]) -> dict[str, Any]:
+    def to_doc(self, sources: Mapping[str, Source]) -> dict[str, Any] | list[Any]:
         """The visit for a delta, with where its events came from (``sources``). The roster
         record rides along while the visit still holds it, that is in the first delta after
         it arrived: as its decoded object (``"v"``), or, for a record validated straight from
         the message's bytes, as the fields the worker keeps (``"s"``, as a checkpoint writes
         it). Writing the delta releases it, so a tracked visit keeps no copy of its record
-        (a million are held at once)."""
-        doc = self._marks_doc(sources)
+        (a million are held at once).
+
+        A visit without its record, as a rule one a check-in changed, is a row instead:
+        ``[id, check-ins, check-outs, event ids, their sources]``, the marks as held (a
+        worker's one mark is written ``[worker, mark]``, none ``{}``, more a dict), for
+        :func:`dumps` to write; a third of the cost of the dicts of :meth:`_marks_doc`."""
         raw = self.visit.raw
-        if raw is not None:
-            if type(raw) is dict:
-                doc["v"] = raw
-            else:  # decoded from the message's bytes (fast_records): no object to write
-                doc["s"] = visit_fields(self.visit)
-            self.visit.raw = None
+        if raw is None:
+            events = self.events
+            checkins, checkouts = self.checkins, self.checkouts
+            # Several workers' marks are a dict written in place: the row takes a copy.
+            return [self.visit.visit_id,
+                    dict(checkins) if type(checkins) is dict else checkins,
+                    dict(checkouts) if type(checkouts) is dict else checkouts,
+                    events, [sources[e] for e in events]]
+        doc = self._marks_doc(sources)
+        if type(raw) is dict:
+            doc["v"] = raw
+        else:  # decoded from the message's bytes (fast_records): no object to write
+            doc["s"] = visit_fields(self.visit)
+        self.visit.raw = None
         return doc
 
     @classmethod
@@ -220,6 +245,13 @@ class VisitState(msgspec.Struct, gc=False):
         self.checkins = _marks(doc.get("ci", {}))
         self.checkouts = _marks(doc.get("co", {}))
         self.events = tuple(doc.get("ev", ()))
+
+
+def row_doc(row: list[Any]) -> dict[str, Any]:
+    """A visit's row (:meth:`VisitState.to_doc`) as the dict of its marks and events."""
+    vid, checkins, checkouts, events, sources = row
+    return {"id": vid, "ci": checkins, "co": checkouts, "ev": dict(zip(events, sources,
+                                                                       strict=True))}
 
 
 # A visit's fields as a checkpoint writes them, in this order: everything but its record,
@@ -295,9 +327,9 @@ def encode_delta(delta: dict[str, Any], max_bytes: int) -> list[tuple[dict[str, 
     if len(visits) > _SAMPLE:
         # A roster batch's delta is megabytes: its size is estimated from a sample of its
         # visits, so that it is not encoded whole only to be cut up and encoded again.
-        size = len(orjson.dumps(visits[:_SAMPLE])) * len(visits) / _SAMPLE
+        size = len(dumps(visits[:_SAMPLE])) * len(visits) / _SAMPLE
     if size < max_bytes / 2:
-        whole = orjson.dumps(delta)
+        whole = dumps(delta)
         if len(whole) <= max_bytes:
             return [(delta, whole)]
         size = len(whole)
@@ -314,7 +346,7 @@ def encode_delta(delta: dict[str, Any], max_bytes: int) -> list[tuple[dict[str, 
 
     _fit(visits_doc, visits, parts, max_bytes, out)
     if not out and (deleted or extra):
-        out.append((visits_doc([]), orjson.dumps(visits_doc([]))))
+        out.append((visits_doc([]), dumps(visits_doc([]))))
     if pending is not None:
         first = len(out)
 
@@ -343,7 +375,7 @@ def _fit(make: Callable[[list[Any]], dict[str, Any]], items: list[Any], parts: i
 def _halve(make: Callable[[list[Any]], dict[str, Any]], items: list[Any], max_bytes: int,
            out: list[tuple[dict[str, Any], bytes]]) -> None:
     doc = make(items)
-    value = orjson.dumps(doc)
+    value = dumps(doc)
     if len(value) <= max_bytes or len(items) <= 1:
         out.append((doc, value))
         return

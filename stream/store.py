@@ -23,6 +23,7 @@ from typing import Any, Protocol
 import orjson
 
 from stream.settings import Settings
+from stream.state import dumps, row_doc
 
 
 @dataclass
@@ -145,12 +146,14 @@ class RocksStore:
 
         wb = WriteBatch()
         for vdoc in delta.get("visits", ()):
+            if type(vdoc) is list:
+                vdoc = row_doc(vdoc)
             vid = vdoc["id"].encode()
             for record in ("v", "s"):
                 if record in vdoc:
-                    wb.put(_RECORD + vid, orjson.dumps(vdoc[record]))
-            wb.put(_VISIT + vid, orjson.dumps({k: v for k, v in vdoc.items()
-                                               if k != "v" and k != "s"}))
+                    wb.put(_RECORD + vid, dumps(vdoc[record]))
+            wb.put(_VISIT + vid, dumps({k: v for k, v in vdoc.items()
+                                        if k != "v" and k != "s"}))
         for vid in delta.get("deleted", ()):
             wb.delete(_VISIT + vid.encode())
             wb.delete(_RECORD + vid.encode())
