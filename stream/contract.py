@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 import orjson
 
-from stream.timeutil import parse_instant
+from stream.timeutil import AwareDatetime, parse_instant
 
 SCHEMA_VERSION = 1
 
@@ -247,7 +247,7 @@ class _WireEvent(msgspec.Struct, gc=False):
     type: Literal[EVENT_TYPES]  # type: ignore[valid-type]
     client_id: _Id
     worker_id: _Id
-    occurred_at: str
+    occurred_at: AwareDatetime
     method: str
     visit_id: _Id | None = None
     lat: _Lat | None = None
@@ -395,9 +395,7 @@ def _event_fast(obj: dict[str, Any]) -> Event | None:
 
 
 def _event_wire(w: _WireEvent, raw: Any) -> Event | None:
-    occurred = parse_instant(w.occurred_at)
-    if occurred is None:
-        return None
+    occurred = w.occurred_at.timestamp()  # parsed by the decode, as parse_instant does
     method = w.method
     lat = lon = accuracy = caller = tag = None
     if method == "gps":

@@ -3,6 +3,7 @@ import pytest
 
 from stream.contract import (
     Source,
+    fast_records,
     raw_object,
     routing_key,
     split_message,
@@ -40,6 +41,25 @@ def test_routing_key():
 def test_naive_times_are_refused():
     assert parse_instant("2026-11-18T09:00:00") is None
     assert parse_instant("2026-11-18T09:00:00+01:00") == parse_instant("2026-11-18T08:00:00Z")
+
+
+@pytest.mark.parametrize("text", [
+    "2026-11-18T09:00:00+01", "2026-11-18T09:00:00,5Z", "2026-11-18T09:00:00.Z",
+    "2026-11-18T09:00:00+01:00:30", "2026-11-18T09:00:00 +01:00", "2026-11-18T09:00Z",
+    "2026-02-29T09:00:00Z", "2026-11-18T24:00:00Z", " 2026-11-18T09:00:00Z", "20261118T090000Z"])
+def test_only_rfc_3339_instants_are_read(text):
+    assert parse_instant(text) is None
+    assert validate_event(dict(event(at=T0), occurred_at=text))[0] == "invalid_time"
+
+
+@pytest.mark.parametrize("text", ["2026-11-18T09:00:00.123456789Z", "2026-11-18T09:00:00.9999995Z",
+                                  "2026-11-18t09:00:00z", "2026-11-18 10:00:00.5+01:00"])
+def test_an_instant_reads_the_same_from_the_bytes_and_from_the_object(text):
+    """Nanoseconds (a Java Instant writes them) round to the microsecond on both paths."""
+    doc = dict(event(at=T0), occurred_at=text)
+    (fast,) = fast_records(orjson.dumps(doc), False)
+    full = validate_event(doc)
+    assert fast.occurred_at == full.occurred_at == parse_instant(text) is not None
 
 
 @pytest.mark.parametrize(("change", "reason"), [

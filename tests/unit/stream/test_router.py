@@ -69,17 +69,22 @@ def test_local_records_the_one_pass_path_leaves_go_on_as_objects():
     its decoded object, in its place; so does every record of a message that does not have
     the wire types."""
     c = next(f"c{i}" for i in range(100) if partition_for(f"c{i}", 4) == 1)
-    naive = dict(event(at=T0, client_id=c), occurred_at="2026-11-18T12:00:00")
-    mixed = [event(at=T0, client_id=c), naive, event(at=T0, client_id=c)]
-    typed_wrong = [event(at=T0, client_id=c), dict(event(at=T0, client_id=c), lat="x")]
+    island = dict(event(at=T0, client_id=c), lat=0.0, lon=0.0)  # typed right, (0, 0)
+    mixed = [event(at=T0, client_id=c), island, event(at=T0, client_id=c)]
+    # A wrong type, or a time that is not RFC 3339 with an offset, fails the typed decode.
+    typed_wrong = [event(at=T0, client_id=c), dict(event(at=T0, client_id=c), lat="x"),
+                   dict(event(at=T0, client_id=c), occurred_at="2026-11-18T12:00:00")]
     routed = route([(Source("ecm.events", 1, 7), orjson.dumps(mixed), 1.0),
                     (Source("ecm.events", 1, 8), orjson.dumps(typed_wrong), 1.0)],
                    "ecm.roster", 4, owned={1})
     records = routed.local[1]
     assert [(type(obj).__name__, s.offset, s.index) for _, obj, s in records] == [
-        ("Event", 7, 0), ("dict", 7, 1), ("Event", 7, 2), ("dict", 8, 0), ("dict", 8, 1)]
-    assert records[1][1] == naive and routed.records == routed.received["event"] == 5
-    assert validate_event(records[1][1])[0] == "invalid_time"
+        ("Event", 7, 0), ("dict", 7, 1), ("Event", 7, 2), ("dict", 8, 0), ("dict", 8, 1),
+        ("dict", 8, 2)]
+    assert records[1][1] == island and routed.records == routed.received["event"] == 6
+    assert validate_event(records[1][1])[0] == "invalid_coordinates"
+    assert [validate_event(r[1])[0] for r in records[4:]] == ["invalid_coordinates",
+                                                             "invalid_time"]
 
 
 def test_an_input_partition_whose_records_go_elsewhere_is_not_decoded_twice():
