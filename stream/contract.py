@@ -39,8 +39,9 @@ _THRESHOLDS = ("late_after_s", "missed_after_s", "short_long_after_s", "no_check
 # roster load's time went to that walk). They hold strings, numbers, tuples of them and
 # decoded JSON, never themselves, so they can be part of no reference cycle. They are not
 # frozen: a frozen class pays for it in every __init__.
-class Source(msgspec.Struct, gc=False):
-    """Where a record came from: enough to find its bytes again and to tell a replay."""
+class Source(msgspec.Struct, gc=False, array_like=True):
+    """Where a record came from: enough to find its bytes again and to tell a replay.
+    Written in a changelog as ``[topic, partition, offset, index]`` (``array_like``)."""
 
     topic: str
     partition: int

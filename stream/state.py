@@ -29,13 +29,12 @@ from stream.contract import Event, Source, Visit, raw_object, validate_event, va
 _astuple = msgspec.structs.astuple
 
 
-def dumps(doc: Any) -> bytes:
-    """A changelog document as JSON: the records' structs it holds (marks, sources) are
-    written as arrays of their fields."""
-    return orjson.dumps(doc, default=_astuple)
+# A changelog document as JSON. The structs it holds (marks, sources) are ``array_like``:
+# written as arrays of their fields, by the encoder itself.
+dumps = msgspec.json.Encoder().encode
 
 
-class Mark(msgspec.Struct, gc=False):
+class Mark(msgspec.Struct, gc=False, array_like=True):
     """One worker's check-in or check-out as it was accepted."""
 
     occurred: float  # device time
@@ -66,7 +65,7 @@ class _Unset(dict):  # type: ignore[type-arg]
 _UNSET: Any = _Unset()
 
 
-class _OneMark(msgspec.Struct, gc=False):
+class _OneMark(msgspec.Struct, gc=False, array_like=True):
     """The marks of a visit that one worker has made (the common case), read as a dict of
     one: 32 bytes where a dict of one costs 184, and not tracked by the collector (see
     :class:`stream.contract.Source`). A second worker's mark turns it into a dict
@@ -192,7 +191,8 @@ class VisitState(msgspec.Struct, gc=False):
             return [self.visit.visit_id,
                     dict(checkins) if type(checkins) is dict else checkins,
                     dict(checkouts) if type(checkouts) is dict else checkouts,
-                    events, [sources[e] for e in events]]
+                    events, [sources[events[0]]] if len(events) == 1
+                    else [sources[e] for e in events]]
         doc = self._marks_doc(sources)
         if type(raw) is dict:
             doc["v"] = raw
