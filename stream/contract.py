@@ -84,10 +84,11 @@ class _Record(msgspec.Struct, gc=False, eq=False):
 _fields = msgspec.structs.astuple
 
 
-class Visit(_Record):
+class Visit(_Record, array_like=True):
     """One scheduled visit, validated. Instants are epoch seconds, UTC. Worker ids are
     interned (here and in events): a worker has many visits a day, and a tracked visit
-    would otherwise hold its own copy of each id, as would each check-in."""
+    would otherwise hold its own copy of each id, as would each check-in. A changelog
+    writes it as the array of its fields (``array_like``; stream/state.py)."""
 
     visit_id: str
     client_id: str
@@ -321,12 +322,20 @@ def _visit_wire(w: _WireVisit, raw: Any) -> Visit | None:
         return None
     phones, tags = w.client_phones, w.nfc_tags
     # Positional, in the fields' order.
-    return Visit(w.visit_id, w.client_id, tuple(map(intern, workers)), start, end, lat, lon,
+    return Visit(w.visit_id, w.client_id, _interned(workers), start, end, lat, lon,
                  w.geofence_radius_m, None, w.risk_level, w.lives_alone or False,
                  w.cognitive_impairment or False, w.time_critical or False,
                  () if phones is None else tuple(phones), () if tags is None else tuple(tags),
                  w.contract_id, w.late_after_s, w.missed_after_s, w.short_long_after_s,
                  w.no_checkout_after_s, w.status == "cancelled", raw)
+
+
+def _interned(workers: list[str]) -> tuple[str, ...]:
+    """A visit's worker ids, interned. One or two: written out, as ``tuple(map(intern,
+    ...))`` cost 190 ns where this costs 45 (a tenth of building a visit)."""
+    if len(workers) == 1:
+        return (intern(workers[0]),)
+    return (intern(workers[0]), intern(workers[1]))
 
 
 def _visit_checked(obj: dict[str, Any]) -> Visit:
@@ -367,7 +376,7 @@ def _visit_checked(obj: dict[str, Any]) -> Visit:
     if contract_id is not None and not isinstance(contract_id, str):
         raise _Invalid("wrong_type", "contract_id must be a string")
     return Visit(
-        visit_id=visit_id, client_id=client_id, worker_ids=tuple(map(intern, workers)),
+        visit_id=visit_id, client_id=client_id, worker_ids=_interned(workers),
         start=start, end=end, lat=lat, lon=lon, radius_m=float(radius), polygon=polygon,
         risk_level=risk, lives_alone=_flag(obj, "lives_alone"),
         cognitive_impairment=_flag(obj, "cognitive_impairment"),

@@ -468,8 +468,14 @@ class PartitionDetector:
     def _schedule(self, vs: VisitState) -> None:
         """Arm the visit's first timer; each timer arms the next when it fires, so the heap
         holds one entry per visit (a million visits are tracked at once)."""
-        due, kind = min(self._timers(vs.visit))
-        self._push(due, kind, vs.visit.visit_id)
+        v = vs.visit
+        late, missed, no_check_out, forget = self._deadlines(v)
+        if not v.cancelled and late < missed and late < no_check_out and late < forget:
+            # As a rule lateness comes first: the heap takes it without the list of four.
+            heapq.heappush(self._heap, (late, "late", v.visit_id))
+            return
+        due, kind = min(self._timers(v))
+        self._push(due, kind, v.visit_id)
 
     def _push(self, due: float, kind: str, key: str) -> None:
         heapq.heappush(self._heap, (due, kind, key))

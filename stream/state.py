@@ -197,7 +197,8 @@ class VisitState(msgspec.Struct, gc=False):
         if type(raw) is dict:
             doc["v"] = raw
         else:  # decoded from the message's bytes (fast_records): no object to write
-            doc["s"] = visit_fields(self.visit)
+            # The struct itself: dumps writes its fields, its record (None from here) last.
+            doc["s"] = self.visit
         self.visit.raw = None
         return doc
 
@@ -268,7 +269,10 @@ def visit_fields(visit: Visit) -> tuple[Any, ...]:
 
 
 def visit_from_fields(values: list[Any]) -> Visit:
-    """The inverse of :func:`visit_fields`, from its JSON form."""
+    """The inverse of :func:`visit_fields`, from its JSON form, or from a delta's: the
+    Visit written whole, its record (null) last."""
+    if len(values) == len(_VISIT_FIELDS) + 1 and values[-1] is None:
+        values = values[:-1]
     kw = dict(zip(_VISIT_FIELDS, values, strict=True))
     kw["worker_ids"] = tuple(map(intern, kw["worker_ids"]))
     if kw["polygon"] is not None:

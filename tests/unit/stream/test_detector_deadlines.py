@@ -155,3 +155,19 @@ def test_a_visit_s_timers_are_its_deadlines_in_timeline_order():
         assert d._timers(v) == [(d.due(v, kind), kind) for kind in kinds]
     v2 = d.visits["v2"].visit
     assert [due - v2.start for due, _ in d._timers(v2)[:2]] == [120.5, 600.0]
+
+
+def test_a_visit_s_armed_timer_is_the_first_of_its_timeline():
+    """_schedule arms lateness without building the timeline when it comes first; every
+    other order (missed first, a tie, a visit ending before lateness, a cancellation)
+    arms the timeline's first."""
+    h = Harness()
+    h.roster(visit("v1"), visit("v2", missed_after_s=300),
+             visit("v3", late_after_s=600, missed_after_s=600),
+             visit("v4", minutes=5, late_after_s=3600, no_checkout_after_s=60),
+             visit("v5", status="cancelled"))
+    d = h.detector
+    armed = {key: (due, kind) for due, kind, key in d._heap}
+    assert armed == {vid: min(d._timers(vs.visit)) for vid, vs in d.visits.items()}
+    assert [armed[v][1] for v in ("v1", "v2", "v3", "v4", "v5")] == [
+        "late", "missed", "late", "no_check_out", "forget"]
