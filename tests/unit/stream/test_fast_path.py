@@ -22,8 +22,9 @@ WORKERS = ("w1", "w2", "w3", "w4")
 
 
 def _day(seed: int) -> list[tuple[str, Any]]:
-    """Steps: ("roster", docs), ("events", (clock, docs)), ("replay", index of an earlier
-    batch), ("sweep", instant)."""
+    """Steps: ("roster", docs), ("events", (clock, docs)), ("mixed", (clock, roster
+    record, event)) in one batch, ("replay", index of an earlier batch), ("sweep",
+    instant)."""
     rnd = random.Random(seed)
     steps: list[tuple[str, Any]] = []
     visits = []
@@ -94,13 +95,25 @@ def _day(seed: int) -> list[tuple[str, Any]]:
         steps.append(("events", (now, batch)))
         if rnd.random() < 0.1:
             steps.append(("replay", len(batches) - 1))
-        if rnd.random() < 0.1:
-            rebooked = dict(rnd.choice(visits))
+        if rnd.random() < 0.2:
+            k = rnd.randrange(len(visits))
+            rebooked = visits[k] = dict(visits[k])  # later events follow the booking
             if rnd.random() < 0.5:
                 rebooked["status"] = "cancelled"
-            else:
+            else:  # another worker; a cancelled visit booked again, with what it got
                 rebooked["worker_ids"] = [rnd.choice(WORKERS)]
+                rebooked["status"] = "scheduled"
             steps.append(("roster", [rebooked]))
+        if rnd.random() < 0.15:
+            # A visit booked in the batch that brings its first check-in.
+            i = len(visits)
+            late = visit(f"v{i}", client_id=f"c{i % 30}", workers=(rnd.choice(WORKERS),),
+                         start=now - 300)
+            visits.append(late)
+            arrives[late["visit_id"]] = now
+            steps.append(("mixed", (now, late, event(
+                at=now, visit_id=late["visit_id"], client_id=late["client_id"],
+                worker_id=late["worker_ids"][0]))))
         if rnd.random() < 0.3:
             steps.append(("sweep", now))
     steps.append(("sweep", now + 3 * 3600))
@@ -133,6 +146,12 @@ def _run(steps: list[tuple[str, Any]], fast: bool) -> tuple[Harness, Log, list[A
             batch = [("event", e, h.source("ecm.events")) for e in docs]
             sources.append(batch)
             h.feed(*batch)
+        elif step == "mixed":
+            now, booked, checked_in = arg
+            h.clock.set(max(h.clock.now(), now))
+            batch = [("event", checked_in, h.source("ecm.events"))]
+            sources.append(batch)
+            h.feed(*batch, ("roster", booked))  # the roster record is applied first
         elif step == "replay":
             h.feed(*sources[arg])  # the same records from the same positions
         else:
@@ -168,3 +187,23 @@ def test_the_days_exercise_both_paths_and_the_rules() -> None:
     assert {"duplicate_event", "clock_in_future", "clock_too_old",
             "client_mismatch"} <= reasons
     assert short > 50
+
+
+def test_a_visit_booked_again_after_a_cancellation_keeps_the_events_it_had():
+    """The short path writes a visit's row itself: with every event the visit holds, here
+    one applied while it was cancelled, not only the check-in that took the short path."""
+    booked = visit("v1", start=T0)
+    steps: list[tuple[str, Any]] = [
+        ("roster", [dict(booked, status="cancelled")]),
+        ("events", (T0 - 600, [event(at=T0 - 600, event_id="e-cancelled")])),
+        ("roster", [booked]),
+        ("events", (T0 + 60, [event(at=T0 + 60, event_id="e-in")])),
+    ]
+    fast, fast_log, _, fast_reconciled = _run(steps, True)
+    full, full_log, _, full_reconciled = _run(steps, False)
+    assert full_reconciled - fast_reconciled == 1  # the check-in took the short path
+    assert fast_log.docs == full_log.docs
+    assert fast_log.docs[-1]["visits"] == [
+        ["v1", ["w1", [T0 + 60, T0 + 60, "e-in", "gps"]], {}, ["e-cancelled", "e-in"],
+         [["ecm.events", 0, 1, 0], ["ecm.events", 0, 3, 0]]]]
+    assert partition_state(fast.detector) == partition_state(full.detector)
