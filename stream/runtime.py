@@ -158,6 +158,10 @@ class Runtime:
         # producer forwards records to ecm.work.
         self._producers: dict[str, asyncio.Future[AIOKafkaProducer]] = {}
         self.metrics = Metrics()
+        # The records counters of /progress (also in /metrics): plain numbers, so that a
+        # caller polling often does not have every series rendered for it.
+        self.received = {"roster": 0, "event": 0}
+        self.accepted = {"roster": 0, "event": 0}
         self._rostered = 0  # roster records applied in the batch under way
         self.metrics.watch_state(lambda: list(self.detectors.values()), self.lag)
 
@@ -263,6 +267,7 @@ class Runtime:
                        self.settings.max_message_bytes, owned, self._keyed)
         for kind, n in routed.received.items():
             self.metrics.records_received.labels(kind).inc(n)
+            self.received[kind] += n
         self.metrics.batch_records.labels("router").observe(routed.records)
         local = routed.local
         futures = [await self.work.send(value=value, partition=p)
@@ -418,11 +423,18 @@ class Runtime:
                 if slice_of.checkpoints > done:
                     self.metrics.checkpoints.inc()
 
+    def progress(self) -> dict[str, Any]:
+        """Records received by the router and applied by the detectors since start, by
+        kind, and the visits tracked now (the same figures as /metrics)."""
+        return {"received": self.received, "accepted": self.accepted,
+                "visits_tracked": sum(len(d.visits) for d in self.detectors.values())}
+
     def _count(self, out: Output) -> None:
         m = self.metrics
         for kind, n in out.accepted.items():
             if n:
                 m.records_accepted.labels(kind).inc(n)
+                self.accepted[kind] += n
         if out.replayed:
             m.events_replayed.inc(out.replayed)
         if out.kernel_s:

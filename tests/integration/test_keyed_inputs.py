@@ -90,3 +90,12 @@ def test_keyed_records_skip_the_work_hop_and_decide_the_same(settings, spawn_wor
     records = len(clients) + len(clients) - 1  # visits, and every check-in but k1's
     assert _metric(port, 'ecm_work_records_total{path="direct"}') == records - 1
     assert _metric(port, 'ecm_work_records_total{path="forwarded"}') == 1
+    # /progress reads the same counts as /metrics, for callers that poll often.
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/progress", timeout=10) as r:
+        progress = orjson.loads(r.read())
+    assert progress == {
+        "received": {"roster": len(clients), "event": len(clients) - 1},
+        "accepted": {"roster": len(clients), "event": len(clients) - 1},
+        "visits_tracked": _metric(port, "ecm_visits_tracked")}
+    accepted = _metric(port, 'ecm_records_accepted_total{kind="event"}')
+    assert progress["accepted"]["event"] == accepted
