@@ -65,7 +65,11 @@ from stream.timeutil import parse_instant
 from stream.topics import ensure_topics
 
 ROOT = Path(__file__).resolve().parents[1]
-_POLL_S = 0.1
+# How often a timed run polls the worker's /progress. A window runs from the last poll
+# before the router counts anything to the first poll that sees the work done, so it is
+# about one interval longer than the work: 5% of a 2 s backlog at 0.1 s, 2.5% at 0.05 s.
+# A poll costs the worker about 0.2 ms (0.4% of its time at this rate).
+_POLL_S = 0.05
 
 
 @dataclass(frozen=True)
