@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
+from datetime import datetime
 from sys import intern
 from typing import Annotated, Any, Literal
 
@@ -31,6 +32,11 @@ DEFAULT_RADIUS_M = 200.0
 # Longest identifier accepted: ids are keys, not documents.
 _MAX_ID_LEN = 200
 _THRESHOLDS = ("late_after_s", "missed_after_s", "short_long_after_s", "no_checkout_after_s")
+# The types the one-pass decode checks (see "the one-pass path" below).
+_Id = Annotated[str, msgspec.Meta(min_length=1, max_length=_MAX_ID_LEN)]
+_Threshold = Annotated[float, msgspec.Meta(gt=0, le=MAX_VISIT_S)]
+_Lat = Annotated[float, msgspec.Meta(ge=-90.0, le=90.0)]
+_Lon = Annotated[float, msgspec.Meta(ge=-180.0, le=180.0)]
 
 
 # The per-record classes are msgspec structs the garbage collector does not track
@@ -118,23 +124,30 @@ class Visit(_Record, array_like=True):
 
 
 class Event(_Record):
-    """One check-in or check-out, validated."""
+    """One check-in or check-out, validated.
 
-    event_id: str
-    type: str
-    client_id: str
-    worker_id: str
-    occurred_at: float
+    The one-pass path decodes a message's events straight into this struct, whose types
+    are the wire's: ``occurred_at`` arrives as the aware datetime the decode parsed and is
+    held as its epoch seconds once the struct's checks pass (:func:`_event_wire`); one
+    struct an event instead of a wire struct and a copy of it."""
+
+    event_id: _Id
+    type: Literal[EVENT_TYPES]  # type: ignore[valid-type]
+    client_id: _Id
+    worker_id: _Id
+    occurred_at: AwareDatetime | float
     method: str
-    visit_id: str | None = None
-    lat: float | None = None
-    lon: float | None = None
-    accuracy_m: float | None = None
+    visit_id: _Id | None = None
+    lat: _Lat | None = None
+    lon: _Lon | None = None
+    accuracy_m: Annotated[float, msgspec.Meta(ge=0.0, le=1_000_000.0)] | None = None
     caller_number: str | None = None
     tag_id: str | None = None
     gateway_id: str | None = None
-    # Its decoded object, or ``(message value, index)`` (raw_object).
-    raw: dict[str, Any] | tuple[bytes, int] = msgspec.field(default_factory=dict)
+    # Its decoded object, or ``(message value, index)`` (raw_object). Set after a decode,
+    # whatever the message held under the name (which no producer writes).
+    raw: dict[str, Any] | tuple[bytes, int] | None = msgspec.field(default=None,
+                                                                     name="\u00a0raw")
 
 
 class _Invalid(Exception):  # noqa: N818 - internal control flow, never escapes this module
@@ -209,10 +222,6 @@ def _visit(obj: dict[str, Any]) -> Visit:
 # which name the reason when there is one. The structs are short-lived and never part of a
 # cycle, so the collector does not track them (gc=False).
 
-_Id = Annotated[str, msgspec.Meta(min_length=1, max_length=_MAX_ID_LEN)]
-_Threshold = Annotated[float, msgspec.Meta(gt=0, le=MAX_VISIT_S)]
-_Lat = Annotated[float, msgspec.Meta(ge=-90.0, le=90.0)]
-_Lon = Annotated[float, msgspec.Meta(ge=-180.0, le=180.0)]
 
 
 class _WireLocation(msgspec.Struct, gc=False):
@@ -244,24 +253,8 @@ class _WireVisit(msgspec.Struct, gc=False):
     no_checkout_after_s: _Threshold | None = None
 
 
-class _WireEvent(msgspec.Struct, gc=False):
-    event_id: _Id
-    type: Literal[EVENT_TYPES]  # type: ignore[valid-type]
-    client_id: _Id
-    worker_id: _Id
-    occurred_at: AwareDatetime
-    method: str
-    visit_id: _Id | None = None
-    lat: _Lat | None = None
-    lon: _Lon | None = None
-    accuracy_m: Annotated[float, msgspec.Meta(ge=0.0, le=1_000_000.0)] | None = None
-    caller_number: str | None = None
-    tag_id: str | None = None
-    gateway_id: str | None = None
-
-
 _VISITS = msgspec.json.Decoder(list[_WireVisit] | _WireVisit)
-_EVENTS = msgspec.json.Decoder(list[_WireEvent] | _WireEvent)
+_EVENTS = msgspec.json.Decoder(list[Event] | Event)
 _UNDECODED = (msgspec.MsgspecError, ValueError)  # a Unicode error is a ValueError
 
 
@@ -398,33 +391,42 @@ def _event_fast(obj: dict[str, Any]) -> Event | None:
     carries a malformed latitude, which only a GPS fix is judged by).
     """
     try:
-        wire = msgspec.convert(obj, _WireEvent)
+        wire = msgspec.convert(obj, Event)
     except msgspec.MsgspecError:
         return None
     return _event_wire(wire, obj)
 
 
-def _event_wire(w: _WireEvent, raw: Any) -> Event | None:
-    occurred = w.occurred_at.timestamp()  # parsed by the decode, as parse_instant does
+def _event_wire(w: Event, raw: Any) -> Event | None:
+    """The decoded event, its checks passed and its instant made epoch seconds, or None."""
+    occurred = w.occurred_at
+    if type(occurred) is not datetime:
+        return None  # a number: the full checks name it
     method = w.method
-    lat = lon = accuracy = caller = tag = None
     if method == "gps":
-        lat, lon, accuracy = w.lat, w.lon, w.accuracy_m
+        lat, lon = w.lat, w.lon
         if lat is None or lon is None or (lat == 0.0 and lon == 0.0):
             return None
+        if w.caller_number is not None or w.tag_id is not None:
+            w.caller_number = w.tag_id = None  # only a method's own fields are kept
     elif method == "telephony":
         caller = w.caller_number
         if caller is None or not 0 < len(caller) <= _MAX_ID_LEN:
             return None
+        w.lat = w.lon = w.accuracy_m = w.tag_id = None
     elif method == "nfc" or method == "qr":
         tag = w.tag_id
         if tag is None or not 0 < len(tag) <= _MAX_ID_LEN:
             return None
-    elif method != "manual":
+        w.lat = w.lon = w.accuracy_m = w.caller_number = None
+    elif method == "manual":
+        w.lat = w.lon = w.accuracy_m = w.caller_number = w.tag_id = None
+    else:
         return None
-    # Positional, in the fields' order: a third cheaper than by keyword.
-    return Event(w.event_id, w.type, w.client_id, intern(w.worker_id), occurred, method,
-                 w.visit_id, lat, lon, accuracy, caller, tag, w.gateway_id, raw)
+    w.occurred_at = occurred.timestamp()  # parsed by the decode, as parse_instant does
+    w.worker_id = intern(w.worker_id)
+    w.raw = raw
+    return w
 
 
 def _event_checked(obj: dict[str, Any]) -> Event:
