@@ -292,8 +292,15 @@ class Pending:
     expires: float
 
     def to_doc(self) -> dict[str, Any]:
-        return {"e": raw_object(self.event.raw), "s": self.source.as_list(),
-                "r": self.received, "x": self.expires}
+        """As a delta writes it. The pending list is written whole whenever it changes, so an
+        event validated from its message's bytes keeps its object once decoded: decoding the
+        whole message again for each waiting event at every delta took 78% of a check-in
+        load's time in process, with half of 400k check-ins waiting (34.7 s; 16.9 s with
+        this). Writing the list whole is still quadratic in the events waiting."""
+        raw = self.event.raw
+        if type(raw) is tuple:
+            raw = self.event.raw = raw_object(raw)
+        return {"e": raw, "s": self.source.as_list(), "r": self.received, "x": self.expires}
 
     @classmethod
     def from_doc(cls, doc: dict[str, Any]) -> Pending | None:

@@ -263,3 +263,13 @@ def test_marks_read_as_a_dict_whether_one_worker_or_two():
     assert list(vs.checkouts) == ["w1"]
     copy = _rebuild(h, deltas + [h.detector.take_delta()])
     assert list(copy.visits["v1"].checkouts) == ["w1"] and len(copy.visits["v1"].checkins) == 2
+
+
+def test_a_waiting_event_s_object_is_decoded_once_for_every_delta_that_writes_it():
+    h = Harness()  # validated from the bytes: the event holds (message, index)
+    h.events(event(at=T0, visit_id="v-later", event_id="e-wait"))
+    (waiting,) = h.detector.pending.values()
+    assert type(waiting.event.raw) is tuple
+    first = waiting.to_doc()
+    assert type(waiting.event.raw) is dict and waiting.to_doc() == first
+    assert first["e"]["event_id"] == "e-wait"
