@@ -264,9 +264,6 @@ class Worker:
         self.port = self.settings.web_port
         wait_page(self.port, self.proc)
 
-    def metric(self, key: str) -> float:
-        return scrape(self.port).get(key, 0.0)
-
     # The polls read /progress, not /metrics: a metrics scrape costs the worker about 2 ms,
     # 2% of its time at ten polls a second, and /progress a tenth of that.
     def progress(self, kind: str) -> tuple[float, float]:

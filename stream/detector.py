@@ -32,7 +32,7 @@ from stream.contract import (
 )
 from stream.escalation import ADHOC_PREFIX, EscalationBook, adhoc_day_end
 from stream.settings import Settings
-from stream.state import _UNSET, Mark, Pending, VisitState, _OneMark, delta_doc, row_doc
+from stream.state import Mark, Pending, VisitState, delta_doc, row_doc
 
 # Visits are forgotten this long after their scheduled end: late uploads from phones that
 # were offline for a day still find their visit.
@@ -151,7 +151,7 @@ class PartitionDetector:
         # An event is accepted from this instant to this one (_admit).
         earliest = now - self.settings.max_event_age_s
         latest = now + self.settings.future_tolerance_s
-        fast = 0
+        fast, fast_path = 0, self.fast_path
         for obj, source in events:
             event = obj if type(obj) is Event else validate_event(obj)
             if type(event) is not Event:
@@ -160,7 +160,7 @@ class PartitionDetector:
             # The common case, as _admit and _match_or_wait decide it: an event in time,
             # seen for the first time, naming a visit of its client.
             vid = event.visit_id
-            if (self.fast_path and earliest <= event.occurred_at <= latest
+            if (fast_path and earliest <= event.occurred_at <= latest
                     and vid is not None and event.event_id not in index):
                 vs = visits.get(vid)
                 if vs is not None and vs.visit.client_id == event.client_id:
@@ -299,17 +299,16 @@ class PartitionDetector:
             # The common case, as the rules below decide it: a rostered worker's first
             # check-in at a visit with nothing open, inside its fence and before its
             # deadlines. It only records the mark (tests hold the two paths equal).
-            if (fast_path and vs.checkins is _UNSET and vs.checkouts is _UNSET
+            if (fast_path and not vs.checkins and not vs.checkouts
                     and ev.type == "check_in" and decision is not None
                     and decision.verdict == "inside" and not v.cancelled
                     and ev.worker_id in v.worker_ids and v.visit_id not in opened):
                 late, missed = self._deadlines(v)[:2]
                 if ev.occurred_at <= late and ev.occurred_at <= missed:
-                    vs.events += (ev.event_id,)
+                    vs.add_event(ev.event_id)
                     dirty[v.visit_id] = vs
                     self.checked_in += 1
-                    vs.checkins = _OneMark(ev.worker_id,
-                                           Mark(ev.occurred_at, now, ev.event_id, ev.method))
+                    vs.check_in(ev.worker_id, Mark(ev.occurred_at, now, ev.event_id, ev.method))
                     continue
             # Its source is in the event index since it was admitted (_admit, restore).
             vs.add_event(ev.event_id)
