@@ -75,6 +75,9 @@ class PartitionDetector:
         # day, and a tuple of one costs 40 bytes less than a list of one.
         self.by_client: dict[str, tuple[str, ...]] = {}
         self.pending: dict[str, Pending] = {}
+        # The ids of the events waiting for each client's roster, in the order they began
+        # to wait: a roster batch retries its clients' events, not every event waiting.
+        self._waiting: dict[str, dict[str, None]] = {}
         # Where each event held came from: a replay of the same position is told apart
         # from a true duplicate by it.
         self.event_index: dict[str, Source] = {}
@@ -93,7 +96,8 @@ class PartitionDetector:
         # The visits changed since the last delta, in the order they changed.
         self._dirty: dict[str, VisitState] = {}
         self._deleted: list[str] = []
-        self._pending_dirty = False
+        # Waiting events changed since the last delta: the event, or None once removed.
+        self._pending_changed: dict[str, Pending | None] = {}
         # Polygon fences projected into their planes, by roster record: a fence is prepared
         # once, not for every fix against it.
         self._polygons = PolygonCache(size=2048)
@@ -131,7 +135,7 @@ class PartitionDetector:
         out = Output()
         events: list[tuple[dict[str, Any], Source]] = []
         retry: list[Pending] = []
-        rostered: set[str] = set()
+        rostered: dict[str, None] = {}  # the clients rostered, in order
         for kind, obj, source in records:
             if kind == "roster":
                 self._roster(obj, source, now, out, rostered)
@@ -139,14 +143,14 @@ class PartitionDetector:
                 events.append((obj, source))
         if rostered and self.pending:
             # Events that were waiting for a roster record of one of these clients.
-            for eid, p in list(self.pending.items()):
-                if p.event.client_id in rostered:
-                    del self.pending[eid]
-                    self._pending_dirty = True
-                    retry.append(p)
+            for client in rostered:
+                for eid in self._waiting.pop(client, ()):
+                    retry.append(self.pending.pop(eid))
         work: list[_Work] = []
         for p in retry:
             self._match_or_wait(p.event, p.source, now, out, work, waiting=p)
+            if p.event.event_id not in self.pending:  # matched, or rejected
+                self._pending_changed[p.event.event_id] = None
         visits, index = self.visits, self.event_index
         # An event is accepted from this instant to this one (_admit).
         earliest = now - self.settings.max_event_age_s
@@ -174,7 +178,7 @@ class PartitionDetector:
         return out
 
     def _roster(self, obj: dict[str, Any] | Visit, source: Source, now: float, out: Output,
-                rostered: set[str]) -> None:
+                rostered: dict[str, None]) -> None:
         visit = validate_visit(obj)
         if not isinstance(visit, Visit):
             out.rejections.append(_reject(visit, obj, source))
@@ -200,7 +204,7 @@ class PartitionDetector:
             return
         if vs.checkins or vs.checkouts:  # else nothing to reconcile: a new visit, as a rule
             out.escalations.extend(self._reconcile(vs, now, "roster_update"))
-        rostered.add(visit.client_id)
+        rostered[visit.client_id] = None
 
     def _admit(self, event: Event, source: Source, now: float, out: Output,
                work: list[_Work]) -> None:
@@ -242,14 +246,20 @@ class PartitionDetector:
             out.accepted["event"] += 1
             work.append((event, vs))
             return
-        self._pending_dirty = True
         if waiting is not None:
-            # Still no roster: it waits out its original grace period (its timer stands).
-            self.pending[event.event_id] = waiting
+            # Still no roster: it waits out its original grace period (its timer stands),
+            # as the changelog already has it.
+            self._wait(waiting)
             return
         expires = now + self.settings.unscheduled_grace_s
-        self.pending[event.event_id] = Pending(event, source, now, expires)
+        self._pending_changed[event.event_id] = self._wait(Pending(event, source, now, expires))
         self._push(expires, "grace", event.event_id)
+
+    def _wait(self, p: Pending) -> Pending:
+        eid = p.event.event_id
+        self.pending[eid] = p
+        self._waiting.setdefault(p.event.client_id, {})[eid] = None
+        return p
 
     def _nearest(self, event: Event) -> VisitState | None:
         """The visit an event that names none belongs to.
@@ -547,7 +557,11 @@ class PartitionDetector:
         p = self.pending.pop(event_id, None)
         if p is None:
             return
-        self._pending_dirty = True
+        self._pending_changed[event_id] = None
+        waiting = self._waiting[p.event.client_id]
+        del waiting[event_id]
+        if not waiting:
+            del self._waiting[p.event.client_id]
         ev = p.event
         if ev.visit_id is not None:
             out.rejections.append(_reject(("unknown_visit", (
@@ -597,17 +611,16 @@ class PartitionDetector:
     def take_delta(self) -> dict[str, Any] | None:
         """The state changed since the last call, as one changelog document, or None. A
         completed checkpoint's base is written by the next one, whatever else changed."""
-        if (not self._dirty and not self._deleted and not self._pending_dirty
+        if (not self._dirty and not self._deleted and not self._pending_changed
                 and not self._base_unwritten):
             return None
         self._base_unwritten = False
-        pending = list(self.pending.values()) if self._pending_dirty else None
         doc = delta_doc(self.partition, list(self._dirty.values()),
-                        self._deleted, pending, self.event_index, self.base,
+                        self._deleted, self._pending_changed, self.event_index, self.base,
                         self.checkpoint_at)
         self._dirty.clear()
         self._deleted = []
-        self._pending_dirty = False
+        self._pending_changed = {}
         return doc
 
     def wrote(self, nbytes: int) -> None:
@@ -712,12 +725,17 @@ class PartitionDetector:
                 vs = self.visits.pop(vid, None)
                 if vs is not None:
                     self._unindex(vs.visit.client_id, vid)
+            # The list whole (a checkpoint's first slice, or a changelog from before the
+            # changes), then a delta's changes (pr, pa: an id is in one of them at most).
             if doc.get("pending") is not None:
                 self.pending = {}
-            for pdoc in (doc.get("pending") or []) + (doc.get("pending_more") or []):
-                p = Pending.from_doc(pdoc)
-                if p is not None:
-                    self.pending[p.event.event_id] = p
+            for eid in doc.get("pr", ()):
+                self.pending.pop(eid, None)
+            for key in ("pending", "pending_more", "pa"):
+                for pdoc in doc.get(key) or ():
+                    p = Pending.from_doc(pdoc)
+                    if p is not None:
+                        self.pending[p.event.event_id] = p
         for records in (checkpointed, escalations):
             for record in records:
                 self.book.restore(record)
@@ -735,7 +753,8 @@ class PartitionDetector:
             for eid in vs.events:
                 self.event_index[eid] = Source.from_list(sources[eid])
             self._schedule(vs)
-        for p in self.pending.values():
+        for p in list(self.pending.values()):
+            self._wait(p)
             self.event_index[p.event.event_id] = p.source
             self._push(p.expires, "grace", p.event.event_id)
 

@@ -1,10 +1,12 @@
 """What a partition remembers about its visits, and how it is written to ``ecm.state``.
 
 The detector writes one *delta* per batch per partition: the state of every visit the
-batch changed, the ids of visits dropped after their retention, and the pending events when
-they changed. A visit's roster record (``"v"``, or its validated fields ``"s"``) is in the
-delta of the batch that brought it and not in later ones: its check-ins, check-outs and
-events (``"ci"``, ``"co"``, ``"ev"``) are always written whole. A visit without its record
+batch changed, the ids of visits dropped after their retention, and the changes to the
+pending events: those the batch left waiting (``"pa"``) and the ids of those it matched or
+expired (``"pr"``); a checkpoint's first slice writes the list whole (``"pending"``). A
+visit's roster record (``"v"``, or its validated fields ``"s"``) is in the delta of the
+batch that brought it and not in later ones: its check-ins, check-outs and events
+(``"ci"``, ``"co"``, ``"ev"``) are always written whole. A visit without its record
 is written as a row, ``[id, check-ins, check-outs, event ids, their sources]`` (see
 :meth:`VisitState.to_doc`). Replaying a partition's deltas in order, the last record and
 the last marks winning per visit, rebuilds the partition exactly; that is what a worker
@@ -20,7 +22,6 @@ from sys import intern
 from typing import Any
 
 import msgspec
-import orjson
 
 from stream.contract import Event, Source, Visit, raw_object, validate_event, validate_visit
 
@@ -292,11 +293,9 @@ class Pending:
     expires: float
 
     def to_doc(self) -> dict[str, Any]:
-        """As a delta writes it. The pending list is written whole whenever it changes, so an
-        event validated from its message's bytes keeps its object once decoded: decoding the
-        whole message again for each waiting event at every delta took 78% of a check-in
-        load's time in process, with half of 400k check-ins waiting (34.7 s; 16.9 s with
-        this). Writing the list whole is still quadratic in the events waiting."""
+        """As a delta, or a checkpoint's list, writes it. An event validated from its
+        message's bytes keeps its object once decoded, for the checkpoints that write it
+        again."""
         raw = self.event.raw
         if type(raw) is tuple:
             raw = self.event.raw = raw_object(raw)
@@ -311,14 +310,22 @@ class Pending:
 
 
 def delta_doc(partition: int, visits: list[VisitState], deleted: list[str],
-              pending: list[Pending] | None, sources: Mapping[str, Source],
+              pending: Mapping[str, Pending | None], sources: Mapping[str, Source],
               base: int = 0, base_time: float = 0.0) -> dict[str, Any]:
-    """``sources`` has where each of the visits' events came from; ``base`` is the offset
+    """``pending`` has the waiting events changed: each one added, or None for one
+    removed; ``sources`` where each of the visits' events came from; ``base`` is the offset
     of ``ecm.state`` from which a replay rebuilds the partition (its last checkpoint), and
     ``base_time`` when that checkpoint began."""
-    return {"p": partition, "visits": [v.to_doc(sources) for v in visits], "deleted": deleted,
-            "pending": None if pending is None else [p.to_doc() for p in pending], "b": base,
-            "bt": base_time}
+    doc = {"p": partition, "visits": [v.to_doc(sources) for v in visits], "deleted": deleted,
+           "pending": None, "b": base, "bt": base_time}
+    if pending:
+        added = [p.to_doc() for p in pending.values() if p is not None]
+        removed = [eid for eid, p in pending.items() if p is None]
+        if added:
+            doc["pa"] = added
+        if removed:
+            doc["pr"] = removed
+    return doc
 
 
 def encode_delta(delta: dict[str, Any], max_bytes: int) -> list[tuple[dict[str, Any], bytes]]:
@@ -329,9 +336,10 @@ def encode_delta(delta: dict[str, Any], max_bytes: int) -> list[tuple[dict[str, 
     encoded size (estimated from a sample when it has many visits) and each part encoded
     once; a part that is still too big, because its records are larger than the average,
     is halved. Replayed in order the documents rebuild the same state: deletions ride in
-    the first document, visits are last-write-wins, and the pending list is replaced by the
-    first pending document and extended by the rest (``pending_more``). Every document
-    carries the delta's ``b`` and ``bt``.
+    the first document, visits are last-write-wins, a whole pending list is replaced by the
+    first pending document and extended by the rest (``pending_more``), and a delta's
+    changes to it (``pa``, ``pr``: an event id is in one of them at most) are cut into
+    documents of their own. Every document carries the delta's ``b`` and ``bt``.
     """
     visits = delta["visits"]
     size = 0.0
@@ -369,6 +377,13 @@ def encode_delta(delta: dict[str, Any], max_bytes: int) -> list[tuple[dict[str, 
 
         # The pending list is short as a rule: tried whole, halved when too big.
         _halve(pending_doc, pending, max_bytes, out)
+    for key in ("pr", "pa"):
+        if delta.get(key):
+            def changes_doc(items: list[Any], key: str = key) -> dict[str, Any]:
+                return {"p": p, "visits": [], "deleted": [], "pending": None, **base,
+                        key: items}
+
+            _halve(changes_doc, delta[key], max_bytes, out)
     return out
 
 

@@ -65,7 +65,9 @@ class MemoryStore:
 
 _STATE_OFFSET = b"o:state"
 _ESC_OFFSET = b"o:esc"
-_PENDING = b"pending"
+_PENDING = b"pending"  # the list whole, as a store written before _WAITING kept it
+_WAITING = b"p:"  # a pending event, by its id
+_WAITING_END = b"p;"  # the first key after them
 _VISIT = b"v:"  # a visit's marks: check-ins, check-outs, events
 _RECORD = b"r:"  # its roster record or checkpoint fields, written when a delta carries one
 _ESC = b"e:"
@@ -113,6 +115,7 @@ class RocksStore:
     def load(self) -> Snapshot:
         snap = Snapshot()
         records: dict[bytes, Any] = {}
+        waiting: list[dict[str, Any]] = []
         for key, value in self.db.items():
             if key.startswith(_VISIT):
                 snap.visits.append(orjson.loads(value))
@@ -120,8 +123,10 @@ class RocksStore:
                 records[key[len(_RECORD):]] = orjson.loads(value)
             elif key.startswith(_ESC):
                 snap.escalations.append(orjson.loads(value))
+            elif key.startswith(_WAITING):
+                waiting.append(orjson.loads(value))
             elif key == _PENDING:
-                snap.pending = orjson.loads(value)
+                waiting[:0] = orjson.loads(value)
             elif key == _STATE_OFFSET:
                 snap.state_offset = int(value)
             elif key == _ESC_OFFSET:
@@ -134,6 +139,7 @@ class RocksStore:
                 vdoc["s" if isinstance(record, list) else "v"] = record
                 kept.append(vdoc)
         snap.visits = kept
+        snap.pending = waiting
         return snap
 
     def reset(self) -> None:
@@ -159,8 +165,14 @@ class RocksStore:
             wb.delete(_RECORD + vid.encode())
             for kind_key in self._escalation_keys(vid):
                 wb.delete(kind_key)
-        if delta.get("pending") is not None:
-            wb.put(_PENDING, orjson.dumps(delta["pending"]))
+        if delta.get("pending") is not None:  # the list whole: it replaces what is held
+            wb.delete(_PENDING)
+            wb.delete_range(_WAITING, _WAITING_END)
+        for key in ("pending", "pending_more", "pa"):
+            for pdoc in delta.get(key) or ():
+                wb.put(_WAITING + pdoc["e"]["event_id"].encode(), orjson.dumps(pdoc))
+        for eid in delta.get("pr", ()):
+            wb.delete(_WAITING + eid.encode())
         wb.put(_STATE_OFFSET, str(offset + 1).encode())
         self.db.write(wb)
 

@@ -132,4 +132,5 @@ def partition_state(d: PartitionDetector) -> Any:
             sorted(orjson.dumps(p.to_doc()) for p in d.pending.values()),
             d.event_index, {c: sorted(ids) for c, ids in d.by_client.items()},
             sorted(set(e for e in d._heap if _live(d, *e))), d.checked_in,
-            d.book.records, d.book.open_by_kind, d.book.open_per_visit)
+            d.book.records, d.book.open_by_kind, d.book.open_per_visit,
+            {c: list(ids) for c, ids in d._waiting.items()})

@@ -63,6 +63,43 @@ def test_rocks_store_forgets_purged_visits(tmp_path):
     store.close()
 
 
+def test_rocks_store_keeps_each_waiting_event_under_its_own_key(tmp_path):
+    """The mirror writes a waiting event when a delta adds it and deletes it when one
+    removes it; a checkpoint's whole list replaces what it held."""
+    from tests.unit.stream.test_state_restore import _rebuild
+
+    h = Harness(unscheduled_grace_s=600)
+    store = RocksStore(tmp_path / "p0")
+    h.events(*[event(at=T0, visit_id=f"vx{i}", client_id=f"c{i}", event_id=f"e{i}")
+               for i in range(5)])
+    store.apply_delta(h.detector.take_delta(), 0)
+    h.roster(visit("vx1", client_id="c1"))
+    store.apply_delta(h.detector.take_delta(), 1)
+    snap = store.load()
+    assert sorted(p["e"]["event_id"] for p in snap.pending) == ["e0", "e2", "e3", "e4"]
+    copy = _rebuild(h, [snap.as_delta()])
+    assert sorted(copy.pending) == sorted(h.detector.pending)
+    # A checkpoint's first slice: the list whole, replacing the keys held.
+    store.apply_delta({"p": 0, "visits": [], "deleted": [],
+                       "pending": [h.detector.pending["e4"].to_doc()]}, 2)
+    assert [p["e"]["event_id"] for p in store.load().pending] == ["e4"]
+    store.close()
+
+
+def test_rocks_store_reads_a_pending_list_written_whole(tmp_path):
+    """A store written before waiting events had keys of their own still loads."""
+    import orjson
+
+    from stream.store import _PENDING
+
+    h = Harness()
+    h.events(event(at=T0, visit_id="vx", client_id="cx", event_id="old"))
+    store = RocksStore(tmp_path / "p0")
+    store.db[_PENDING] = orjson.dumps([h.detector.pending["old"].to_doc()])
+    assert [p["e"]["event_id"] for p in store.load().pending] == ["old"]
+    store.close()
+
+
 def test_memory_store_reads_from_the_beginning():
     snap = MemoryStore().load()
     assert (snap.state_offset, snap.escalations_offset, snap.visits) == (0, 0, [])

@@ -1,0 +1,98 @@
+"""A roster outage, in process: ``python -m benchmarks.outage``.
+
+Check-ins keep arriving while the roster feed is down, so each waits for its roster record
+(``unscheduled_grace_s``); then the roster comes back and every one of them is matched. A
+worker must work such a backlog off at a cost per event that does not grow with the number
+waiting. This runs the detector as a worker does, per 1,000-record batch: the batch
+decoded from its message's bytes, processed, its state delta taken and encoded for
+``ecm.state``; once with ``--events`` check-ins waiting and once with twice as many, side
+by side. The ratios of the cost per event, the larger run's over the smaller's, are about 1
+where the work is linear in what waits and about 2 where it is quadratic. The last line
+printed is one JSON object; ``--out`` also writes it to a file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from benchmarks.pipeline import machine
+from stream.clock import ManualClock
+from stream.contract import Source, fast_records
+from stream.detector import PartitionDetector
+from stream.settings import Settings
+from stream.state import encode_delta
+from tests.factories import T0, event, visit
+
+BATCH = 1000
+
+
+def _messages(docs: list[dict[str, Any]]) -> list[bytes]:
+    return [orjson.dumps(docs[k:k + BATCH]) for k in range(0, len(docs), BATCH)]
+
+
+def _phase(d: PartitionDetector, kind: str, topic: str, messages: list[bytes],
+           limit: int) -> tuple[float, int]:
+    """Seconds and changelog bytes to process ``messages`` as batches of one message."""
+    written = 0
+    started = time.perf_counter()
+    for offset, value in enumerate(messages):
+        records = fast_records(value, kind == "roster")
+        assert records is not None and None not in records
+        d.process([(kind, r, Source(topic, 0, offset, i)) for i, r in enumerate(records)])
+        delta = d.take_delta()
+        if delta is not None:
+            written += sum(len(v) for _, v in encode_delta(delta, limit))
+    return time.perf_counter() - started, written
+
+
+def run(n: int) -> dict[str, float]:
+    settings = Settings(unscheduled_grace_s=7200)
+    d = PartitionDetector(0, settings, ManualClock(T0))
+    events = _messages([event(at=T0 - 60, visit_id=f"v{i}", client_id=f"c{i}",
+                              event_id=f"e{i}") for i in range(n)])
+    roster = _messages([visit(f"v{i}", client_id=f"c{i}", start=T0 - 300) for i in range(n)])
+    limit = settings.max_message_bytes
+    waiting_s, waiting_bytes = _phase(d, "event", settings.topic_events, events, limit)
+    held = len(d.pending)
+    matched_s, matched_bytes = _phase(d, "roster", settings.topic_roster, roster, limit)
+    # Every check-in waited, and every one was matched when its roster came.
+    assert held == n and not d.pending and d.checked_in == n, (held, len(d.pending))
+    return {"events": n, "waiting_us_per_event": waiting_s / n * 1e6,
+            "waiting_bytes_per_event": waiting_bytes / n,
+            "matched_us_per_event": matched_s / n * 1e6,
+            "matched_bytes_per_event": matched_bytes / n}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--events", type=int, default=100_000,
+                        help="check-ins waiting in the smaller run (the larger has twice)")
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args(argv)
+    small, large = run(args.events), run(2 * args.events)
+    result: dict[str, Any] = {"machine": machine(), "small": small, "large": large}
+    for key in ("waiting_us_per_event", "matched_us_per_event", "waiting_bytes_per_event",
+                "matched_bytes_per_event"):
+        result[f"ratio_{key}"] = large[key] / small[key]
+    print(f"{'':28}{small['events']:>12,}{large['events']:>12,}   ratio")
+    for key, label in (("waiting_us_per_event", "waiting: µs per event"),
+                       ("waiting_bytes_per_event", "waiting: bytes per event"),
+                       ("matched_us_per_event", "matched: µs per event"),
+                       ("matched_bytes_per_event", "matched: bytes per event")):
+        print(f"{label:28}{small[key]:>12,.1f}{large[key]:>12,.1f}"
+              f"{result['ratio_' + key]:>8.2f}")
+    line = json.dumps(result)
+    if args.out:
+        args.out.write_text(line + "\n")
+    print(line)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
