@@ -43,7 +43,7 @@ _TIMELINE = {False: _TIMER_KINDS + ("forget",), True: ("forget",)}
 # Where each kind's instant is in PartitionDetector._deadlines.
 _AT = {kind: i for i, kind in enumerate(_TIMELINE[False])}
 # Heap entries that forget (a visit; an unscheduled visit's records), not deadlines.
-_FORGETTING = frozenset({"forget", "adhoc"})
+_FORGETTING = frozenset({"forget", "adhoc", "seen"})
 
 
 @dataclass(slots=True)
@@ -519,6 +519,9 @@ class PartitionDetector:
             if kind == "adhoc":
                 self.book.forget(key)
                 continue
+            if kind == "seen":
+                self.event_index.pop(key, None)
+                continue
             vs = self.visits.get(key)
             if vs is None or self.due(vs.visit, kind) != due:
                 continue  # gone, or rescheduled since: the new timer has its own entry
@@ -563,6 +566,9 @@ class PartitionDetector:
         if not waiting:
             del self._waiting[p.event.client_id]
         ev = p.event
+        # Its id stays in the event index, so that a resend is a duplicate, until a resend
+        # would be refused as too old anyway.
+        self._push(ev.occurred_at + self.settings.max_event_age_s + 1.0, "seen", event_id)
         if ev.visit_id is not None:
             out.rejections.append(_reject(("unknown_visit", (
                 f"no roster record for the visit within {self.settings.unscheduled_grace_s:.0f} s")),

@@ -228,6 +228,27 @@ def test_unknown_visit_id_is_dead_lettered_after_grace():
     assert h.escalations == []
 
 
+def test_an_expired_events_id_is_held_against_resends_until_it_is_too_old():
+    """An event that waited in vain keeps its id in the event index, so that sending it
+    again is a duplicate, not a second wait and a second dead letter; once it is older
+    than ECM_MAX_EVENT_AGE_S a resend is refused as too old anyway, and the id goes."""
+    h = Harness(max_event_age_s=7200)
+    for i, client in enumerate(("c1", "c7")):
+        h.events(event(at=T0 + i, visit_id="nope" if i == 0 else None, client_id=client,
+                       worker_id="w3", event_id=f"gone{i}"))
+    h.at(T0 + 121)
+    assert h.reasons() == ["unknown_visit"] and len(h.escalations) == 1
+    assert h.detector.deadlines_pending == 0  # forgetting entries are not deadlines
+    h.events(event(at=T0, visit_id="nope", worker_id="w3", event_id="gone0"))
+    assert h.reasons()[-1] == "duplicate_event"
+    h.at(T0 + 7200)  # a resend of either would still be accepted
+    assert "gone0" in h.detector.event_index and "gone1" in h.detector.event_index
+    h.at(T0 + 1 + 7200 + 1)
+    assert h.detector.event_index == {}
+    h.events(event(at=T0, visit_id="nope", worker_id="w3", event_id="gone0"))
+    assert h.reasons()[-1] == "clock_too_old"
+
+
 def test_cancelled_visit_raises_nothing():
     h = Harness()
     h.roster(visit(status="cancelled"))

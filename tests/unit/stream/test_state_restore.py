@@ -130,12 +130,16 @@ def test_waiting_events_are_written_as_their_changes_and_replay_to_the_same_list
     deltas.append(fifth)
     copy = _rebuild(h, deltas)
     assert copy.pending == {}
-    # Everything but the event index: the partition still knows the expired events' ids,
-    # and the changelog does not carry them (the note on issue 6).
+    # Everything but the event index: the partition holds the expired events' ids against
+    # resends until they are too old to be accepted, and the changelog does not carry them.
     assert copy.event_index.keys() < h.detector.event_index.keys()
     state, rebuilt = list(partition_state(h.detector)), list(partition_state(copy))
     del state[2], rebuilt[2]
     assert rebuilt == state
+    h.at(T0 + h.settings.max_event_age_s + 2)
+    assert h.detector.event_index == {}
+    deltas.append(h.detector.take_delta())  # the visits are past their retention too
+    assert partition_state(_rebuild(h, deltas)) == partition_state(h.detector)
 
 
 def test_a_message_left_waiting_is_decoded_again_once_not_once_per_event():
