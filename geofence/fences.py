@@ -187,20 +187,25 @@ class Decision(msgspec.Struct, gc=False):
 
 def classify(fences: FenceSet, fence_of: Sequence[int], lat: Sequence[float],
              lon: Sequence[float], accuracy_m: Sequence[float],
-             k: float = kernels.ACCURACY_68_TO_95) -> list[Decision]:
-    """One kernel call for a whole batch of fixes, each against its own fence."""
+             k: float = kernels.ACCURACY_68_TO_95, *,
+             inside: Decision | None = None) -> list[Decision]:
+    """One kernel call for a whole batch of fixes, each against its own fence.
+
+    ``inside``, if given, stands for every fix found inside its fence, for a caller that
+    reads nothing else of those (the detector): one Decision less to build for each."""
     if not len(fence_of):
         return []
     signed = kernels.signed_distance_m(
         np.asarray(lat, dtype=np.float64), np.asarray(lon, dtype=np.float64),
         np.asarray(fence_of, dtype=np.int64), *fences.arrays())
     codes, margins = kernels.decide(signed, np.asarray(accuracy_m, dtype=np.float64), k)
-    return _decisions(codes, signed, margins)
+    return _decisions(codes, signed, margins, inside)
 
 
 def classify_circles(lat: Sequence[float], lon: Sequence[float], accuracy_m: Sequence[float],
                      clat: Sequence[float], clon: Sequence[float], radius_m: Sequence[float],
-                     k: float = kernels.ACCURACY_68_TO_95) -> list[Decision]:
+                     k: float = kernels.ACCURACY_68_TO_95, *,
+                     inside: Decision | None = None) -> list[Decision]:
     """:func:`classify` for a batch whose fences are all circles, without a :class:`FenceSet`."""
     if not len(lat):
         return []
@@ -208,12 +213,22 @@ def classify_circles(lat: Sequence[float], lon: Sequence[float], accuracy_m: Seq
     codes, signed, margins = kernels.classify_circles(
         np.asarray(lat, dtype=f), np.asarray(lon, dtype=f), np.asarray(accuracy_m, dtype=f),
         np.asarray(clat, dtype=f), np.asarray(clon, dtype=f), np.asarray(radius_m, dtype=f), k)
-    return _decisions(codes, signed, margins)
+    return _decisions(codes, signed, margins, inside)
 
 
-def _decisions(codes: np.ndarray, signed: np.ndarray, margins: np.ndarray) -> list[Decision]:
-    return [Decision(_NAMES[c], s, m)
-            for c, s, m in zip(codes.tolist(), signed.tolist(), margins.tolist(), strict=True)]
+def _decisions(codes: np.ndarray, signed: np.ndarray, margins: np.ndarray,
+               inside: Decision | None = None) -> list[Decision]:
+    if inside is None:
+        return [Decision(_NAMES[c], s, m) for c, s, m in zip(
+            codes.tolist(), signed.tolist(), margins.tolist(), strict=True)]
+    found = codes.tolist()
+    if not any(found):  # every fix inside (INSIDE is 0): as a rule, a whole batch
+        return [inside] * len(found)
+    return [inside if c == kernels.INSIDE else Decision(_NAMES[c], s, m) for c, s, m in zip(
+        found, signed.tolist(), margins.tolist(), strict=True)]
+
+
+assert kernels.INSIDE == 0
 
 
 def warm_up() -> float:

@@ -10,6 +10,7 @@ escalation id is opened at most once and resolved at most once.
 from __future__ import annotations
 
 import heapq
+import math
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -44,6 +45,10 @@ _TIMELINE = {False: _TIMER_KINDS + ("forget",), True: ("forget",)}
 _AT = {kind: i for i, kind in enumerate(_TIMELINE[False])}
 # Heap entries that forget (a visit; an unscheduled visit's records), not deadlines.
 _FORGETTING = frozenset({"forget", "adhoc", "seen"})
+
+# What the geofence says of every fix inside its fence: only the verdict of those is read
+# (_location is asked about the others).
+_INSIDE = Decision("inside", math.nan, math.nan)
 
 
 @dataclass(slots=True)
@@ -310,8 +315,7 @@ class PartitionDetector:
             # check-in at a visit with nothing open, inside its fence and before its
             # deadlines. It only records the mark (tests hold the two paths equal).
             if (fast_path and not vs.checkins and not vs.checkouts
-                    and ev.type == "check_in" and decision is not None
-                    and decision.verdict == "inside" and not v.cancelled
+                    and ev.type == "check_in" and decision is _INSIDE and not v.cancelled
                     and ev.worker_id in v.worker_ids and v.visit_id not in opened):
                 late, missed = self._deadlines(v)[:2]
                 if ev.occurred_at <= late and ev.occurred_at <= missed:
@@ -330,7 +334,7 @@ class PartitionDetector:
                 out.escalations.extend(self.book.open(vs, "wrong_worker", ev.occurred_at, now, {
                     "worker_id": ev.worker_id, "rostered_worker_ids": list(v.worker_ids),
                     "event_id": ev.event_id}))
-            if decision is None or decision.verdict != "inside":
+            if decision is not _INSIDE:
                 out.escalations.extend(self._location(vs, ev, decision, now))
             if ev.type == "check_in":
                 if not vs.checkins:
@@ -359,13 +363,14 @@ class PartitionDetector:
         visits = [work[i][1].visit for i in gps]
         if all(v.polygon is None for v in visits):
             found = classify_circles(lat, lon, acc, [v.lat for v in visits],
-                                     [v.lon for v in visits], [v.radius_m for v in visits])
+                                     [v.lon for v in visits], [v.radius_m for v in visits],
+                                     inside=_INSIDE)
         else:
             fences = FenceSet()
             fence_of = [fences.add_circle(v.lat, v.lon, v.radius_m) if v.polygon is None
                         else fences.add_prepared(self._polygons.get(v.polygon), v.lat, v.lon)
                         for v in visits]
-            found = classify(fences, fence_of, lat, lon, acc)
+            found = classify(fences, fence_of, lat, lon, acc, inside=_INSIDE)
         for i, d in zip(gps, found, strict=True):
             decisions[i] = d
         return decisions

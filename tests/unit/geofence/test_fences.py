@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 
 from geofence import kernels
 from geofence.fences import FenceSet, PolygonCache, prepare_polygon
@@ -109,3 +110,29 @@ def test_warm_up_compiles_every_kernel_a_worker_calls(tmp_path):
                          capture_output=True, text=True,
                          env={**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}).stdout.split()
     assert out[0] == "0" and int(out[1]) > 0 and out[2:] == ["[]"], out
+
+
+@pytest.mark.parametrize("polygons", [False, True])
+def test_a_caller_may_have_one_decision_stand_for_every_fix_inside(polygons):
+    """``inside=`` replaces the Decision of each fix inside its fence, and only those:
+    every other fix's Decision is the one given without it."""
+    from geofence.fences import Decision, classify, classify_circles
+
+    fixes = [(LAT + north / 111_195.0, LON) for north in (0.0, 10.0, 500.0, 45.0)]
+    acc = [10.0, 10.0, 10.0, 40.0]
+    stand_in = Decision("inside", float("nan"), float("nan"))
+
+    def decide(n: int, **kw):
+        lat, lon = [f[0] for f in fixes[:n]], [f[1] for f in fixes[:n]]
+        if polygons:
+            fences = FenceSet()
+            fence = fences.add_prepared(prepare_polygon([_square(50.0)]), LAT, LON)
+            return classify(fences, [fence] * n, lat, lon, acc[:n], **kw)
+        return classify_circles(lat, lon, acc[:n], [LAT] * n, [LON] * n, [50.0] * n, **kw)
+
+    plain, lazy = decide(4), decide(4, inside=stand_in)
+    assert [d.verdict for d in plain][:3] == ["inside", "inside", "outside"]
+    assert plain[3].verdict != "inside"
+    assert lazy == [stand_in if d.verdict == "inside" else d for d in plain]
+    assert lazy[0] is stand_in and lazy[2] is not stand_in
+    assert all(d is stand_in for d in decide(2, inside=stand_in))  # a batch all inside
