@@ -15,21 +15,12 @@ import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from stream.topics import partition_for
-from tests.cluster import Reader
+from tests.cluster import Reader, metric
 from tests.factories import event, north_of_home, visit
 
 pytestmark = pytest.mark.integration
 
 FAST = {"late_after_s": 4, "missed_after_s": 3600, "no_checkout_after_s": 3600}
-
-
-def _metric(port: int, series: str) -> float:
-    """The value of one series, e.g. ``name{label="x"}``, from the worker's /metrics."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
-        for line in r.read().decode().splitlines():
-            if line.startswith(series + " "):
-                return float(line.rsplit(" ", 1)[1])
-    return 0.0
 
 
 def _work_records(settings) -> list[dict]:
@@ -88,14 +79,14 @@ def test_keyed_records_skip_the_work_hop_and_decide_the_same(settings, spawn_wor
     assert [obj["event_id"] for _, _, _, obj in forwarded] == [f"e-{misplaced}"]
     port = worker.settings.web_port
     records = len(clients) + len(clients) - 1  # visits, and every check-in but k1's
-    assert _metric(port, 'ecm_work_records_total{path="direct"}') == records - 1
-    assert _metric(port, 'ecm_work_records_total{path="forwarded"}') == 1
+    assert metric(port, 'ecm_work_records_total{path="direct"}') == records - 1
+    assert metric(port, 'ecm_work_records_total{path="forwarded"}') == 1
     # /progress reads the same counts as /metrics, for callers that poll often.
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/progress", timeout=10) as r:
         progress = orjson.loads(r.read())
     assert progress == {
         "received": {"roster": len(clients), "event": len(clients) - 1},
         "accepted": {"roster": len(clients), "event": len(clients) - 1},
-        "visits_tracked": _metric(port, "ecm_visits_tracked")}
-    accepted = _metric(port, 'ecm_records_accepted_total{kind="event"}')
+        "visits_tracked": metric(port, "ecm_visits_tracked")}
+    accepted = metric(port, 'ecm_records_accepted_total{kind="event"}')
     assert progress["accepted"]["event"] == accepted

@@ -9,8 +9,8 @@ from collections import Counter
 
 import pytest
 
-from tests.cluster import Reader, produce
-from tests.factories import visit
+from tests.cluster import Reader, metric, produce
+from tests.factories import event, visit
 
 pytestmark = pytest.mark.integration
 
@@ -66,3 +66,54 @@ def test_restart_resumes_from_state(settings, spawn_worker, tmp_path, store, che
         assert any(bases), second.log()[-2000:]  # the partitions with visits replayed from one
     else:
         assert not any(bases)
+
+
+def _until(done, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not done():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.2)
+
+
+@pytest.mark.parametrize("store", ["memory://", "rocksdb://"])
+def test_check_ins_waiting_for_their_roster_survive_a_restart(settings, spawn_worker, tmp_path,
+                                                              store):
+    """The roster feed is down and check-ins wait for their visits; the worker is restarted
+    meanwhile. The new one holds the same waiting check-ins (from the changes ecm.state
+    carries, or from its RocksDB), and matches them when the roster comes: no visit they
+    attended is called late, while a visit nobody attended is."""
+    waiting = "ecm_events_waiting_for_roster"
+    spawn = functools.partial(spawn_worker, store=store, datadir=str(tmp_path / "data"),
+                              unscheduled_grace_s=600)
+    now = time.time()
+    fast = {"start": now, "late_after_s": 3, "missed_after_s": 6}
+    first = spawn("first")
+    first.wait_ready()
+    produce(settings, settings.topic_events, [[
+        event(at=now, visit_id=f"v{i}", client_id=f"c{i}", event_id=f"e{i}")
+        for i in range(12)]])
+    _until(lambda: metric(first.settings.web_port, waiting) == 12)
+    # Four rostered before the restart: matched, and written as removed.
+    produce(settings, settings.topic_roster, [[visit(f"v{i}", client_id=f"c{i}", **fast)
+                                               for i in range(4)]])
+    _until(lambda: metric(first.settings.web_port, waiting) == 8)
+    first.stop()
+    second = spawn("second")
+    second.wait_ready()
+    _until(lambda: metric(second.settings.web_port, waiting) == 8)
+    restored = [int(n) for n in re.findall(r"(\d+) pending events", second.log())]
+    assert sum(restored) == 8, second.log()[-2000:]
+    reader = Reader(settings, settings.topic_escalations)
+    try:
+        # Their deadlines are past when the roster comes: unmatched, they would be late.
+        produce(settings, settings.topic_roster, [
+            [visit(f"v{i}", client_id=f"c{i}", **fast) for i in range(4, 12)],
+            [visit("nobody", client_id="cz", **fast)]])
+        reader.until(lambda r: len(r.records[settings.topic_escalations]) >= 2,
+                     timeout_s=60, quiet_s=3)
+    finally:
+        reader.close()
+    got = sorted(e["escalation_id"] for e in reader.records[settings.topic_escalations])
+    assert got == ["nobody:late", "nobody:missed"]
+    assert metric(second.settings.web_port, waiting) == 0
+    assert metric(second.settings.web_port, "ecm_visits_checked_in") == 12
