@@ -289,8 +289,9 @@ def raw_object(raw: dict[str, Any] | tuple[bytes, int]) -> dict[str, Any]:
 # The last messages decoded again: the records of a message are as a rule rejected, or left
 # waiting for their roster, together, and each decoding the whole message made that
 # quadratic in its size (a 1,000-event message left waiting took 0.9 ms an event in
-# process). A message value is a bytes object, whose hash Python computes once.
-_decoded = functools.lru_cache(maxsize=8)(orjson.loads)
+# process). A message value is a bytes object, whose hash Python computes once. Four
+# messages' objects are held at most: a few MB each at the largest message size.
+_decoded = functools.lru_cache(maxsize=4)(orjson.loads)
 
 
 def _visit_fast(obj: dict[str, Any]) -> Visit | None:

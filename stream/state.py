@@ -156,9 +156,7 @@ class VisitState(msgspec.Struct, gc=False):
         """:meth:`add_event` and :meth:`check_in` of a visit's first check-in, in one call:
         the detector's short path takes one for every common check-in."""
         self.events += (mark.event_id,)
-        marks = self.checkins
-        self.checkins = _OneMark(worker_id, mark) if marks is _UNSET else _with(
-            marks, worker_id, mark)
+        self.checkins = _with(self.checkins, worker_id, mark)
 
     def check_out(self, worker_id: str, mark: Mark) -> None:
         self.checkouts = _with(self.checkouts, worker_id, mark)

@@ -116,6 +116,7 @@ class RocksStore:
         snap = Snapshot()
         records: dict[bytes, Any] = {}
         waiting: list[dict[str, Any]] = []
+        legacy: list[dict[str, Any]] | None = None
         for key, value in self.db.items():
             if key.startswith(_VISIT):
                 snap.visits.append(orjson.loads(value))
@@ -126,7 +127,7 @@ class RocksStore:
             elif key.startswith(_WAITING):
                 waiting.append(orjson.loads(value))
             elif key == _PENDING:
-                waiting[:0] = orjson.loads(value)
+                legacy = orjson.loads(value)
             elif key == _STATE_OFFSET:
                 snap.state_offset = int(value)
             elif key == _ESC_OFFSET:
@@ -139,6 +140,17 @@ class RocksStore:
                 vdoc["s" if isinstance(record, list) else "v"] = record
                 kept.append(vdoc)
         snap.visits = kept
+        if legacy is not None:
+            # A list written whole by an earlier version: each event gets its own key, so
+            # that the removals of later deltas reach it.
+            from rocksdict import WriteBatch
+
+            wb = WriteBatch()
+            wb.delete(_PENDING)
+            for pdoc in legacy:
+                wb.put(_WAITING + pdoc["e"]["event_id"].encode(), orjson.dumps(pdoc))
+            self.db.write(wb)
+            waiting = legacy + waiting
         snap.pending = waiting
         return snap
 

@@ -97,6 +97,9 @@ def test_rocks_store_reads_a_pending_list_written_whole(tmp_path):
     store = RocksStore(tmp_path / "p0")
     store.db[_PENDING] = orjson.dumps([h.detector.pending["old"].to_doc()])
     assert [p["e"]["event_id"] for p in store.load().pending] == ["old"]
+    # A later delta's removal reaches it.
+    store.apply_delta({"p": 0, "visits": [], "deleted": [], "pending": None, "pr": ["old"]}, 1)
+    assert store.load().pending == []
     store.close()
 
 
