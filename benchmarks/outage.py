@@ -19,21 +19,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-import orjson
-
+from benchmarks import workload as wl
 from benchmarks.pipeline import machine
 from stream.clock import ManualClock
 from stream.contract import Source, fast_records
 from stream.detector import PartitionDetector
 from stream.settings import Settings
 from stream.state import encode_delta
-from tests.factories import T0, event, visit
 
 BATCH = 1000
-
-
-def _messages(docs: list[dict[str, Any]]) -> list[bytes]:
-    return [orjson.dumps(docs[k:k + BATCH]) for k in range(0, len(docs), BATCH)]
+T0 = 1_800_000_000.0  # the worker clock: a fixed instant, as the run is in process
 
 
 def _phase(d: PartitionDetector, kind: str, topic: str, messages: list[bytes],
@@ -54,9 +49,10 @@ def _phase(d: PartitionDetector, kind: str, topic: str, messages: list[bytes],
 def run(n: int) -> dict[str, float]:
     settings = Settings(unscheduled_grace_s=7200)
     d = PartitionDetector(0, settings, ManualClock(T0))
-    events = _messages([event(at=T0 - 60, visit_id=f"v{i}", client_id=f"c{i}",
-                              event_id=f"e{i}") for i in range(n)])
-    roster = _messages([visit(f"v{i}", client_id=f"c{i}", start=T0 - 300) for i in range(n)])
+    # The benchmark's check-ins, a few of them from the wrong place, a minute before the
+    # clock and four minutes after their visits' start: in time, when they are matched.
+    events = wl.messages(wl.check_ins(0, n, T0 - 60), BATCH)
+    roster = wl.messages([wl.visit(i, T0 - 300) for i in range(n)], BATCH)
     limit = settings.max_message_bytes
     waiting_s, waiting_bytes = _phase(d, "event", settings.topic_events, events, limit)
     held = len(d.pending)
