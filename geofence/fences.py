@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 from collections.abc import Sequence
-from itertools import accumulate, chain
 from dataclasses import dataclass
+from itertools import accumulate, chain
 
 import msgspec
 import numpy as np

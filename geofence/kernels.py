@@ -99,17 +99,17 @@ POLYGON_TOLERANCE_REL = 1e-6
 
 
 @intrinsic
-def _float_bits(typingctx, x):  # noqa: ARG001 (Numba's intrinsic signature)
+def _float_bits(typingctx, x):  # Numba's intrinsic signature: unused arguments included
     """The bits of a float32 as an int32, in a register (LLVM's bitcast)."""
-    def codegen(context, builder, signature, args):  # noqa: ARG001
+    def codegen(context, builder, signature, args):
         return builder.bitcast(args[0], ir.IntType(32))
     return types.int32(types.float32), codegen
 
 
 @intrinsic
-def _bits_float(typingctx, x):  # noqa: ARG001
+def _bits_float(typingctx, x):
     """The float32 whose bits an int32 holds."""
-    def codegen(context, builder, signature, args):  # noqa: ARG001
+    def codegen(context, builder, signature, args):
         return builder.bitcast(args[0], ir.FloatType())
     return types.float32(types.int32), codegen
 

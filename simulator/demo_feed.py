@@ -92,7 +92,7 @@ def build_demo_feed(now: float, visits: int = 300, seed: int = 7) -> Feed:
                                 "lat": 0.0, "lon": 0.0, "accuracy_m": 5}), "ecm.events"),
     ]
     if feed.events:
-        at, first = feed.events[0]
+        _at, first = feed.events[0]
         feed.bad.append((now + 5, orjson.dumps(first), "ecm.events"))  # a gateway's retry
     return feed
 

@@ -19,7 +19,6 @@ from simulator.scenario import RADIUS_M, EventFact, Scenario, VisitFact
 from stream.timeutil import parse_instant
 
 
-
 @dataclass(frozen=True, slots=True)
 class Expected:
     escalation_id: str

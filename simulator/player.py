@@ -17,8 +17,8 @@ import orjson
 from simulator.scenario import Message
 from stream.clock import ScaledClock
 from stream.settings import Settings
-from stream.topics import by_partition
 from stream.timeutil import to_datetime
+from stream.topics import by_partition
 
 _TICK_S = 0.05
 _ROSTER_PER_MESSAGE = 500

@@ -150,7 +150,8 @@ def config_from_args(args: Any) -> SimConfig:
     for spec in args.rate or []:
         name, _, value = spec.partition("=")
         if not hasattr(rates, name):
-            raise SystemExit(f"unknown rate {name!r}; one of {[f.name for f in dataclasses.fields(Rates)]}")
+            known = [f.name for f in dataclasses.fields(Rates)]
+            raise SystemExit(f"unknown rate {name!r}; one of {known}")
         setattr(rates, name, float(value))
     return SimConfig(seed=args.seed, clients=args.clients, workers=args.workers,
                      date=args.date, start_hour=args.start_hour, hours=args.hours,

@@ -200,9 +200,9 @@ class _Day:
                 skip.add((v.visit_id, w))
             bank = f"bank{self.bank:04d}"
             self.bank += 1
-            fact.doc = dict(fact.doc, worker_ids=[bank] + v.workers[1:])
+            fact.doc = dict(fact.doc, worker_ids=[bank, *v.workers[1:]])
             self._send_roster(early, fact.doc)
-            v.workers = [bank] + v.workers[1:]
+            v.workers = [bank, *v.workers[1:]]
             arrive = v.start + rng.uniform(-240, 240)
             self._attend(fact, bank, arrive, v.start, prev=None, bank=True)
         elif roll < r.cancel + r.reassign + r.move:
@@ -278,7 +278,7 @@ class _Day:
                 continue
             stamp = t + skew
             received = (leave + rng.uniform(1200, 3600)) if offline else t + rng.uniform(1, 8)
-            received = _clear(received, deadlines + [noc], g)
+            received = _clear(received, [*deadlines, noc], g)
             if offline and etype == "check_in":
                 received += 1.0  # uploaded after its check-out: out of order
             doc = self._event_doc(fact, who, etype, stamp, method, fix)
@@ -334,7 +334,7 @@ class _Day:
     def _bad_input(self) -> None:
         rng = self.rng
         hours = (self.end - self.start) / 3600
-        n = int(round(self.r.malformed_per_hour * hours))
+        n = round(self.r.malformed_per_hour * hours)
         kinds = ("invalid_json", "missing_field", "invalid_coordinates", "end_before_start")
         for i in range(n):
             kind = kinds[i % len(kinds)]
@@ -360,7 +360,7 @@ class _Day:
     def _unscheduled(self) -> None:
         rng = self.rng
         hours = (self.end - self.start) / 3600
-        for i in range(int(round(self.r.unscheduled_per_hour * hours))):
+        for i in range(round(self.r.unscheduled_per_hour * hours)):
             at = rng.uniform(self.start, self.end - 2 * self.c.guard_s - self.c.unscheduled_grace_s)
             doc = {"event_id": f"adhoc-{i}", "type": "check_in",
                    "client_id": f"c-unbooked-{i:03d}", "worker_id": f"w{rng.randrange(99999):05d}",

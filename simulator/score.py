@@ -26,7 +26,8 @@ def read_topic(settings: Settings, topic: str) -> list[dict[str, Any]]:
     consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers, group_id=None,
                              enable_auto_commit=False, consumer_timeout_ms=2000)
     try:
-        parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
+        parts = [TopicPartition(topic, p)
+                 for p in sorted(consumer.partitions_for_topic(topic) or [])]
         consumer.assign(parts)
         consumer.seek_to_beginning(*parts)
         ends = consumer.end_offsets(parts)
@@ -43,7 +44,7 @@ def _percentile(values: list[float], q: float) -> float | None:
     if not values:
         return None
     s = sorted(values)
-    k = min(len(s) - 1, max(0, int(round(q * (len(s) - 1)))))
+    k = min(len(s) - 1, max(0, round(q * (len(s) - 1))))
     return s[k]
 
 
@@ -113,7 +114,7 @@ def format_report(report: dict[str, Any]) -> str:
 
     lines = [f"{'kind':<20}{'expected':>9}{'raised':>8}{'missing':>8}{'spurious':>9}{'dup':>5}"
              f"{'precision':>10}{'recall':>8}{'p50 s':>8}{'p99 s':>8}{'max s':>8}{'p99 wall':>9}"]
-    rows = list(report["kinds"].items()) + [("all", report)]
+    rows = [*report["kinds"].items(), ("all", report)]
     for kind, k in rows:
         lines.append(f"{kind:<20}{k['expected']:>9}{k['raised']:>8}{k['missing']:>8}"
                      f"{k['spurious']:>9}{k['duplicates']:>5}{k['precision']:>10.3f}"

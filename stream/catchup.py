@@ -16,8 +16,7 @@ catch up within ``ECM_CATCHUP_MAX_HOLD_S`` opens the gate anyway: a late alert b
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Hashable
+from collections.abc import Hashable, Iterable
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 

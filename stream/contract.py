@@ -150,14 +150,15 @@ class Event(_Record):
                                                                      name="\u00a0raw")
 
 
-class _Invalid(Exception):  # noqa: N818 - internal control flow, never escapes this module
+class _Invalid(Exception):  # internal control flow: it never escapes this module
     def __init__(self, reason: str, detail: str) -> None:
         super().__init__(detail)
         self.reason = reason
         self.detail = detail
 
 
-def split_message(value: bytes | None, source: Source) -> tuple[list[dict[str, Any]], list[Rejection]]:
+def split_message(value: bytes | None,
+                  source: Source) -> tuple[list[dict[str, Any]], list[Rejection]]:
     """Decode one message value into its objects; a bad message is one rejection."""
     raw = value or b""
     try:

@@ -13,7 +13,8 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter as PCounter, Histogram
+from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client import Counter as PCounter
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 

@@ -147,4 +147,5 @@ async def _read(consumer: AIOKafkaConsumer, tp: TopicPartition, start: int,
             try:
                 docs.append((record.offset, orjson.loads(record.value)))
             except orjson.JSONDecodeError as exc:
-                raise RecoveryError(f"{tp.topic}[{tp.partition}]@{record.offset} is not JSON") from exc
+                raise RecoveryError(
+                    f"{tp.topic}[{tp.partition}]@{record.offset} is not JSON") from exc

@@ -13,7 +13,6 @@ from typing import Annotated
 
 import msgspec
 
-
 # RFC 3339 with an offset, parsed in C: the parser the one-pass decode uses for a check-in's
 # ``occurred_at`` (stream/contract.py), so that a record is read the same whichever path
 # it takes.

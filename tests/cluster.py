@@ -77,7 +77,8 @@ def metric(port: int, series: str) -> float:
     return 0.0
 
 
-def produce(settings: Settings, topic: str, values: Iterable[bytes | dict[str, Any] | list[Any]]) -> None:
+def produce(settings: Settings, topic: str,
+            values: Iterable[bytes | dict[str, Any] | list[Any]]) -> None:
     producer = KafkaProducer(bootstrap_servers=settings.bootstrap_servers)
     for v in values:
         producer.send(topic, v if isinstance(v, bytes) else orjson.dumps(v))

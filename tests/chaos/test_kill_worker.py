@@ -95,7 +95,7 @@ def test_sigkill_of_a_worker_loses_and_doubles_nothing(settings, spawn_worker):
     # raised, and is resolved when the check-in comes through, with the evidence showing an
     # on-time arrival delivered late. Anything else extra is a false alarm.
     by = {(e["escalation_id"], e["status"]): e for e in records}
-    for eid, status in set(got) - set(expected):
+    for eid, _status in set(got) - set(expected):
         assert (eid, "open") in by and (eid, "resolved") in by, eid
         ev = by[(eid, "resolved")]["evidence"]
         threshold = 6 + int(eid[1:3]) * 1.4 + (10 if eid.endswith(":missed") else 0)

@@ -104,7 +104,7 @@ def test_a_rebuild_from_a_checkpoint_inside_the_retention_says_nothing(
 
 
 def test_a_checkpoint_dropped_by_the_retention_is_an_error(settings, monkeypatch, caplog):
-    h, log = _written(settings)
+    h, _log = _written(settings)
     base = h.detector.base
     _retention_at(monkeypatch, settings, base + 1, 0)
     with caplog.at_level(logging.INFO, logger="stream.recovery"):

@@ -109,7 +109,8 @@ def test_circle_kernel_matches_reference(home, radius, north_m, east_m, accuracy
         kernels.ACCURACY_68_TO_95)
     want = reference.circle_signed_m(lat, lon, lat0, lon0, radius)
     assert _close(signed[0], want)
-    general = kernels.signed_distance_m(a([lat]), a([lon]), a([0]), *_one_circle(lat0, lon0, radius))
+    general = kernels.signed_distance_m(a([lat]), a([lon]), a([0]),
+                                        *_one_circle(lat0, lon0, radius))
     assert _close(general[0], want)
     ref_code, ref_margin = reference.decide(want, accuracy, kernels.ACCURACY_68_TO_95)
     assert codes[0] == ref_code or abs(abs(want) - margins[0]) < ABS_M

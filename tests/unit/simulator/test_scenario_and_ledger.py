@@ -1,13 +1,12 @@
 """The simulator is deterministic, and the ledger applies the rules to the facts."""
 
+import itertools
 import random
 
 from simulator.ledger import _visit_expectations, build_ledger
-from simulator.region import build_region
-from simulator.rostering import build_roster
-from simulator.rostering import Visit
+from simulator.region import Client, build_region
+from simulator.rostering import Visit, build_roster
 from simulator.scenario import EventFact, SimConfig, VisitFact, _visit_doc, build_scenario
-from simulator.region import Client
 from stream.timeutil import format_instant
 from tests.factories import T0
 
@@ -32,7 +31,7 @@ def test_runs_are_feasible_as_rostered():
     region = build_region(rng, 300, 40)
     roster = build_roster(rng, region, SimConfig().day_start, 3.2, 0.05)
     for run in roster.runs.values():
-        for earlier, later in zip(run, run[1:], strict=False):
+        for earlier, later in itertools.pairwise(run):
             assert later.start >= earlier.end  # nobody is booked in two homes at once
 
 

@@ -32,13 +32,15 @@ class Harness:
     def source(self, topic: str) -> Source:
         return Source(topic, 0, next(self._offsets), 0)
 
-    def feed(self, *records: tuple[str, dict[str, Any]] | tuple[str, dict[str, Any], Source]) -> Output:
+    def feed(self, *records: tuple[str, dict[str, Any]] | tuple[str, dict[str, Any], Source]
+             ) -> Output:
         """Records as the router hands them over from a message each: validated straight
         from the bytes where the one-pass checks take them, else as the decoded object."""
         batch = []
         for r in records:
             kind, obj = r[0], r[1]
-            src = r[2] if len(r) == 3 else self.source("ecm.roster" if kind == "roster" else "ecm.events")
+            src = r[2] if len(r) == 3 else self.source(
+                "ecm.roster" if kind == "roster" else "ecm.events")
             if self.from_bytes:
                 (fast,) = fast_records(orjson.dumps(obj), kind == "roster") or (None,)
                 obj = obj if fast is None else fast
@@ -90,7 +92,7 @@ class Log:
 
     def _write(self, delta: dict[str, Any]) -> int:
         first = len(self.docs)
-        for doc, value in encode_delta(delta, self.max_bytes):
+        for _doc, value in encode_delta(delta, self.max_bytes):
             self.docs.append(orjson.loads(value))  # as a replay reads it
             self.h.detector.wrote(len(value))
         return first

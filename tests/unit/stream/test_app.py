@@ -15,7 +15,7 @@ class _Stand:
     time_in = None
 
     @property
-    def task_owner(self) -> "_Stand":
+    def task_owner(self) -> _Stand:
         return self
 
 

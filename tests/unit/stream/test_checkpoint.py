@@ -4,6 +4,7 @@ the beginning, and the partition itself."""
 from __future__ import annotations
 
 import functools
+
 import orjson
 import pytest
 

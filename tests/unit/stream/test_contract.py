@@ -169,9 +169,9 @@ def test_the_fast_visit_path_accepts_only_what_the_full_checks_accept():
 
     base = visit(risk_level="high", late_after_s=300, client_phones=["1"], lives_alone=True)
     assert _visit_fast(base) == _visit_checked(base)  # the common record takes it
-    fields = list(base) + ["geofence_radius_m", "status", "contract_id", "missed_after_s",
-                           "short_long_after_s", "no_checkout_after_s", "nfc_tags",
-                           "cognitive_impairment", "time_critical", "geofence"]
+    fields = [*base, "geofence_radius_m", "status", "contract_id", "missed_after_s",
+              "short_long_after_s", "no_checkout_after_s", "nfc_tags",
+              "cognitive_impairment", "time_critical", "geofence"]
     accepted, taken, taken_bytes = _one_pass_against_full_checks(
         base, fields, _ODD, _visit_fast, _visit_checked, True)
     # Not vacuous: most records the full checks accept take the fast paths (the rest hold
@@ -186,8 +186,8 @@ def test_the_fast_event_path_accepts_only_what_the_full_checks_accept():
     for method in METHODS:
         base = event(at=T0, method=method, gateway_id="gw-1")
         assert _event_fast(base) == _event_checked(base)  # the common event takes it
-        fields = list(base) + ["visit_id", "lat", "lon", "accuracy_m", "caller_number",
-                               "tag_id", "gateway_id"]
+        fields = [*base, "visit_id", "lat", "lon", "accuracy_m", "caller_number", "tag_id",
+                  "gateway_id"]
         accepted, taken, taken_bytes = _one_pass_against_full_checks(
             base, fields, values, _event_fast, _event_checked, False)
         assert taken > accepted * 0.5 and taken_bytes > accepted * 0.5, \

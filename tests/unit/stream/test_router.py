@@ -22,7 +22,8 @@ def test_route_groups_by_client_partition_and_keeps_sources():
     assert [r.reason for r in routed.rejections] == ["not_an_object", "wrong_type"]
     records = [rec for _, value in routed.encoded() for rec in decode_work(value)[0]]
     assert sorted((k, s.topic, s.offset, s.index) for k, _, s in records) == [
-        ("event", "ecm.events", 2, 0), ("roster", "ecm.roster", 1, 0), ("roster", "ecm.roster", 1, 1)]
+        ("event", "ecm.events", 2, 0), ("roster", "ecm.roster", 1, 0),
+        ("roster", "ecm.roster", 1, 1)]
 
 
 def test_work_messages_are_split_below_the_size_limit():

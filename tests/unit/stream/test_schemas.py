@@ -24,8 +24,9 @@ def _busy_harness():
     """A run that raises and resolves every kind and rejects several ways."""
     h = Harness()
     far = north_of_home(3000)
-    h.roster(visit("a", client_id="a"), visit("b", client_id="b"), visit("c", client_id="c", minutes=60),
-             visit("d", client_id="d", minutes=30), visit("e", client_id="e"))
+    h.roster(visit("a", client_id="a"), visit("b", client_id="b"),
+             visit("c", client_id="c", minutes=60), visit("d", client_id="d", minutes=30),
+             visit("e", client_id="e"))
     h.at(T0 + 1000)
     h.events(event(at=T0 + 1000, visit_id="a", client_id="a", worker_id="w9"),  # late, wrong
              event(at=T0 + 1000, visit_id="b", client_id="b", lat=far[0], lon=far[1]),

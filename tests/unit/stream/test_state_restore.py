@@ -344,7 +344,7 @@ def test_marks_read_as_a_dict_whether_one_worker_or_two():
         "w1": "e-1", "w2": "e-2"}
     h.events(event("check_out", at=T0 + 1800, worker_id="w1", event_id="e-3"))
     assert list(vs.checkouts) == ["w1"]
-    copy = _rebuild(h, deltas + [h.detector.take_delta()])
+    copy = _rebuild(h, [*deltas, h.detector.take_delta()])
     assert list(copy.visits["v1"].checkouts) == ["w1"] and len(copy.visits["v1"].checkins) == 2
 
 
