@@ -186,14 +186,18 @@ class Progress:
 
 
 def wait_for(read: Callable[[], float | tuple[float, float]], target: float, timeout_s: float,
-             what: str, alive: Callable[[], bool] = lambda: True) -> Progress:
+             what: str, alive: Callable[[], bool] = lambda: True,
+             resumed: float | None = None) -> Progress:
     """Poll ``read`` until it reaches ``target``.
 
     ``read`` returns the count of records done, or ``(done, seen)`` where ``seen`` counts
     them at the first stage of a pipeline. The clock runs from the last poll at which
     ``seen`` had not moved yet to the first poll that saw ``done`` reach the target: a rate
     is never flattered by more than one poll interval, nor by the time the first stage
-    spent before the last stage counted anything.
+    spent before the last stage counted anything. ``resumed`` is when a paused worker was
+    let go, for a ``read`` that counts from zero at that instant: if the first poll finds
+    ``seen`` moved already, the clock runs from ``resumed`` (a small backlog can be all
+    seen before the first poll, which left no poll before it to start from).
     """
     def both() -> tuple[float, float]:
         got = read()
@@ -202,10 +206,13 @@ def wait_for(read: Callable[[], float | tuple[float, float]], target: float, tim
     start_done, start_seen = both()
     t_start = time.perf_counter()
     deadline = t_start + timeout_s
+    moved = resumed is not None and start_seen > 0
+    if moved:
+        start_done, t_start = 0.0, resumed
     while True:
         done, seen = both()
         now = time.perf_counter()
-        if seen == start_seen:
+        if seen == start_seen and not moved:
             t_start = now
         if done >= target:
             return Progress(int(target - start_done), now - t_start)
@@ -437,8 +444,9 @@ def lanes_side_by_side(base: Settings, scale: Scale, start: float,
                                               per, s.partitions))
                 finally:
                     w.proc.signal(signal.SIGCONT)
+                    resumed = time.perf_counter()
                 got = wait_for(functools.partial(_progress_since, w, before), hi - lo, 900,
-                               f"{lane} lane, {per}-event messages", w.alive)
+                               f"{lane} lane, {per}-event messages", w.alive, resumed)
                 out[f"events_per_s_{per}_{lane}"] = round(got.rate)
             time.sleep(1.0)  # the last batch's escalations are published after its count
         finally:
@@ -627,10 +635,11 @@ def run(scale: Scale, workdir: Path, log: Callable[[str], None] = print,
                 produce(bootstrap, base.topic_events, values)
             finally:
                 m.proc.signal(signal.SIGCONT)
+                resumed = time.perf_counter()
             profiler = (Profiler(m.proc.p.pid, workdir / f"profile-{tag}.txt")
                         if profile and keyed else None)
             got = wait_for(functools.partial(_progress_since, m, before), n, 1800,
-                           f"{per}-event messages", m.alive)
+                           f"{per}-event messages", m.alive, resumed)
             if profiler is not None:
                 result[f"profile_events_{per}"] = profiler.stop()
             result[f"events_per_s_{tag}"] = round(got.rate)
