@@ -308,7 +308,6 @@ class PartitionDetector:
         dirty = self._dirty
         opened = self.book.open_per_visit
         fast_path = self.fast_path
-        late_s, missed_s = self._late_s, self._missed_s  # as _deadlines reads them
         for (ev, vs), decision in zip(work, decisions, strict=True):
             v = vs.visit
             # The common case, as the rules below decide it: a rostered worker's first
@@ -317,12 +316,12 @@ class PartitionDetector:
             if (fast_path and not vs.checkins and not vs.checkouts
                     and ev.type == "check_in" and decision is _INSIDE and not v.cancelled
                     and ev.worker_id in v.worker_ids and v.visit_id not in opened):
-                t = ev.occurred_at
-                if (t <= v.start + (v.late_after_s or late_s)
-                        and t <= v.start + (v.missed_after_s or missed_s)):
+                late, missed = self._deadlines(v)[:2]
+                if ev.occurred_at <= late and ev.occurred_at <= missed:
+                    vs.add_event(ev.event_id)
                     dirty[v.visit_id] = vs
                     self.checked_in += 1
-                    vs.first_check_in(ev.worker_id, Mark(t, now, ev.event_id, ev.method))
+                    vs.check_in(ev.worker_id, Mark(ev.occurred_at, now, ev.event_id, ev.method))
                     continue
             # Its source is in the event index since it was admitted (_admit, restore).
             vs.add_event(ev.event_id)

@@ -152,12 +152,6 @@ class VisitState(msgspec.Struct, gc=False):
     def check_in(self, worker_id: str, mark: Mark) -> None:
         self.checkins = _with(self.checkins, worker_id, mark)
 
-    def first_check_in(self, worker_id: str, mark: Mark) -> None:
-        """:meth:`add_event` and :meth:`check_in` of a visit's first check-in, in one call:
-        the detector's short path takes one for every common check-in."""
-        self.events += (mark.event_id,)
-        self.checkins = _with(self.checkins, worker_id, mark)
-
     def check_out(self, worker_id: str, mark: Mark) -> None:
         self.checkouts = _with(self.checkouts, worker_id, mark)
 
