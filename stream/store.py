@@ -148,7 +148,7 @@ class RocksStore:
             wb = WriteBatch()
             wb.delete(_PENDING)
             for pdoc in legacy:
-                wb.put(_WAITING + pdoc["e"]["event_id"].encode(), orjson.dumps(pdoc))
+                _put_waiting(wb, pdoc)
             self.db.write(wb)
             waiting = legacy + waiting
         snap.pending = waiting
@@ -182,7 +182,7 @@ class RocksStore:
             wb.delete_range(_WAITING, _WAITING_END)
         for key in ("pending", "pending_more", "pa"):
             for pdoc in delta.get(key) or ():
-                wb.put(_WAITING + pdoc["e"]["event_id"].encode(), orjson.dumps(pdoc))
+                _put_waiting(wb, pdoc)
         for eid in delta.get("pr", ()):
             wb.delete(_WAITING + eid.encode())
         wb.put(_STATE_OFFSET, str(offset + 1).encode())
@@ -204,6 +204,11 @@ class RocksStore:
 
     def close(self) -> None:
         self.db.close()
+
+
+def _put_waiting(wb: Any, pdoc: dict[str, Any]) -> None:
+    """Write a pending event (Pending.to_doc) under its own key."""
+    wb.put(_WAITING + pdoc["e"]["event_id"].encode(), orjson.dumps(pdoc))
 
 
 def open_store(settings: Settings, partition: int) -> PartitionStore:
