@@ -216,13 +216,13 @@ def _visit(obj: dict[str, Any]) -> Visit:
 
 # ---- the one-pass path --------------------------------------------------------------------
 # A well-formed record is decoded and type-checked in one C call (msgspec) into a wire
-# struct, from a message's bytes or from a decoded object; what the types cannot say (two
-# distinct workers, instants that parse, an end after the start, a point off (0, 0), the
-# method's own fields) is checked on the struct. A record either passes all of that and
-# becomes the same Visit or Event the full checks build, or is left to the full checks,
-# which name the reason when there is one. The structs are short-lived and never part of a
-# cycle, so the collector does not track them (gc=False).
-
+# struct (for an event, the Event itself), from a message's bytes or from a decoded
+# object; what the types cannot say (two distinct workers, instants that parse, an end
+# after the start, a point off (0, 0), the method's own fields) is checked on the struct.
+# A record either passes all of that and becomes the same Visit or Event the full checks
+# build, or is left to the full checks, which name the reason when there is one. The
+# structs are short-lived and never part of a cycle, so the collector does not track them
+# (gc=False).
 
 
 class _WireLocation(msgspec.Struct, gc=False):
