@@ -23,7 +23,15 @@ from typing import Any
 
 import msgspec
 
-from stream.contract import Event, Source, Visit, raw_object, validate_event, validate_visit
+from stream.contract import (
+    Event,
+    Source,
+    Visit,
+    interned_workers,
+    raw_object,
+    validate_event,
+    validate_visit,
+)
 
 # A struct's fields as a tuple, in their order, in one C call: what ``as_list`` returns, as
 # orjson writes it.
@@ -275,7 +283,7 @@ def visit_from_fields(values: list[Any]) -> Visit:
     if len(values) == len(_VISIT_FIELDS) + 1 and values[-1] is None:
         values = values[:-1]
     kw = dict(zip(_VISIT_FIELDS, values, strict=True))
-    kw["worker_ids"] = tuple(map(intern, kw["worker_ids"]))
+    kw["worker_ids"] = interned_workers(kw["worker_ids"])
     if kw["polygon"] is not None:
         kw["polygon"] = tuple(tuple(tuple(p) for p in ring) for ring in kw["polygon"])
     kw["client_phones"] = tuple(kw["client_phones"])

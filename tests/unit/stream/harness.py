@@ -7,6 +7,7 @@ import itertools
 from typing import Any
 
 import orjson
+from msgspec.structs import astuple
 
 from stream.clock import ManualClock
 from stream.contract import Rejection, Source, fast_records
@@ -132,7 +133,7 @@ def partition_state(d: PartitionDetector) -> Any:
     """Everything a partition holds, for comparing a rebuild with the partition."""
     return ({vid: vs.checkpoint_doc(d.event_index) for vid, vs in d.visits.items()},
             sorted(orjson.dumps(p.to_doc()) for p in d.pending.values()),
-            d.event_index, {c: sorted(ids) for c, ids in d.by_client.items()},
-            sorted(set(e for e in d._heap if _live(d, *e))), d.checked_in,
+            d.event_index, {c: sorted(d.client_visits(c)) for c in d.by_client},
+            sorted({t for e in d._heap if _live(d, *(t := astuple(e)))}), d.checked_in,
             d.book.records, d.book.open_by_kind, d.book.open_per_visit,
             {c: list(ids) for c, ids in d._waiting.items()})

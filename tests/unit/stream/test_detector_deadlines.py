@@ -167,7 +167,7 @@ def test_a_visit_s_armed_timer_is_the_first_of_its_timeline():
              visit("v4", minutes=5, late_after_s=3600, no_checkout_after_s=60),
              visit("v5", status="cancelled"))
     d = h.detector
-    armed = {key: (due, kind) for due, kind, key in d._heap}
+    armed = {e.key: (e.due, e.kind) for e in d._heap}
     assert armed == {vid: min(d._timers(vs.visit)) for vid, vs in d.visits.items()}
     assert [armed[v][1] for v in ("v1", "v2", "v3", "v4", "v5")] == [
         "late", "missed", "late", "no_check_out", "forget"]

@@ -333,3 +333,32 @@ def test_check_out_without_visit_id_closes_the_visit_the_worker_is_in():
     h.events(event("check_out", at=T0 + 2820, visit_id=None))
     assert h.detector.visits["first"].checkouts["w1"].occurred == T0 + 2820
     assert not h.detector.visits["second"].checkouts
+
+
+def test_a_clients_visits_are_indexed_in_booking_order_until_each_is_forgotten():
+    h = Harness()
+    d = h.detector
+    hour = 3600.0
+    h.roster(visit("v1", start=T0), visit("v2", start=T0 + 4 * hour))
+    h.roster(visit("v3", start=T0 + 8 * hour))
+    h.roster(visit("solo", client_id="c2", start=T0))
+    assert d.client_visits("c1") == ("v1", "v2", "v3")
+    assert d.client_visits("c2") == ("solo",)
+    assert d.client_visits("nobody") == ()
+    # Visits of the same worker share one tuple of worker ids.
+    assert d.visits["v1"].visit.worker_ids is d.visits["solo"].visit.worker_ids
+    # An event that names no visit is matched through the index: the one nearest in time.
+    h.events(event(at=T0 + 4 * hour + 60, visit_id=None))
+    assert d.visits["v2"].checkins and not d.visits["v1"].checkins
+    h.events(event(at=T0 + 60, visit_id=None, client_id="c2"))
+    assert d.visits["solo"].checkins
+    # Each visit is forgotten 36 h after its end, and leaves the index as it goes.
+    end = 30 * 60 + 36 * hour + 1
+    h.at(T0 + end)
+    assert d.client_visits("c1") == ("v2", "v3")
+    assert d.client_visits("c2") == ()
+    assert "c2" not in d.by_client
+    h.at(T0 + 4 * hour + end)
+    assert d.client_visits("c1") == ("v3",)
+    h.at(T0 + 8 * hour + end)
+    assert d.client_visits("c1") == () and d.by_client == {}
