@@ -92,8 +92,9 @@ _fields = msgspec.structs.astuple
 
 class Visit(_Record, array_like=True):
     """One scheduled visit, validated. Instants are epoch seconds, UTC. Worker ids are
-    interned (here and in events): a worker has many visits a day, and a tracked visit
-    would otherwise hold its own copy of each id, as would each check-in. A changelog
+    interned (here and in the marks a visit holds, not in events, most of which are
+    garbage once applied): a worker has many visits a day, and a tracked visit would
+    otherwise hold its own copy of each id, as would each check-in. A changelog
     writes it as the array of its fields (``array_like``; stream/state.py)."""
 
     visit_id: str
@@ -136,7 +137,9 @@ class Event(_Record):
     client_id: _Id
     worker_id: _Id
     occurred_at: AwareDatetime | float
-    method: str
+    # A literal: the decode checks it, and every event shares its method's one string
+    # (a visit's mark holds it).
+    method: Literal[METHODS]  # type: ignore[valid-type]
     visit_id: _Id | None = None
     lat: _Lat | None = None
     lon: _Lon | None = None
@@ -457,7 +460,6 @@ def _event_wire(w: Event, raw: Any) -> Event | None:
     else:
         return None
     w.occurred_at = occurred.timestamp()  # parsed by the decode, as parse_instant does
-    w.worker_id = intern(w.worker_id)
     w.raw = raw
     return w
 
@@ -476,6 +478,7 @@ def _event_checked(obj: dict[str, Any]) -> Event:
     method = _required(obj, "method")
     if method not in METHODS:
         raise _Invalid("invalid_value", f"method must be one of {METHODS}")
+    method = METHODS[METHODS.index(method)]  # the one string, as the decode gives it
     lat = lon = accuracy = None
     caller = tag = None
     if method == "gps":
@@ -492,7 +495,7 @@ def _event_checked(obj: dict[str, Any]) -> Event:
     gateway = obj.get("gateway_id")
     if gateway is not None and not isinstance(gateway, str):
         raise _Invalid("wrong_type", "gateway_id must be a string")
-    return Event(event_id=event_id, type=etype, client_id=client_id, worker_id=intern(worker_id),
+    return Event(event_id=event_id, type=etype, client_id=client_id, worker_id=worker_id,
                  occurred_at=occurred, method=method, visit_id=visit_id, lat=lat, lon=lon,
                  accuracy_m=accuracy, caller_number=caller, tag_id=tag, gateway_id=gateway,
                  raw=obj)

@@ -14,6 +14,7 @@ import math
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from sys import intern
 from typing import Any
 
 import msgspec
@@ -335,7 +336,10 @@ class PartitionDetector:
                     vs.add_event(ev.event_id)
                     dirty[v.visit_id] = vs
                     self.checked_in += 1
-                    vs.check_in(ev.worker_id, Mark(ev.occurred_at, now, ev.event_id, ev.method))
+                    # The visit's own (interned) copy of the worker id.
+                    ids = v.worker_ids
+                    worker = ids[0] if ids[0] == ev.worker_id else ids[1]
+                    vs.check_in(worker, Mark(ev.occurred_at, now, ev.event_id, ev.method))
                     continue
             # Its source is in the event index since it was admitted (_admit, restore).
             vs.add_event(ev.event_id)
@@ -354,11 +358,11 @@ class PartitionDetector:
                     self.checked_in += 1
                 held = vs.checkins.get(ev.worker_id)
                 if held is None or ev.occurred_at < held.occurred:
-                    vs.check_in(ev.worker_id, mark)
+                    vs.check_in(intern(ev.worker_id), mark)
                 out.escalations.extend(self._reconcile(vs, now, "checked_in"))
             else:
                 if ev.worker_id not in vs.checkouts:
-                    vs.check_out(ev.worker_id, mark)
+                    vs.check_out(intern(ev.worker_id), mark)
                 out.escalations.extend(self._reconcile(vs, now, "checked_out"))
             if ev.worker_id in vs.checkins and ev.worker_id in vs.checkouts:
                 out.escalations.extend(self._durations(vs, ev.worker_id, now))

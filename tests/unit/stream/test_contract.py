@@ -105,19 +105,6 @@ def test_valid_records():
     assert ev.caller_number == "01603 000111" and ev.lat is None
 
 
-def test_worker_ids_are_shared_between_visits_and_events():
-    import orjson
-
-    from stream.contract import validate_event, validate_visit
-    from tests.factories import T0, event, visit
-
-    # Through JSON, so that each record has its own string objects, as decoded input does.
-    a = validate_visit(orjson.loads(orjson.dumps(visit("v1", workers=("w-7",)))))
-    b = validate_visit(orjson.loads(orjson.dumps(visit("v2", workers=("w-7",)))))
-    e = validate_event(orjson.loads(orjson.dumps(event(at=T0, worker_id="w-7"))))
-    assert a.worker_ids[0] is b.worker_ids[0] is e.worker_id
-
-
 _ODD = [None, True, 0, 1, -1, 2.5, float("nan"), float("inf"), "", "x", "w1", [], ["w1"],
         ["w1", "w1"], ["w1", "w2"], ["w1", 7], {}, {"lat": 52.5, "lon": 1.5},
         {"lat": 52, "lon": 1}, {"lat": 0.0, "lon": 0.0}, {"lat": 91.0, "lon": 1.0},

@@ -362,3 +362,19 @@ def test_a_clients_visits_are_indexed_in_booking_order_until_each_is_forgotten()
     assert d.client_visits("c1") == ("v3",)
     h.at(T0 + 8 * hour + end)
     assert d.client_visits("c1") == () and d.by_client == {}
+
+
+def test_worker_ids_are_shared_between_visits_and_the_marks_they_hold():
+    h = Harness()
+    h.roster(visit("v1", workers=("w-7",)), visit("v2", client_id="c2", workers=("w-7",)))
+    # A first check-in inside its fence (the short path), one outside (the full rules),
+    # each decoded from its own bytes, so that each has its own string objects.
+    h.events(event(at=T0, worker_id="w-7"))
+    lat, lon = north_of_home(1000)
+    h.events(event(at=T0, visit_id="v2", client_id="c2", worker_id="w-7", lat=lat, lon=lon))
+    h.events(event("check_out", at=T0 + 600, visit_id="v2", client_id="c2", worker_id="w-7"))
+    a, b = h.detector.visits["v1"], h.detector.visits["v2"]
+    assert a.visit.worker_ids is b.visit.worker_ids
+    (held_a,), (held_b,), (out_b,) = a.checkins.keys(), b.checkins.keys(), b.checkouts.keys()
+    assert held_a is held_b is out_b is a.visit.worker_ids[0]
+    assert h.by_id("v2:location_mismatch")
