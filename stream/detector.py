@@ -14,6 +14,7 @@ import math
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from itertools import chain
 from sys import intern
 from typing import Any
 
@@ -34,7 +35,15 @@ from stream.contract import (
 )
 from stream.escalation import ADHOC_PREFIX, EscalationBook, adhoc_day_end
 from stream.settings import Settings
-from stream.state import Mark, Pending, VisitState, delta_doc, row_doc
+from stream.state import (
+    FirstCheckIns,
+    Mark,
+    Pending,
+    VisitState,
+    delta_doc,
+    first_rows,
+    row_doc,
+)
 
 # Visits are forgotten this long after their scheduled end: late uploads from phones that
 # were offline for a day still find their visit.
@@ -72,9 +81,9 @@ class Output:
     kernel_s: float = 0.0
 
 
-# An event matched to its visit, waiting for the batch's geofence call: (event, visit), a
-# tuple, as one is built for every event.
-_Work = tuple[Event, VisitState]
+# An event matched to its visit, waiting for the batch's geofence call: (event, visit,
+# where the event came from), a tuple, as one is built for every event.
+_Work = tuple[Event, VisitState, Source]
 
 
 class PartitionDetector:
@@ -114,6 +123,9 @@ class PartitionDetector:
         self._forgets = 0  # entries that forget, left out of the gauge
         # The visits changed since the last delta, in the order they changed.
         self._dirty: dict[str, VisitState] = {}
+        # The visits whose one change since then is their first event, a check-in taken
+        # by the short path, as the delta's columns (FirstCheckIns), in the order changed.
+        self._firsts = FirstCheckIns()
         self._deleted: list[str] = []
         # Waiting events changed since the last delta: the event, or None once removed.
         self._pending_changed: dict[str, Pending | None] = {}
@@ -189,7 +201,7 @@ class PartitionDetector:
                 if vs is not None and vs.visit.client_id == event.client_id:
                     index[event.event_id] = source
                     fast += 1
-                    work.append((event, vs))
+                    work.append((event, vs, source))
                     continue
             self._admit(event, source, now, out, work)
         out.accepted["event"] += fast
@@ -263,7 +275,7 @@ class PartitionDetector:
             vs = self._nearest(event)
         if vs is not None:
             out.accepted["event"] += 1
-            work.append((event, vs))
+            work.append((event, vs, source))
             return
         if waiting is not None:
             # Still no roster: it waits out its original grace period (its timer stands),
@@ -323,7 +335,10 @@ class PartitionDetector:
         dirty = self._dirty
         opened = self.book.open_per_visit
         fast_path = self.fast_path
-        for (ev, vs), decision in zip(work, decisions, strict=True):
+        f = self._firsts
+        f_id, f_worker, f_occurred = f.ids.append, f.workers.append, f.occurred.append
+        f_received, f_event, f_source = f.received.append, f.events.append, f.sources.append
+        for (ev, vs, source), decision in zip(work, decisions, strict=True):
             v = vs.visit
             # The common case, as the rules below decide it: a rostered worker's first
             # check-in at a visit with nothing open, inside its fence and before its
@@ -333,13 +348,24 @@ class PartitionDetector:
                     and ev.worker_id in v.worker_ids and v.visit_id not in opened):
                 late, missed = self._deadlines(v)[:2]
                 if ev.occurred_at <= late and ev.occurred_at <= missed:
-                    vs.add_event(ev.event_id)
-                    dirty[v.visit_id] = vs
                     self.checked_in += 1
                     # The visit's own (interned) copy of the worker id.
                     ids = v.worker_ids
                     worker = ids[0] if ids[0] == ev.worker_id else ids[1]
                     vs.check_in(worker, Mark(ev.occurred_at, now, ev.event_id, ev.method))
+                    if vs.events:  # events while it was cancelled: the row has them all
+                        vs.add_event(ev.event_id)
+                        dirty[v.visit_id] = vs
+                        continue
+                    # Its first event (a GPS fix: only those have a decision): the delta's
+                    # columns, not a row.
+                    vs.events = (ev.event_id,)
+                    f_id(v.visit_id)
+                    f_worker(worker)
+                    f_occurred(ev.occurred_at)
+                    f_received(now)
+                    f_event(ev.event_id)
+                    f_source(source)
                     continue
             # Its source is in the event index since it was admitted (_admit, restore).
             vs.add_event(ev.event_id)
@@ -370,7 +396,7 @@ class PartitionDetector:
     def _locate(self, work: list[_Work]) -> list[Decision | None]:
         """One geofence kernel call for every GPS fix in the batch."""
         decisions: list[Decision | None] = [None] * len(work)
-        gps = [i for i, (ev, _) in enumerate(work) if ev.method == "gps"]
+        gps = [i for i, (ev, _, _) in enumerate(work) if ev.method == "gps"]
         if not gps:
             return decisions
         default = self.settings.default_gps_accuracy_m
@@ -654,12 +680,12 @@ class PartitionDetector:
         """The state changed since the last call, as one changelog document, or None. A
         completed checkpoint's base is written by the next one, whatever else changed."""
         if (not self._dirty and not self._deleted and not self._pending_changed
-                and not self._base_unwritten):
+                and not self._base_unwritten and not self._firsts.ids):
             return None
         self._base_unwritten = False
         doc = delta_doc(self.partition, list(self._dirty.values()),
                         self._deleted, self._pending_changed, self.event_index, self.base,
-                        self.checkpoint_at)
+                        self.checkpoint_at, self._firsts.take(self._dirty, self._deleted))
         self._dirty.clear()
         self._deleted = []
         self._pending_changed = {}
@@ -746,7 +772,7 @@ class PartitionDetector:
         checkpointed: list[dict[str, Any]] = []
         for doc in deltas:
             checkpointed += doc.get("esc", ())
-            for vdoc in doc.get("visits", ()):
+            for vdoc in chain(first_rows(doc), doc.get("visits", ())):
                 if type(vdoc) is list:
                     vdoc = row_doc(vdoc)
                 sources.update(vdoc.get("ev", ()))

@@ -8,9 +8,12 @@ visit's roster record (``"v"``, or its validated fields ``"s"``) is in the delta
 batch that brought it and not in later ones: its check-ins, check-outs and events
 (``"ci"``, ``"co"``, ``"ev"``) are always written whole. A visit without its record
 is written as a row, ``[id, check-ins, check-outs, event ids, their sources]`` (see
-:meth:`VisitState.to_doc`). Replaying a partition's deltas in order, the last record and
-the last marks winning per visit, rebuilds the partition exactly; that is what a worker
-does when it is assigned the partition.
+:meth:`VisitState.to_doc`), except a visit whose one change is its first event, a GPS
+check-in taken by the detector's short path: those are written as columns (``"fc"``,
+:class:`FirstCheckIns`), each entry replayed as the row it stands for. Replaying a
+partition's deltas in order, the last record and the last marks winning per visit,
+rebuilds the partition exactly; that is what a worker does when it is assigned the
+partition.
 """
 
 from __future__ import annotations
@@ -257,6 +260,60 @@ class VisitState(msgspec.Struct, gc=False):
         self.events = tuple(doc.get("ev", ()))
 
 
+class FirstCheckIns:
+    """The visits whose only change since the last delta is their first event, a check-in
+    by GPS taken by the detector's short path: written as columns (a delta's ``"fc"``),
+    not a row each. Entry ``i`` stands for the row ``[ids[i], [workers[i], [occurred[i],
+    received[i], events[i], "gps"]], {}, [events[i]], [sources[i]]]`` (:func:`first_rows`):
+    a visit's marks and events as a row writes them, and replayed as that row is."""
+
+    __slots__ = ("events", "ids", "occurred", "received", "sources", "workers")
+
+    def __init__(self) -> None:
+        self.ids: list[str] = []
+        self.workers: list[str] = []
+        self.occurred: list[float] = []
+        self.received: list[float] = []
+        self.events: list[str] = []
+        self.sources: list[Source] = []
+
+    def take(self, changed: Mapping[str, Any], deleted: list[str]) -> dict[str, Any] | None:
+        """The columns for a delta, and empty again. An entry whose visit changed again
+        since (its row in the delta has all of it) or was forgotten is left out."""
+        if not self.ids:
+            return None
+        cols = (self.ids, self.workers, self.occurred, self.received, self.events,
+                self.sources)
+        self.__init__()  # type: ignore[misc]
+        if changed or deleted:
+            gone = set(deleted)
+            keep = [i for i, vid in enumerate(cols[0]) if vid not in changed and vid not in gone]
+            if len(keep) < len(cols[0]):
+                if not keep:
+                    return None
+                cols = tuple([c[i] for i in keep] for c in cols)  # type: ignore[assignment]
+        return _fc_doc(*cols)
+
+
+def _fc_doc(ids: list[str], workers: list[str], occurred: list[float], received: list[float],
+            events: list[str], sources: list[Any]) -> dict[str, Any]:
+    # A batch's check-ins are received at one instant as a rule: written once.
+    r: float | list[float] = received[0] if min(received) == max(received) else received
+    return {"id": ids, "w": workers, "o": occurred, "r": r, "e": events, "s": sources}
+
+
+def first_rows(doc: Mapping[str, Any]) -> Iterator[list[Any]]:
+    """The rows a document's first check-ins (``"fc"``, :class:`FirstCheckIns`) stand for."""
+    fc = doc.get("fc")
+    if not fc:
+        return iter(())
+    ids, received = fc["id"], fc["r"]
+    if type(received) is not list:
+        received = [received] * len(ids)
+    return ([vid, [w, [o, r, e, "gps"]], {}, [e], [s]] for vid, w, o, r, e, s in zip(
+        ids, fc["w"], fc["o"], received, fc["e"], fc["s"], strict=True))
+
+
 def row_doc(row: list[Any]) -> dict[str, Any]:
     """A visit's row (:meth:`VisitState.to_doc`) as the dict of its marks and events."""
     vid, checkins, checkouts, events, sources = row
@@ -319,13 +376,17 @@ class Pending:
 
 def delta_doc(partition: int, visits: list[VisitState], deleted: list[str],
               pending: Mapping[str, Pending | None], sources: Mapping[str, Source],
-              base: int = 0, base_time: float = 0.0) -> dict[str, Any]:
+              base: int = 0, base_time: float = 0.0,
+              firsts: dict[str, Any] | None = None) -> dict[str, Any]:
     """``pending`` has the waiting events changed: each one added, or None for one
     removed; ``sources`` where each of the visits' events came from; ``base`` is the offset
     of ``ecm.state`` from which a replay rebuilds the partition (its last checkpoint), and
-    ``base_time`` when that checkpoint began."""
+    ``base_time`` when that checkpoint began; ``firsts`` the first check-ins' columns
+    (:meth:`FirstCheckIns.take`), none of them at a visit in ``visits``."""
     doc = {"p": partition, "visits": [v.to_doc(sources) for v in visits], "deleted": deleted,
            "pending": None, "b": base, "bt": base_time}
+    if firsts is not None:
+        doc["fc"] = firsts
     if pending:
         added = [p.to_doc() for p in pending.values() if p is not None]
         removed = [eid for eid, p in pending.items() if p is None]
@@ -346,25 +407,33 @@ def encode_delta(delta: dict[str, Any], max_bytes: int) -> list[tuple[dict[str, 
     is halved. Replayed in order the documents rebuild the same state: deletions ride in
     the first document, visits are last-write-wins, a whole pending list is replaced by the
     first pending document and extended by the rest (``pending_more``), and a delta's
-    changes to it (``pa``, ``pr``: an event id is in one of them at most) are cut into
-    documents of their own. Every document carries the delta's ``b`` and ``bt``.
+    changes to it (``pa``, ``pr``: an event id is in one of them at most) and its first
+    check-ins (``fc``) are cut into documents of their own. Every document carries the
+    delta's ``b`` and ``bt``.
     """
     visits = delta["visits"]
+    fc = delta.get("fc")
+    firsts = len(fc["id"]) if fc else 0
     size = 0.0
     if len(visits) > _SAMPLE:
         # A roster batch's delta is megabytes: its size is estimated from a sample of its
         # visits, so that it is not encoded whole only to be cut up and encoded again.
         size = len(dumps(visits[:_SAMPLE])) * len(visits) / _SAMPLE
-    if size < max_bytes / 2:
+    elif firsts:
+        size = len(dumps(visits))  # a few visits beside the first check-ins, as a rule
+    if size + firsts * _FIRST_BYTES < max_bytes / 2:
         whole = dumps(delta)
         if len(whole) <= max_bytes:
             return [(delta, whole)]
-        size = len(whole)
+        if not firsts:
+            size = len(whole)
     p, deleted, pending = delta["p"], delta["deleted"], delta["pending"]
     base = {k: delta[k] for k in ("b", "bt") if k in delta}
     # A checkpoint slice's escalation records and topic offset ride in the first document.
     extra = {k: delta[k] for k in ("esc", "e") if k in delta}
-    parts = max(2, math.ceil(size / (_FILL * max_bytes)))
+    # Without its first check-ins, which have documents of their own, a delta's visits may
+    # fit in one.
+    parts = max(1 if firsts else 2, math.ceil(size / (_FILL * max_bytes)))
     out: list[tuple[dict[str, Any], bytes]] = []
 
     def visits_doc(items: list[Any]) -> dict[str, Any]:
@@ -385,6 +454,19 @@ def encode_delta(delta: dict[str, Any], max_bytes: int) -> list[tuple[dict[str, 
 
         # The pending list is short as a rule: tried whole, halved when too big.
         _halve(pending_doc, pending, max_bytes, out)
+    if fc:
+        # Cut from their estimated size, each part encoded once, halved if still too big;
+        # their visits are in no other document of the delta, so the order does not matter.
+        def firsts_doc(lo: int, hi: int) -> dict[str, Any]:
+            r = fc["r"]
+            return {"p": p, "visits": [], "deleted": [], "pending": None, **base, "fc": {
+                "id": fc["id"][lo:hi], "w": fc["w"][lo:hi], "o": fc["o"][lo:hi],
+                "r": r[lo:hi] if type(r) is list else r, "e": fc["e"][lo:hi],
+                "s": fc["s"][lo:hi]}}
+
+        step = max(1, int(_FILL * max_bytes / _FIRST_BYTES))
+        for lo in range(0, firsts, step):
+            _halve_range(firsts_doc, lo, min(lo + step, firsts), max_bytes, out)
     for key in ("pr", "pa"):
         if delta.get(key):
             def changes_doc(items: list[Any], key: str = key) -> dict[str, Any]:
@@ -396,6 +478,9 @@ def encode_delta(delta: dict[str, Any], max_bytes: int) -> list[tuple[dict[str, 
 
 
 _FILL = 0.8  # parts are cut to this share of the limit, for records of uneven size
+# About what a first check-in takes in the columns: 68 bytes with the pipeline benchmark's
+# ids, more with longer ones (a part still too big is halved).
+_FIRST_BYTES = 100
 _SAMPLE = 256  # visits encoded to estimate the size of a delta with more than this
 
 
@@ -406,13 +491,20 @@ def _fit(make: Callable[[list[Any]], dict[str, Any]], items: list[Any], parts: i
         _halve(make, items[k:k + step], max_bytes, out)
 
 
-def _halve(make: Callable[[list[Any]], dict[str, Any]], items: list[Any], max_bytes: int,
-           out: list[tuple[dict[str, Any], bytes]]) -> None:
-    doc = make(items)
+def _halve_range(make: Callable[[int, int], dict[str, Any]], lo: int, hi: int, max_bytes: int,
+                 out: list[tuple[dict[str, Any], bytes]]) -> None:
+    """:func:`_halve` for a document made from the entries ``lo`` to ``hi`` of columns."""
+    doc = make(lo, hi)
     value = dumps(doc)
-    if len(value) <= max_bytes or len(items) <= 1:
+    if len(value) <= max_bytes or hi - lo <= 1:
         out.append((doc, value))
         return
-    half = len(items) // 2
-    _halve(make, items[:half], max_bytes, out)
-    _halve(make, items[half:], max_bytes, out)
+    mid = (lo + hi) // 2
+    _halve_range(make, lo, mid, max_bytes, out)
+    _halve_range(make, mid, hi, max_bytes, out)
+
+
+def _halve(make: Callable[[list[Any]], dict[str, Any]], items: list[Any], max_bytes: int,
+           out: list[tuple[dict[str, Any], bytes]]) -> None:
+    """The document of ``items``, or, while it is too big, of each half of them."""
+    _halve_range(lambda lo, hi: make(items[lo:hi]), 0, len(items), max_bytes, out)

@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import shutil
 from dataclasses import dataclass, field
+from itertools import chain
 from pathlib import Path
 from typing import Any, Protocol
 
 import orjson
 
 from stream.settings import Settings
-from stream.state import dumps, row_doc
+from stream.state import dumps, first_rows, row_doc
 
 
 @dataclass
@@ -163,7 +164,7 @@ class RocksStore:
         from rocksdict import WriteBatch
 
         wb = WriteBatch()
-        for vdoc in delta.get("visits", ()):
+        for vdoc in chain(first_rows(delta), delta.get("visits", ())):
             if type(vdoc) is list:
                 vdoc = row_doc(vdoc)
             vid = vdoc["id"].encode()

@@ -7,7 +7,7 @@ from stream.clock import ManualClock
 from stream.detector import PartitionDetector
 from stream.settings import Settings
 from stream.state import dumps
-from tests.factories import T0, event, visit
+from tests.factories import T0, event, north_of_home, visit
 from tests.unit.stream.harness import Harness, partition_state
 
 
@@ -39,7 +39,7 @@ def test_restored_partition_does_not_reopen_and_still_raises_what_is_due():
 
 @pytest.mark.parametrize("from_bytes", [True, False])
 def test_the_roster_record_is_written_once_and_replays_under_later_deltas(from_bytes):
-    from stream.state import row_doc, visit_from_fields
+    from stream.state import first_rows, row_doc, visit_from_fields
 
     # A record validated from the bytes is written as its fields; a decoded object as itself.
     key = "s" if from_bytes else "v"
@@ -51,8 +51,11 @@ def test_the_roster_record_is_written_once_and_replays_under_later_deltas(from_b
     assert written[0 if from_bytes else "visit_id"] == "v1"
     h.events(event(at=T0 + 10, event_id="e-1"))
     second = h.detector.take_delta()
-    assert type(second["visits"][0]) is list  # a row of marks, without the record
-    assert row_doc(second["visits"][0])["ci"]["w1"].event_id == "e-1"
+    # A first check-in: written as the delta's columns, without the record.
+    assert second["visits"] == [] and second["fc"]["id"] == ["v1"]
+    (row,) = first_rows(second)
+    assert row_doc(row)["ci"] == ["w1", [T0 + 10, T0 + 10, "e-1", "gps"]]
+    assert row_doc(row)["ev"] == {"e-1": h.detector.event_index["e-1"]}
     assert h.detector.visits["v1"].visit.raw is None  # the record is not kept
     h.roster(visit("v1", minutes=45))  # a re-booking writes the record again
     third = h.detector.take_delta()
@@ -356,3 +359,58 @@ def test_a_waiting_event_s_object_is_decoded_once_for_every_delta_that_writes_it
     first = waiting.to_doc()
     assert type(waiting.event.raw) is dict and waiting.to_doc() == first
     assert first["e"]["event_id"] == "e-wait"
+
+
+def test_first_check_ins_are_columns_cut_to_size_and_replay_as_the_rows_they_stand_for():
+    from stream.state import encode_delta, first_rows
+
+    h = Harness()
+    h.roster(*[visit(f"v{i}", client_id=f"c{i}") for i in range(300)])
+    booked = h.detector.take_delta()
+    lat, lon = north_of_home(1000)
+    h.events(*[event(at=T0 + i, visit_id=f"v{i}", client_id=f"c{i}", event_id=f"first-{i}")
+               for i in range(250)],
+             # Outside its fence: the full rules, a row.
+             event(at=T0, visit_id="v250", client_id="c250", lat=lat, lon=lon),
+             # A first check-in, then the visit's check-out in the same batch: the row has
+             # both, and the columns leave the visit out.
+             event(at=T0, visit_id="v251", client_id="c251", event_id="in-251"),
+             event("check_out", at=T0 + 900, visit_id="v251", client_id="c251"))
+    delta = h.detector.take_delta()
+    assert delta["fc"]["id"] == [f"v{i}" for i in range(250)]
+    assert delta["fc"]["r"] == T0 + 900  # one batch: received at one instant, written once
+    assert sorted(r[0] for r in delta["visits"]) == ["v250", "v251"]
+    assert h.detector.take_delta() is None  # taken: the columns are empty again
+    whole = _rebuild(h, [booked, delta])
+    assert partition_state(whole) == partition_state(h.detector)
+    encoded = encode_delta(delta, 2_000)
+    docs = [doc for doc, _ in encoded]
+    assert all(len(value) <= 2_000 for _, value in encoded)
+    assert all(value == dumps(doc) for doc, value in encoded)
+    assert sum("fc" in doc for doc in docs) > 5  # the columns cut into documents
+    assert [r[0] for doc in docs for r in first_rows(doc)] == delta["fc"]["id"]
+    assert partition_state(_rebuild(h, [booked, *docs])) == partition_state(h.detector)
+
+
+def test_first_check_ins_of_visits_changed_again_or_forgotten_are_left_out():
+    from stream.contract import Source
+    from stream.state import FirstCheckIns
+
+    f = FirstCheckIns()
+    for i, t in enumerate((10.0, 10.0, 11.0)):
+        f.ids.append(f"v{i}")
+        f.workers.append("w1")
+        f.occurred.append(t)
+        f.received.append(t)
+        f.events.append(f"e{i}")
+        f.sources.append(Source("ecm.events", 0, i, 0))
+    doc = f.take({"v1": None}, ["v2"])
+    assert doc is not None and doc["id"] == ["v0"] and doc["r"] == 10.0
+    assert f.take({}, []) is None  # empty once taken
+    f.ids.append("v3")
+    f.workers.append("w1")
+    f.occurred.append(1.0)
+    f.received.append(2.0)
+    f.events.append("e3")
+    f.sources.append(Source("ecm.events", 0, 3, 0))
+    assert f.take({"v3": None}, []) is None  # every entry left out
