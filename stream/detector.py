@@ -166,7 +166,9 @@ class PartitionDetector:
         out = Output()
         events: list[tuple[dict[str, Any], Source]] = []
         retry: list[Pending] = []
-        rostered: dict[str, None] = {}  # the clients rostered, in order
+        # The clients rostered, in order, while events wait that their records may match
+        # (none join them before the retry below).
+        rostered: dict[str, None] | None = {} if self.pending else None
         for kind, obj, source in records:
             if kind == "roster":
                 self._roster(obj, source, now, out, rostered)
@@ -209,7 +211,7 @@ class PartitionDetector:
         return out
 
     def _roster(self, obj: dict[str, Any] | Visit, source: Source, now: float, out: Output,
-                rostered: dict[str, None]) -> None:
+                rostered: dict[str, None] | None) -> None:
         visit = validate_visit(obj)
         if not isinstance(visit, Visit):
             out.rejections.append(_reject(visit, obj, source))
@@ -235,7 +237,8 @@ class PartitionDetector:
             return
         if vs.checkins or vs.checkouts:  # else nothing to reconcile: a new visit, as a rule
             out.escalations.extend(self._reconcile(vs, now, "roster_update"))
-        rostered[visit.client_id] = None
+        if rostered is not None:
+            rostered[visit.client_id] = None
 
     def _admit(self, event: Event, source: Source, now: float, out: Output,
                work: list[_Work]) -> None:
