@@ -419,14 +419,16 @@ def encode_delta(delta: dict[str, Any], max_bytes: int) -> list[tuple[dict[str, 
         # A roster batch's delta is megabytes: its size is estimated from a sample of its
         # visits, so that it is not encoded whole only to be cut up and encoded again.
         size = len(dumps(visits[:_SAMPLE])) * len(visits) / _SAMPLE
-    elif firsts:
-        size = len(dumps(visits))  # a few visits beside the first check-ins, as a rule
     if size + firsts * _FIRST_BYTES < max_bytes / 2:
         whole = dumps(delta)
         if len(whole) <= max_bytes:
             return [(delta, whole)]
         if not firsts:
             size = len(whole)
+    if firsts and len(visits) <= _SAMPLE:
+        # The visits alone, as a rule a few beside the first check-ins, which have
+        # documents of their own: measured only once the delta is to be cut.
+        size = len(dumps(visits))
     p, deleted, pending = delta["p"], delta["deleted"], delta["pending"]
     base = {k: delta[k] for k in ("b", "bt") if k in delta}
     # A checkpoint slice's escalation records and topic offset ride in the first document.
