@@ -14,7 +14,6 @@ import math
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from itertools import chain
 from sys import intern
 from typing import Any
 
@@ -41,8 +40,7 @@ from stream.state import (
     Pending,
     VisitState,
     delta_doc,
-    first_rows,
-    row_doc,
+    visit_docs,
 )
 
 # Visits are forgotten this long after their scheduled end: late uploads from phones that
@@ -775,9 +773,7 @@ class PartitionDetector:
         checkpointed: list[dict[str, Any]] = []
         for doc in deltas:
             checkpointed += doc.get("esc", ())
-            for vdoc in chain(first_rows(doc), doc.get("visits", ())):
-                if type(vdoc) is list:
-                    vdoc = row_doc(vdoc)
+            for vdoc in visit_docs(doc):
                 sources.update(vdoc.get("ev", ()))
                 if "v" not in vdoc and "s" not in vdoc:
                     # Marks only: the record came in an earlier delta, or, replaying from a

@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from itertools import chain
 from sys import intern
 from typing import Any
 
@@ -312,6 +313,14 @@ def first_rows(doc: Mapping[str, Any]) -> Iterator[list[Any]]:
         received = [received] * len(ids)
     return ([vid, [w, [o, r, e, "gps"]], {}, [e], [s]] for vid, w, o, r, e, s in zip(
         ids, fc["w"], fc["o"], received, fc["e"], fc["s"], strict=True))
+
+
+def visit_docs(doc: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
+    """A document's visits as dicts, as a replay and the RocksDB mirror read them: its
+    first check-ins (:func:`first_rows`), then its visits, rows as :func:`row_doc` reads
+    them."""
+    for vdoc in chain(first_rows(doc), doc.get("visits", ())):
+        yield row_doc(vdoc) if type(vdoc) is list else vdoc
 
 
 def row_doc(row: list[Any]) -> dict[str, Any]:

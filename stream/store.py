@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import shutil
 from dataclasses import dataclass, field
-from itertools import chain
 from pathlib import Path
 from typing import Any, Protocol
 
 import orjson
 
 from stream.settings import Settings
-from stream.state import dumps, first_rows, row_doc
+from stream.state import dumps, visit_docs
 
 
 @dataclass
@@ -164,9 +163,7 @@ class RocksStore:
         from rocksdict import WriteBatch
 
         wb = WriteBatch()
-        for vdoc in chain(first_rows(delta), delta.get("visits", ())):
-            if type(vdoc) is list:
-                vdoc = row_doc(vdoc)
+        for vdoc in visit_docs(delta):
             vid = vdoc["id"].encode()
             for record in ("v", "s"):
                 if record in vdoc:
