@@ -1,6 +1,6 @@
 """Sizing the columnar design, in process: ``python -m benchmarks.columns``.
 
-The README's Performance section names what a safe margin on the 100-event target would
+docs/performance.md names what a safe margin on the 100-event target would
 take: visits held in columns rather than one object graph each. This measures how much
 that could give before anyone rewrites the detector for it. Both sides read the same
 100-event messages of the pipeline benchmark's workload, with ``--visits`` visits tracked
@@ -8,7 +8,7 @@ that could give before anyone rewrites the detector for it. Both sides read the 
 
 * **the detector**: the path a worker runs per batch (route, process, the state delta taken
   and encoded), with the collector handled as a worker handles it;
-* **the sketch**: the same decode (``fast_records``), then per check-in only the lookups a
+* **the sketch**: the same decode (the one-pass decoder), then per check-in only the lookups a
   common check-in needs (its visit's row, its client, the event index), and per slice of
   20,000 the geofence, the deadlines and the marks as array operations over columns, and
   the delta written as columns.
@@ -34,12 +34,12 @@ from benchmarks.pipeline import machine
 from geofence import kernels
 from geofence.fences import warm_up
 from stream.clock import ManualClock
-from stream.contract import Source, fast_records
-from stream.detector import PartitionDetector
-from stream.router import route
-from stream.runtime import collector_paused, settle_heap, tune_gc
+from stream.contract import Codec, Source
+from stream.rules.detector import PartitionDetector
 from stream.settings import Settings
-from stream.state import dumps, encode_delta
+from stream.state.changelog import dumps, encode_delta
+from stream.worker.heap import Heap
+from stream.worker.router import route
 
 NOW = 1_800_000_000.0  # the worker clock, fixed: the run is in process
 PARTITIONS = 8
@@ -51,18 +51,19 @@ def detector_path(roster: list[tuple[int | None, bytes]],
     """Check-ins a CPU second through route, process, delta and encoding."""
     settings = Settings(partitions=PARTITIONS)
     clock = ManualClock(NOW)
-    detectors = {p: PartitionDetector(p, settings, clock) for p in range(PARTITIONS)}
+    codec, heap = Codec(), Heap()
+    detectors = {p: PartitionDetector(p, settings, clock, codec) for p in range(PARTITIONS)}
     owned = set(range(PARTITIONS))
     keyed: dict[tuple[str, int], bool] = {}  # what the router learns of each input partition
 
     def run(messages: list[tuple[int | None, bytes]], topic: str, per: int) -> int:
         done = 0
         for k in range(0, len(messages), per):
-            with collector_paused():
+            with heap.paused():
                 sourced = [(Source(topic, p or 0, k + j), value, 1.0)
                            for j, (p, value) in enumerate(messages[k:k + per])]
                 routed = route(sourced, settings.topic_roster, PARTITIONS,
-                               settings.max_message_bytes, owned, keyed)
+                               settings.max_message_bytes, owned, keyed, codec)
                 for p, records in routed.local.items():
                     out = detectors[p].process(records)
                     done += out.accepted["event"]
@@ -71,7 +72,7 @@ def detector_path(roster: list[tuple[int | None, bytes]],
                         encode_delta(delta, settings.max_message_bytes)
                 del sourced, routed
                 if topic == settings.topic_roster:
-                    settle_heap()
+                    heap.settle()
         return done
 
     run(roster, settings.topic_roster, 50)
@@ -86,6 +87,7 @@ def columnar_sketch(visits: list[dict[str, Any]], events: list[tuple[int | None,
                     ) -> tuple[float, float]:
     """Check-ins a CPU second through the sketch, and its delta's bytes a check-in."""
     n = len(visits)
+    codec, heap = Codec(), Heap()
     vids = [v["visit_id"] for v in visits]
     row = {vid: i for i, vid in enumerate(vids)}
     client = [v["client_id"] for v in visits]
@@ -102,7 +104,7 @@ def columnar_sketch(visits: list[dict[str, Any]], events: list[tuple[int | None,
     written = done = 0
     started = time.process_time()
     for k in range(0, len(events), SLICE):
-        with collector_paused():
+        with heap.paused():
             rows: list[int] = []
             ids: list[str] = []
             la: list[float] = []
@@ -110,7 +112,7 @@ def columnar_sketch(visits: list[dict[str, Any]], events: list[tuple[int | None,
             acc: list[float] = []
             occ: list[float] = []
             for offset, (_, value) in enumerate(events[k:k + SLICE], start=k):
-                for i, ev in enumerate(fast_records(value, False) or ()):
+                for i, ev in enumerate(codec.records(value, False) or ()):
                     r = row.get(ev.visit_id)
                     if r is None or client[r] != ev.client_id or ev.event_id in index:
                         continue  # the full rules' case: not sketched
@@ -153,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events", type=int, default=200_000)
     args = parser.parse_args(argv)
     warm_up()
-    tune_gc()
+    Heap.tune()
     visits = list(wl.roster(args.visits, NOW + 3 * 3600))
     roster = wl.keyed_messages(visits, 1000, PARTITIONS)
     events = wl.keyed_messages(wl.check_ins(0, args.events, NOW), 100, PARTITIONS)

@@ -6,7 +6,7 @@ the ECM worker's agents (``take_events`` batches) and counts; ``/count`` reports
 events it has passed and when the first and the last batch arrived. Nothing a Faust
 application with Faust's default monitor does with a message can cost less than this.
 ``BENCH_QUIET_MONITOR=1`` gives it the ECM worker's monitor instead
-(``stream.faustfix.QuietMonitor``, without Faust's per-message statistics).
+(``stream.worker.faust_patches.QuietMonitor``, without Faust's per-message statistics).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import time
 import faust
 from faust.web import Request, Response, View
 
-from stream.faustfix import QuietMonitor
+from stream.worker.faust_patches import QuietMonitor
 
 BROKER = os.environ.get("BENCH_BROKER", "127.0.0.1:9092")
 TOPIC = os.environ.get("BENCH_TOPIC", "bench.raw")

@@ -188,7 +188,7 @@ _START_PROBE = """
 import time
 t0 = time.perf_counter()
 import numpy as np
-from geofence import kernels, windows
+from geofence import kernels
 a = np.ones(2)
 i = np.zeros(2, dtype=np.int64)
 kernels.classify_circles(a, a, a, a, a, a, 1.6)
@@ -198,10 +198,6 @@ from geofence.fences import FenceSet
 fences = FenceSet()
 fences.add_polygon([[(0.1, 0.1), (0.2, 0.1), (0.2, 0.2), (0.1, 0.1)]])
 kernels.signed_distance_m(a, a, i, *fences.arrays())
-windows.lateness_s(a, a)
-windows.duration_verdicts(a, a, a, a, a)
-windows.due_instants(a, a, a, a, a)
-windows.due_between(a, 0.0, 1.0)
 print(time.perf_counter() - t0)
 """
 

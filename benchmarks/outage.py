@@ -24,26 +24,26 @@ from benchmarks import workload as wl
 from benchmarks.pipeline import machine
 from geofence.fences import warm_up
 from stream.clock import ManualClock
-from stream.contract import Source, fast_records
-from stream.detector import PartitionDetector
-from stream.runtime import collector_paused, settle_heap, tune_gc
+from stream.contract import Codec, Source
+from stream.rules.detector import PartitionDetector
 from stream.settings import Settings
-from stream.state import encode_delta
+from stream.state.changelog import encode_delta
+from stream.worker.heap import Heap
 
 BATCH = 1000
 T0 = 1_800_000_000.0  # the worker clock: a fixed instant, as the run is in process
 
 
 def _phase(d: PartitionDetector, kind: str, topic: str, messages: list[bytes],
-           limit: int) -> tuple[float, int]:
+           limit: int, heap: Heap) -> tuple[float, int]:
     """Seconds and changelog bytes to process ``messages`` as batches of one message, with
-    the collector handled as a worker handles it (stream/runtime.py): paused during a
+    the collector handled as a worker handles it (stream/worker/heap.py): paused during a
     batch, and the state a batch of 1,000 roster records leaves behind settled after it."""
     written = 0
     started = time.perf_counter()
     for offset, value in enumerate(messages):
-        with collector_paused():
-            records = fast_records(value, kind == "roster")
+        with heap.paused():
+            records = d.codec.records(value, kind == "roster")
             assert records is not None and None not in records
             d.process([(kind, r, Source(topic, 0, offset, i)) for i, r in enumerate(records)])
             delta = d.take_delta()
@@ -51,21 +51,22 @@ def _phase(d: PartitionDetector, kind: str, topic: str, messages: list[bytes],
                 written += sum(len(v) for _, v in encode_delta(delta, limit))
             del records, delta
             if kind == "roster":
-                settle_heap()
+                heap.settle()
     return time.perf_counter() - started, written
 
 
 def run(n: int) -> dict[str, float]:
     settings = Settings(unscheduled_grace_s=7200)
-    d = PartitionDetector(0, settings, ManualClock(T0))
+    d = PartitionDetector(0, settings, ManualClock(T0), Codec())
+    heap = Heap()
     # The benchmark's check-ins, a few of them from the wrong place, a minute before the
     # clock and four minutes after their visits' start: in time, when they are matched.
     events = wl.messages(wl.check_ins(0, n, T0 - 60), BATCH)
     roster = wl.messages([wl.visit(i, T0 - 300) for i in range(n)], BATCH)
     limit = settings.max_message_bytes
-    waiting_s, waiting_bytes = _phase(d, "event", settings.topic_events, events, limit)
+    waiting_s, waiting_bytes = _phase(d, "event", settings.topic_events, events, limit, heap)
     held = len(d.pending)
-    matched_s, matched_bytes = _phase(d, "roster", settings.topic_roster, roster, limit)
+    matched_s, matched_bytes = _phase(d, "roster", settings.topic_roster, roster, limit, heap)
     # Every check-in waited, and every one was matched when its roster came.
     assert held == n and not d.pending and d.checked_in == n, (held, len(d.pending))
     return {"events": n, "waiting_us_per_event": waiting_s / n * 1e6,
@@ -83,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
     warm_up()  # as a worker does before its first batch: no kernel compiled inside a run
-    tune_gc()
+    Heap.tune()
     runs: dict[int, list[dict[str, float]]] = {args.events: [], 2 * args.events: []}
     for _ in range(args.repeat):
         for n, done in runs.items():

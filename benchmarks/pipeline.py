@@ -8,7 +8,7 @@ One run, one embedded broker, real ``ecm worker`` processes, measured side by si
 2. event throughput: the worker is paused (SIGSTOP) while a backlog of check-ins is produced,
    then resumed; check-ins/s until ``ecm_records_accepted_total{kind="event"}`` holds all of
    them, with 100-event messages and then with one event per message. Inputs are produced
-   keyed, as the README recommends (each message to its clients' partition), so records
+   keyed, as docs/contract.md recommends (each message to its clients' partition), so records
    skip the ``ecm.work`` hop; the two backlogs are then repeated unkeyed, side by side;
 3. detection latency under load: visits whose late deadlines fall due continuously are added,
    and check-ins stream at a fixed rate meanwhile; escalation publish time (its Kafka
@@ -59,10 +59,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from benchmarks import workload as wl
 from stream.broker import EmbeddedBroker, free_port
-from stream.runtime import settle_heap, tune_gc
 from stream.settings import Settings
 from stream.timeutil import parse_instant
 from stream.topics import ensure_topics
+from stream.worker.heap import Heap
 
 ROOT = Path(__file__).resolve().parents[1]
 # How often a timed run polls the worker's /progress. A window runs from the last poll
@@ -339,7 +339,7 @@ def client_limit(bootstrap: str, topic: str, events: int) -> float:
 def faust_floor(bootstrap: str, topic: str, per: int, events: int, workdir: Path,
                 quiet: bool = False) -> float:
     """The bare Faust agent's events/s; ``quiet``: with the worker's monitor instead of
-    Faust's default (``stream.faustfix.QuietMonitor``)."""
+    Faust's default (``stream.worker.faust_patches.QuietMonitor``)."""
     port = free_port()
     name = f"floor-{topic}{'-quiet' if quiet else ''}"
     proc = Proc([sys.executable, "-m", "benchmarks.floor", "worker", "-l", "warn",
@@ -410,7 +410,7 @@ def _progress_since(w: Worker, before: tuple[float, float]) -> tuple[float, ...]
 def lanes_side_by_side(base: Settings, scale: Scale, start: float,
                        workdir: Path) -> dict[str, Any]:
     """The same workload through a worker with each input lane (``ECM_INPUT_LANE``):
-    Faust's streams, and the batch lane (``stream/lane.py``). Each worker has topics of its
+    Faust's streams, and the batch lane (``stream/worker/lane.py``). Each worker has topics of its
     own, loads a roster of ``scale.lane_visits`` visits, then works off a backlog of
     one-check-in-per-message and one of 100-check-in messages; every wrong-place check-in
     must raise exactly one escalation, and nothing else may be raised."""
@@ -469,7 +469,7 @@ def sweep_benchmark(n: int, partitions: int) -> dict[str, Any]:
     """Seconds to sweep ``n`` tracked visits spread over ``partitions`` detectors."""
     from stream.clock import ManualClock
     from stream.contract import Source
-    from stream.detector import PartitionDetector
+    from stream.rules.detector import PartitionDetector
     from stream.topics import partition_for
 
     t0 = 1_795_000_000.0
@@ -486,8 +486,8 @@ def sweep_benchmark(n: int, partitions: int) -> dict[str, Any]:
         detectors[p].take_delta()
     del by_part
     # The collector as the worker runs it: loaded state frozen out of its sight.
-    tune_gc()
-    settle_heap()
+    Heap.tune()
+    Heap().settle()
 
     def sweep_all() -> tuple[float, int]:
         started = time.perf_counter()
@@ -554,12 +554,12 @@ def summarise_profile(path: Path, top: int = 15) -> dict[str, Any]:
     total = 0
     # The router (route_batch) also applies the records that skip ecm.work; the work
     # detector (detect_batch) applies the forwarded ones. Either lane calls both.
-    marks = {"route_batch": "router", "detect_batch": "work detector", "_publish": "publish",
-             "route (stream/router.py": "decode and route",
-             "sweep": "sweep", "process (stream/detector.py": "rules",
+    marks = {"route_batch": "router", "detect_batch": "work detector", "publish": "publish",
+             "route (stream/worker/router.py": "decode and route",
+             "sweep": "sweep", "process (stream/rules/detector.py": "rules",
              "take_delta": "state delta", "encode_delta": "state delta",
-             "_locate": "geofence kernel",
-             "validate_visit": "roster validation", "settle_heap": "gc freeze"}
+             "locate": "geofence kernel",
+             "visit (stream/contract/codec.py": "roster validation", "settle": "gc freeze"}
     for line in path.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
         if not stack or not count.isdigit():
@@ -618,7 +618,7 @@ def run(scale: Scale, workdir: Path, log: Callable[[str], None] = print,
         log(f"roster ingest: {ingest.rate:,.0f} visits/s")
 
         next_visit = 0
-        # Keyed (each message sent to its clients' partition, as the README recommends),
+        # Keyed (each message sent to its clients' partition, as docs/contract.md recommends),
         # then the same without keys: every record then takes the ecm.work hop but 1 in N.
         for per, n, keyed in ((100, scale.batched_events, True), (1, scale.single_events, True),
                               (100, scale.unkeyed_batched_events, False),

@@ -1,6 +1,6 @@
 """The ground truth: which escalations the monitor must raise, and their deadlines.
 
-Derived from the simulated facts by the rules as the README states them, independently of the
+Derived from the simulated facts by the rules as docs/rules.md states them, independently of the
 detector's code: what the monitor could know at each deadline is what had reached Kafka by
 then. Times are read back from the messages as sent (millisecond RFC 3339), so the ledger and
 the monitor do the same arithmetic.

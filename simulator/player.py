@@ -67,7 +67,7 @@ def play(messages: list[Message], settings: Settings, clock: ScaledClock | None,
                     events.extend(m.records or [])
                 if clock is None and len(events) >= batch_size * 100:
                     break
-            # Keyed by client, as the README asks of producers: each message goes to its
+            # Keyed by client, as docs/contract.md asks of producers: each message goes to its
             # records' partition, and the records skip the ecm.work hop.
             for p, group in by_partition(roster, settings.partitions).items():
                 for chunk in _chunks(group, _ROSTER_PER_MESSAGE):

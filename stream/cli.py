@@ -125,11 +125,11 @@ def _broker(port: int) -> int:
 def _worker(settings: Settings) -> int:
     from faust.worker import Worker
 
-    from stream.app import create_app
-    from stream.runtime import tune_gc
     from stream.topics import ensure_topics
+    from stream.worker.app import create_app
+    from stream.worker.heap import Heap
 
-    tune_gc()
+    Heap.tune()
     ensure_topics(settings)
     app = create_app(settings)
     worker = Worker(app, loglevel=settings.log_level, redirect_stdouts=False)

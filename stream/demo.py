@@ -86,7 +86,7 @@ def _play(settings: Settings, feed: Feed, stop: threading.Event) -> None:
     from kafka import KafkaProducer
 
     producer = KafkaProducer(bootstrap_servers=settings.bootstrap_servers, linger_ms=5)
-    # Keyed by client: each message goes to its records' partition (see the README).
+    # Keyed by client: each message goes to its records' partition (docs/contract.md, "Messages").
     for p, group in by_partition(feed.roster, settings.partitions).items():
         for i in range(0, len(group), 100):
             producer.send(settings.topic_roster, orjson.dumps(group[i:i + 100]), partition=p)

@@ -45,7 +45,7 @@ def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> list[str]:
     and escalation topics are what a partition is rebuilt from, so they keep their records
     for ``state_retention_s`` (by time, never by size): at least twice the checkpoint age,
     so that a partition's last complete checkpoint, and the escalation records after the
-    offset it names, are always there (README, "State").
+    offset it names, are always there (docs/architecture.md, "Checkpoints").
     """
     from kafka.admin import KafkaAdminClient, NewTopic
     from kafka.errors import KafkaError, TopicAlreadyExistsError

@@ -17,8 +17,8 @@ from aiokafka import AIOKafkaConsumer
 from kafka import KafkaProducer
 
 from stream.clock import ManualClock
-from stream.recovery import load_partition
-from stream.store import MemoryStore, RocksStore
+from stream.state.store import MemoryStore, RocksStore
+from stream.worker.recovery import load_partition
 from tests.factories import T0, event, north_of_home, visit
 from tests.unit.stream.harness import Harness, Log, partition_state
 
@@ -39,7 +39,7 @@ def _written(settings):
         log.publish()
     h.clock.set(T0)
     log.publish()  # the checkpoint, by age
-    while h.detector._cp_left is not None:
+    while h.detector.checkpointer.under_way:
         h.events(event(at=h.clock.now() + 1, visit_id="v2", client_id="c2",
                        event_id=f"e{h.clock.now()}"))
         log.publish()
@@ -47,7 +47,7 @@ def _written(settings):
     log.publish()
     h.events(event(at=h.clock.now(), visit_id="v3", client_id="c3", event_id="after"))
     log.publish()
-    assert h.detector.base == 4 and log.docs[4]["e"] == 1 and len(h.escalations) == 4
+    assert h.detector.checkpointer.base == 4 and log.docs[4]["e"] == 1 and len(h.escalations) == 4
     producer = KafkaProducer(bootstrap_servers=settings.bootstrap_servers)
     for topic, docs in ((settings.topic_state, log.docs),
                         (settings.topic_escalations, h.escalations)):
@@ -73,7 +73,7 @@ def _load(settings, h, store):
 def test_a_store_behind_the_retention_is_rebuilt_from_the_checkpoint(
         settings, tmp_path, monkeypatch, caplog):
     h, log = _written(settings)
-    base = h.detector.base
+    base = h.detector.checkpointer.base
     store = RocksStore(tmp_path / "db")
     try:
         for offset in range(2):  # a worker that stopped after two messages
@@ -93,19 +93,19 @@ def test_a_store_behind_the_retention_is_rebuilt_from_the_checkpoint(
 def test_a_rebuild_from_a_checkpoint_inside_the_retention_says_nothing(
         settings, monkeypatch, caplog):
     h, log = _written(settings)
-    base = h.detector.base
+    base = h.detector.checkpointer.base
     _retention_at(monkeypatch, settings, base, log.docs[base]["e"])
     with caplog.at_level(logging.INFO, logger="stream.recovery"):
         rebuilt = _load(settings, h, MemoryStore())
     assert "retention" not in caplog.text
     assert rebuilt.sweep().escalations == []
     assert partition_state(rebuilt) == partition_state(h.detector)
-    assert rebuilt.checkpoint_at == h.detector.checkpoint_at
+    assert rebuilt.checkpointer.at == h.detector.checkpointer.at
 
 
 def test_a_checkpoint_dropped_by_the_retention_is_an_error(settings, monkeypatch, caplog):
     h, _log = _written(settings)
-    base = h.detector.base
+    base = h.detector.checkpointer.base
     _retention_at(monkeypatch, settings, base + 1, 0)
     with caplog.at_level(logging.INFO, logger="stream.recovery"):
         _load(settings, h, MemoryStore())

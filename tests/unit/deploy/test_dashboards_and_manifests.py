@@ -6,8 +6,8 @@ from pathlib import Path
 
 import yaml
 
-from stream.metrics import Metrics
 from stream.settings import Settings
+from stream.worker.metrics import Metrics
 
 DEPLOY = Path(__file__).resolve().parents[3] / "deploy"
 
@@ -85,6 +85,6 @@ def test_k8s_probes_and_ports_agree_with_settings_and_app():
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
     annotations = sts["spec"]["template"]["metadata"]["annotations"]
     assert annotations["prometheus.io/port"] == str(settings.web_port)
-    app_source = (Path(__file__).resolve().parents[3] / "stream" / "app.py").read_text()
+    app_source = (Path(__file__).resolve().parents[3] / "stream" / "worker" / "web.py").read_text()
     for path in ("/readyz", "/healthz", "/metrics"):
         assert f'app.page("{path}")' in app_source

@@ -6,14 +6,16 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
+import msgspec
 import orjson
 from msgspec.structs import astuple
 
 from stream.clock import ManualClock
-from stream.contract import Rejection, Source, fast_records
-from stream.detector import Output, PartitionDetector
+from stream.contract import Codec, Rejection, Source
+from stream.rules.detector import Output, PartitionDetector
+from stream.rules.timers import Timer, TimerKind
 from stream.settings import Settings
-from stream.state import encode_delta
+from stream.state.changelog import encode_delta
 from stream.timeutil import parse_instant
 from tests.factories import T0
 
@@ -24,7 +26,8 @@ class Harness:
         self.from_bytes = from_bytes
         self.clock = ManualClock(start)
         self.settings = Settings(**settings)
-        self.detector = PartitionDetector(0, self.settings, self.clock)
+        self.codec = Codec()
+        self.detector = PartitionDetector(0, self.settings, self.clock, self.codec)
         self.escalations: list[dict[str, Any]] = []
         self.rejections: list[Rejection] = []
         self._offsets = itertools.count()
@@ -43,7 +46,7 @@ class Harness:
             src = r[2] if len(r) == 3 else self.source(
                 "ecm.roster" if kind == "roster" else "ecm.events")
             if self.from_bytes:
-                (fast,) = fast_records(orjson.dumps(obj), kind == "roster") or (None,)
+                (fast,) = self.codec.records(orjson.dumps(obj), kind == "roster") or (None,)
                 obj = obj if fast is None else fast
             batch.append((kind, obj, src))
         return self._collect(self.detector.process(batch))
@@ -65,7 +68,8 @@ class Harness:
         return self._collect(self.detector.sweep())
 
     def _collect(self, out: Output) -> Output:
-        self.escalations += out.escalations
+        # As published: the records' JSON, as the topic's consumers read them.
+        self.escalations += [msgspec.to_builtins(e) for e in out.escalations]
         self.rejections += out.rejections
         self.last = out
         return out
@@ -95,24 +99,25 @@ class Log:
         first = len(self.docs)
         for _doc, value in encode_delta(delta, self.max_bytes):
             self.docs.append(orjson.loads(value))  # as a replay reads it
-            self.h.detector.wrote(len(value))
+            self.h.detector.checkpointer.wrote(len(value))
         return first
 
     def publish(self) -> None:
         d = self.h.detector
         # The runtime's order: the batch's escalations are acknowledged first.
-        d.escalations_next = len(self.h.escalations)
+        if self.h.escalations:
+            d.checkpointer.published(len(self.h.escalations) - 1)
         delta = d.take_delta()
         if delta is not None:
             self._write(delta)
         checkpoint = d.take_checkpoint(self.budget)
         if checkpoint is not None:
-            d.checkpoint_written(self._write(checkpoint))
+            d.checkpointer.slice_written(self._write(checkpoint))
 
     def replay(self, start: int) -> PartitionDetector:
         """A rebuild as stream/recovery.py does it: the escalation topic (the harness's
         records, in the order published) read from where the checkpoint at ``start`` says."""
-        copy = PartitionDetector(0, self.h.settings, ManualClock(self.h.clock.now()))
+        copy = PartitionDetector(0, self.h.settings, ManualClock(self.h.clock.now()), Codec())
         e = self.docs[start].get("e", 0) if start else 0
         copy.restore(self.docs[start:], [orjson.loads(orjson.dumps(r))
                                          for r in self.h.escalations[e:]])
@@ -122,18 +127,19 @@ class Log:
         return copy
 
 
-def _live(d: PartitionDetector, due: float, kind: str, key: str) -> bool:
+def _live(d: PartitionDetector, timer: Timer) -> bool:
     """Whether a timer entry still stands (superseded entries stay in the heap until due)."""
-    if kind == "grace":
-        return key in d.pending
-    return key in d.visits and d.due(d.visits[key].visit, kind) == due
+    if timer.kind == TimerKind.GRACE:
+        return timer.key in d.pending
+    return timer.key in d.visits and d.attendance.current(d.visits[timer.key], timer)
 
 
 def partition_state(d: PartitionDetector) -> Any:
     """Everything a partition holds, for comparing a rebuild with the partition."""
-    return ({vid: vs.checkpoint_doc(d.event_index) for vid, vs in d.visits.items()},
-            sorted(orjson.dumps(p.to_doc()) for p in d.pending.values()),
-            d.event_index, {c: sorted(d.client_visits(c)) for c in d.by_client},
-            sorted({t for e in d._heap if _live(d, *(t := astuple(e)))}), d.checked_in,
+    s = d.state
+    return ({vid: vs.checkpoint_doc(s.event_index) for vid, vs in s.visits.items()},
+            sorted(orjson.dumps(p.to_doc()) for p in s.pending.values()),
+            s.event_index, {c: sorted(s.client_visits(c)) for c in s.by_client},
+            sorted({astuple(t) for t in d.timers if _live(d, t)}), s.checked_in,
             d.book.records, d.book.open_by_kind, d.book.open_per_visit,
-            {c: list(ids) for c, ids in d._waiting.items()})
+            {c: list(ids) for c, ids in s.waiting.items()})

@@ -1,0 +1,214 @@
+"""The contract's records: what a validated roster record and event are, where a record came
+from, and a rejection. The checks that build them live in :mod:`stream.contract.checks`
+(the reference) and :mod:`stream.contract.onepass` (its twin, from a message's bytes).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from sys import intern
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+from stream.timeutil import AwareDatetime
+
+SCHEMA_VERSION = 1
+
+RISK_LEVELS = ("low", "medium", "high", "critical")
+EVENT_TYPES = ("check_in", "check_out")
+METHODS = ("gps", "telephony", "nfc", "qr", "manual")
+VISIT_STATUSES = ("scheduled", "cancelled")
+# What an escalation can be about: each is decided in stream/rules/ (docs/rules.md).
+ESCALATION_KINDS = ("missed", "late", "no_check_out", "shortened", "location_mismatch",
+                    "wrong_worker", "unscheduled", "location_unverified", "extended")
+
+# A visit longer than this is a roster error (the EVV aggregators' rule: at most 25 hours).
+MAX_VISIT_S = 25 * 3600.0
+DEFAULT_RADIUS_M = 200.0
+# Longest identifier accepted: ids are keys, not documents.
+MAX_ID_LEN = 200
+THRESHOLDS = ("late_after_s", "missed_after_s", "short_long_after_s", "no_checkout_after_s")
+# The types the one-pass decode checks (stream/contract/onepass.py).
+Id = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ID_LEN)]
+Threshold = Annotated[float, msgspec.Meta(gt=0, le=MAX_VISIT_S)]
+Lat = Annotated[float, msgspec.Meta(ge=-90.0, le=90.0)]
+Lon = Annotated[float, msgspec.Meta(ge=-180.0, le=180.0)]
+
+
+# The per-record classes are msgspec structs the garbage collector does not track
+# (gc=False): one of each is built for every record, a worker holds a million visits, and
+# the collector walked every tracked one at each collection (stream/worker/heap.py: a sixth of a
+# roster load's time went to that walk). They hold strings, numbers, tuples of them and
+# decoded JSON, never themselves, so they can be part of no reference cycle. They are not
+# frozen: a frozen class pays for it in every __init__.
+class Source(msgspec.Struct, gc=False, array_like=True):
+    """Where a record came from: enough to find its bytes again and to tell a replay.
+    Written in a changelog as ``[topic, partition, offset, index]`` (``array_like``)."""
+
+    topic: str
+    partition: int
+    offset: int
+    index: int = 0
+
+    def as_list(self) -> list[Any]:
+        return [self.topic, self.partition, self.offset, self.index]
+
+    @classmethod
+    def from_list(cls, v: list[Any]) -> Source:
+        return cls(str(v[0]), int(v[1]), int(v[2]), int(v[3]))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"topic": self.topic, "partition": self.partition,
+                "offset": self.offset, "index": self.index}
+
+
+class Escalation(msgspec.Struct, gc=False, kw_only=True, omit_defaults=True):
+    """An escalation as ``ecm.escalations`` carries it (``schemas/escalation.schema.json``),
+    keyed by its ``escalation_id``: built by the rules, encoded once when it is published.
+    Instants are RFC 3339 strings; ``resolved_at`` and ``resolution`` are written once it is
+    resolved."""
+
+    schema_version: int
+    escalation_id: str
+    kind: str
+    status: str  # "open", then "resolved" once
+    visit_id: str
+    client_id: str
+    worker_ids: list[str]
+    contract_id: str | None
+    scheduled_start: str | None
+    scheduled_end: str | None
+    deadline: str  # the instant the rule became true
+    detected_at: str
+    priority: str
+    risk_level: str
+    service_impact_score: int
+    recommended_route: str
+    respond_by: str
+    evidence: dict[str, Any]
+    resolved_at: str | None = None
+    resolution: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    reason: str
+    detail: str
+    raw: bytes
+    source: Source
+
+
+class _Record(msgspec.Struct, gc=False, eq=False):
+    """A validated record: two are equal when their fields are, whatever ``raw`` they came
+    from (the last field, in every record class)."""
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and _fields(self)[:-1] == _fields(other)[:-1]
+
+    def __ne__(self, other: object) -> bool:
+        return not self == other
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+_fields = msgspec.structs.astuple
+
+
+class Visit(_Record, array_like=True):
+    """One scheduled visit, validated. Instants are epoch seconds, UTC. Worker ids are
+    interned (here and in the marks a visit holds, not in events, most of which are
+    garbage once applied): a worker has many visits a day, and a tracked visit would
+    otherwise hold its own copy of each id, as would each check-in. A changelog
+    writes it as the array of its fields (``array_like``; stream/state/changelog.py)."""
+
+    visit_id: str
+    client_id: str
+    worker_ids: tuple[str, ...]
+    start: float
+    end: float
+    lat: float
+    lon: float
+    radius_m: float = DEFAULT_RADIUS_M
+    # Polygon rings as ((lon, lat), ...) tuples: the exterior first, then holes.
+    polygon: tuple[tuple[tuple[float, float], ...], ...] | None = None
+    risk_level: str = "medium"
+    lives_alone: bool = False
+    cognitive_impairment: bool = False
+    time_critical: bool = False
+    client_phones: tuple[str, ...] = ()
+    nfc_tags: tuple[str, ...] = ()
+    contract_id: str | None = None
+    late_after_s: float | None = None
+    missed_after_s: float | None = None
+    short_long_after_s: float | None = None
+    no_checkout_after_s: float | None = None
+    cancelled: bool = False
+    # The record as received: its decoded object, or ``(message value, index)`` when it was
+    # validated straight from the bytes (Codec.raw_object). None once it is in the changelog.
+    raw: dict[str, Any] | tuple[bytes, int] | None = msgspec.field(default_factory=dict)
+
+
+class Event(_Record):
+    """One check-in or check-out, validated.
+
+    The one-pass path decodes a message's events straight into this struct, whose types
+    are the wire's: ``occurred_at`` arrives as the aware datetime the decode parsed and is
+    held as its epoch seconds once the struct's checks pass (``onepass.event_wire``); one
+    struct an event instead of a wire struct and a copy of it."""
+
+    event_id: Id
+    type: Literal[EVENT_TYPES]  # type: ignore[valid-type]
+    client_id: Id
+    worker_id: Id
+    occurred_at: AwareDatetime | float
+    # A literal: the decode checks it, and every event shares its method's one string
+    # (a visit's mark holds it).
+    method: Literal[METHODS]  # type: ignore[valid-type]
+    visit_id: Id | None = None
+    lat: Lat | None = None
+    lon: Lon | None = None
+    accuracy_m: Annotated[float, msgspec.Meta(ge=0.0, le=1_000_000.0)] | None = None
+    caller_number: str | None = None
+    tag_id: str | None = None
+    gateway_id: str | None = None
+    # Its decoded object, or ``(message value, index)`` (Codec.raw_object). Set after a decode,
+    # whatever the message held under the name (which no producer writes).
+    raw: dict[str, Any] | tuple[bytes, int] | None = msgspec.field(default=None,
+                                                                     name="\u00a0raw")
+
+
+class WorkerIds:
+    """Visits' worker ids, interned, as tuples that visits with the same workers share.
+
+    A roster has a few workers for every hundred visits: sharing one tuple per worker (or
+    pair) saves a tuple a visit (56 bytes), and that tuple's walk by the collector when a
+    roster batch settles (stream/worker/heap.py). Written out for one or two, as
+    ``tuple(map(intern, ...))`` costs four times interning each. Bounded: a provider has
+    thousands of workers, a nation hundreds of thousands; past the bound they are shared
+    again from scratch (the ids stay valid: this is a bound, not a cache policy).
+    """
+
+    __slots__ = ("_held", "_one", "_two")
+
+    def __init__(self, held: int = 1 << 20) -> None:
+        self._held = held
+        self._one: dict[str, tuple[str]] = {}
+        self._two: dict[tuple[str, str], tuple[str, str]] = {}
+
+    def __call__(self, workers: list[str] | tuple[str, ...]) -> tuple[str, ...]:
+        if len(workers) == 1:
+            w = workers[0]
+            held = self._one.get(w)
+            if held is None:
+                if len(self._one) >= self._held:
+                    self._one.clear()
+                held = self._one[w] = (intern(w),)
+            return held
+        pair = (workers[0], workers[1])
+        both = self._two.get(pair)
+        if both is None:
+            if len(self._two) >= self._held:
+                self._two.clear()
+            both = self._two[pair] = (intern(pair[0]), intern(pair[1]))
+        return both

@@ -1,0 +1,161 @@
+"""Attendance: ``late``, ``missed``, ``no_check_out`` and ``wrong_worker``.
+
+From the late and missed visits policy (``shared/seeds/ecm-late-and-missed-visits-policy.txt``):
+a visit is late when nobody has checked in by its late threshold after the scheduled start
+(the contract sets it, 15 minutes by default) and missed by its missed threshold (30
+minutes by default); absence of events is the signal, so these are raised by timers.
+``no_check_out`` is raised when a worker who checked in has not checked out by its
+threshold after the scheduled end. ``wrong_worker`` is a check-in by a worker the visit
+does not roster.
+
+Each is resolved by the facts that answer it: an arrival resolves late and missed (and
+raises them after the fact when the arrival came after a deadline no timer saw, as when a
+visit is booked after its deadline), every worker checked out resolves no_check_out, and a
+roster update that rosters the worker who came resolves wrong_worker.
+
+A visit's timers form a chain (:meth:`Attendance.timeline`): late, missed, no_check_out,
+then its forgetting, in the order they fall due; one entry is armed at a time, and each
+arms the next when it fires.
+"""
+
+from __future__ import annotations
+
+from stream.contract import Visit
+from stream.contract.records import Escalation
+from stream.rules.book import EscalationBook
+from stream.rules.timers import Timer, TimerKind, Timers
+from stream.settings import Settings
+from stream.state.visit import VisitState
+
+# Visits are forgotten this long after their scheduled end: late uploads from phones that
+# were offline for a day still find their visit.
+RETENTION_S = 36 * 3600.0
+
+_LATE, _MISSED, _NO_CHECK_OUT, _FORGET = (TimerKind.LATE, TimerKind.MISSED,
+                                          TimerKind.NO_CHECK_OUT, TimerKind.FORGET)
+# Where each kind's instant is in Attendance.deadlines().
+_AT = {_LATE: 0, _MISSED: 1, _NO_CHECK_OUT: 2, _FORGET: 3}
+
+
+class Attendance:
+    def __init__(self, settings: Settings, book: EscalationBook, timers: Timers) -> None:
+        self.book = book
+        self.timers = timers
+        # The default thresholds, for visits without their own.
+        self._late_s = float(settings.late_after_s)
+        self._missed_s = float(settings.missed_after_s)
+        self._no_checkout_s = float(settings.no_checkout_after_s)
+
+    # ---- when -----------------------------------------------------------------------------
+
+    def deadlines(self, v: Visit) -> tuple[float, float, float, float]:
+        """The instants of a visit's timers: late, missed and no_check_out (its own
+        threshold, else the configured default), then its forgetting. One call for all
+        four: every roster record arms its first timer from them."""
+        return (v.start + (v.late_after_s or self._late_s),
+                v.start + (v.missed_after_s or self._missed_s),
+                v.end + (v.no_checkout_after_s or self._no_checkout_s),
+                v.end + RETENTION_S)
+
+    def due(self, v: Visit, kind: TimerKind) -> float:
+        """The instant of one of a visit's timers (late, missed, no_check_out, forget)."""
+        return self.deadlines(v)[_AT[kind]]
+
+    def timers_of(self, v: Visit) -> list[tuple[float, TimerKind]]:
+        """The visit's timers, ``(due, kind)``: its deadlines (none once it is cancelled),
+        and its forgetting."""
+        late, missed, no_check_out, forget = self.deadlines(v)
+        if v.cancelled:
+            return [(forget, _FORGET)]
+        return [(late, _LATE), (missed, _MISSED), (no_check_out, _NO_CHECK_OUT),
+                (forget, _FORGET)]
+
+    def timeline(self, v: Visit) -> list[tuple[float, TimerKind]]:
+        """The visit's timers in the order they fall due."""
+        return sorted(self.timers_of(v))
+
+    def schedule(self, vs: VisitState) -> None:
+        """Arm the visit's first timer."""
+        v = vs.visit
+        late, missed, no_check_out, forget = self.deadlines(v)
+        if not v.cancelled and late < missed and late < no_check_out and late < forget:
+            # As a rule lateness comes first: armed without the list of four.
+            self.timers.push_deadline(late, _LATE, v.visit_id)
+            return
+        due, kind = min(self.timers_of(v))
+        self.timers.push(due, kind, v.visit_id)
+
+    # ---- the timers ------------------------------------------------------------------------
+
+    def current(self, vs: VisitState, timer: Timer) -> bool:
+        """Whether a visit's timer entry still stands: a re-booking that moved the instant
+        armed a new entry, and this one is skipped."""
+        return self.due(vs.visit, timer.kind) == timer.due
+
+    def fire(self, vs: VisitState, timer: Timer, now: float) -> list[Escalation]:
+        """A visit's deadline fell due (an entry that still stands, not its forgetting):
+        what it raises, and the next timer of its chain armed."""
+        due, kind = timer.due, timer.kind
+        v = vs.visit
+        timeline = self.timeline(v)
+        if (due, kind) not in timeline:
+            return []  # cancelled since: its chain goes on from the cancellation
+        raised = [] if v.cancelled else self._deadline(vs, kind, due, now)
+        at = timeline.index((due, kind)) + 1
+        if at < len(timeline):
+            self.timers.push(*timeline[at], v.visit_id)
+        return raised
+
+    def _deadline(self, vs: VisitState, kind: TimerKind, due: float,
+                  now: float) -> list[Escalation]:
+        v = vs.visit
+        if kind is _LATE or kind is _MISSED:
+            if vs.arrival() is not None:
+                return []  # attended
+            return self.book.open(vs, kind.value, due, now, {
+                "workers_absent": [w for w in v.worker_ids if w not in vs.checkins],
+                "workers_present": sorted(vs.checkins),
+                "minutes_after_start": round((now - v.start) / 60.0, 1)})
+        still_in = sorted(w for w in vs.checkins if w not in vs.checkouts)
+        if not still_in:
+            return []
+        return self.book.open(vs, kind.value, due, now, {
+            "workers_not_checked_out": still_in,
+            "checked_in_at": min(vs.checkins[w].occurred for w in still_in)})
+
+    # ---- the facts -------------------------------------------------------------------------
+
+    def wrong_worker(self, vs: VisitState, worker_id: str, event_id: str, occurred: float,
+                     now: float) -> list[Escalation]:
+        """A check-in by ``worker_id``: an escalation if the visit does not roster them."""
+        v = vs.visit
+        if worker_id in v.worker_ids:
+            return []
+        return self.book.open(vs, "wrong_worker", occurred, now, {
+            "worker_id": worker_id, "rostered_worker_ids": list(v.worker_ids),
+            "event_id": event_id})
+
+    def reconcile(self, vs: VisitState, now: float, why: str) -> list[Escalation]:
+        """Resolve what the visit's current check-ins and check-outs have answered."""
+        v = vs.visit
+        out: list[Escalation] = []
+        arrived = vs.arrival()
+        if arrived is not None:
+            late, missed = self.deadlines(v)[:2]
+            if arrived > late or arrived > missed or self.book.has_open(v.visit_id):
+                for kind, deadline in (("late", late), ("missed", missed)):
+                    if arrived > deadline and not self.book.known(v.visit_id, kind):
+                        # The rule became true before its timer could fire: a late arrival
+                        # inside one sweep interval, or a visit booked after its deadline.
+                        out += self.book.open(vs, kind, deadline, now, {"workers_absent": []})
+                    out += self.book.resolve(vs, kind, now, "arrived", {
+                        "arrived_at": arrived, "lateness_s": round(arrived - v.start, 1),
+                        "delivery_delay_s": round(max(
+                            m.received - m.occurred for m in vs.checkins.values()), 1)})
+        # Most calls follow a check-in, with no check-out yet: that is tested first.
+        if vs.checkouts and vs.checkins and all(w in vs.checkouts for w in vs.checkins):
+            out += self.book.resolve(vs, "no_check_out", now, "checked_out", {
+                "checked_out_at": max(m.occurred for m in vs.checkouts.values())})
+        if why == "roster_update" and vs.checkins and all(w in v.worker_ids for w in vs.checkins):
+            out += self.book.resolve(vs, "wrong_worker", now, "reassigned", {})
+        return out

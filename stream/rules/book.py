@@ -1,0 +1,140 @@
+"""Escalation records, and the book of what has been said about each escalation id.
+
+An escalation id is ``<visit_id>:<kind>``: the same failure always gets the same id, so a
+replay, a rebalance or a second worker can never open it twice. Its status moves ``open`` ->
+``resolved`` once. The book is rebuilt at start from the escalation topic itself, which is
+the record of what has been published.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import msgspec
+
+from stream.contract import SCHEMA_VERSION
+from stream.contract.records import Escalation
+from stream.rules.scoring import KINDS, RESPOND_WITHIN_S, Assessment, assess
+from stream.state.visit import VisitState
+from stream.timeutil import format_instant
+
+# Evidence values that are instants are stored as epoch seconds while deciding and
+# published as RFC 3339.
+_INSTANT_KEYS = frozenset({"arrived_at", "checked_in_at", "checked_out_at", "occurred_at"})
+
+
+def escalation_id(visit_id: str, kind: str) -> str:
+    return f"{visit_id}:{kind}"
+
+
+class EscalationBook:
+    def __init__(self) -> None:
+        self.records: dict[str, Escalation] = {}
+        # Open records per visit id, so the common "nothing open here" is one lookup, and
+        # per (kind, priority), so the open-escalations gauge costs nothing to scrape.
+        self.open_per_visit: dict[str, int] = {}
+        self.open_by_kind: Counter[tuple[str, str]] = Counter()
+
+    def known(self, visit_id: str, kind: str) -> bool:
+        return escalation_id(visit_id, kind) in self.records
+
+    def has_open(self, visit_id: str) -> bool:
+        return visit_id in self.open_per_visit
+
+    def _count(self, record: Escalation, step: int) -> None:
+        """Count an open record in (``step`` 1) or out (``step`` -1)."""
+        key = (record.kind, record.priority)
+        n = self.open_by_kind[key] + step
+        if n > 0:
+            self.open_by_kind[key] = n
+        else:
+            del self.open_by_kind[key]
+        vid = record.visit_id
+        n = self.open_per_visit.get(vid, 0) + step
+        if n > 0:
+            self.open_per_visit[vid] = n
+        else:
+            self.open_per_visit.pop(vid, None)
+
+    def open(self, vs: VisitState, kind: str, deadline: float, now: float,
+             evidence: dict[str, Any]) -> list[Escalation]:
+        """The open record, or nothing if this escalation id was ever raised."""
+        v = vs.visit
+        return self.open_record(
+            escalation_id(v.visit_id, kind), kind, deadline, now, evidence,
+            assess(kind, v.risk_level, time_critical=v.time_critical,
+                   lives_alone=v.lives_alone, cognitive_impairment=v.cognitive_impairment),
+            visit_id=v.visit_id, client_id=v.client_id, worker_ids=list(v.worker_ids),
+            contract_id=v.contract_id, scheduled_start=format_instant(v.start),
+            scheduled_end=format_instant(v.end), risk_level=v.risk_level)
+
+    def open_record(self, eid: str, kind: str, deadline: float, now: float,
+                    evidence: dict[str, Any], a: Assessment, **visit: Any
+                    ) -> list[Escalation]:
+        """The open record of escalation ``eid``, or nothing if it was ever raised."""
+        if eid in self.records:
+            return []
+        record = Escalation(
+            schema_version=SCHEMA_VERSION, escalation_id=eid, kind=kind, status="open",
+            deadline=format_instant(deadline), detected_at=format_instant(now),
+            priority=a.priority, service_impact_score=a.service_impact_score,
+            recommended_route=a.recommended_route,
+            respond_by=format_instant(now + RESPOND_WITHIN_S), evidence=_published(evidence),
+            **visit)
+        self.records[eid] = record
+        self._count(record, 1)
+        return [record]
+
+    def resolve(self, vs: VisitState, kind: str, now: float, resolution: str,
+                evidence: dict[str, Any]) -> list[Escalation]:
+        """The resolved record, or nothing unless this escalation id is open."""
+        return self._resolve(escalation_id(vs.visit.visit_id, kind), now, resolution, evidence)
+
+    def resolve_all(self, vs: VisitState, now: float, resolution: str) -> list[Escalation]:
+        out: list[Escalation] = []
+        for kind in KINDS:
+            out += self.resolve(vs, kind, now, resolution, {})
+        return out
+
+    def _resolve(self, eid: str, now: float, resolution: str,
+                 evidence: dict[str, Any]) -> list[Escalation]:
+        record = self.records.get(eid)
+        if record is None or record.status != "open":
+            return []
+        resolved = msgspec.structs.replace(
+            record, status="resolved", resolved_at=format_instant(now), resolution=resolution,
+            evidence={**record.evidence, **_published(evidence)})
+        self.records[eid] = resolved
+        self._count(record, -1)
+        return [resolved]
+
+    def restore(self, doc: dict[str, Any]) -> None:
+        """Take a record read back from the escalation topic; the later status wins. A
+        document that is not an escalation record is skipped."""
+        try:
+            record = msgspec.convert(doc, Escalation)
+        except msgspec.ValidationError:
+            return
+        eid = record.escalation_id
+        held = self.records.get(eid)
+        if held is None or held.status == "open":
+            self.records[eid] = record
+            if held is not None:
+                self._count(held, -1)
+            if record.status == "open":
+                self._count(record, 1)
+
+    def forget(self, visit_id: str) -> None:
+        for kind in KINDS:
+            record = self.records.pop(escalation_id(visit_id, kind), None)
+            if record is not None and record.status == "open":
+                self._count(record, -1)
+
+    def open_count(self) -> int:
+        return sum(self.open_by_kind.values())
+
+
+def _published(evidence: dict[str, Any]) -> dict[str, Any]:
+    return {k: format_instant(v) if k in _INSTANT_KEYS and isinstance(v, float) else v
+            for k, v in evidence.items()}

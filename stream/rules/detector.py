@@ -1,0 +1,243 @@
+"""The rules, for one partition's visits: pure code, an injected clock, no I/O.
+
+A :class:`PartitionDetector` is fed batches of records (:meth:`~PartitionDetector.process`)
+and swept by a timer (:meth:`~PartitionDetector.sweep`); both return an :class:`Output` of
+escalation records to publish and rejections to dead-letter, and leave what changed for
+:meth:`~PartitionDetector.take_delta`. It is a facade: each rule family decides in the
+module named after it (matching, attendance, location, durations, unscheduled), the short
+path takes the common check-in (shortpath), the timers are one heap (timers), what was said
+of each escalation is the book (book), what the partition holds is its state
+(stream/state/partition.py), and checkpoints are the checkpointer's
+(stream/state/checkpoint.py).
+
+Every state change is idempotent: a record replayed from the same source position changes
+nothing, and an escalation id is opened at most once and resolved at most once.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from sys import intern
+from typing import Any
+
+from geofence.fences import Decision
+from stream.clock import Clock
+from stream.contract import Codec, Event, Source, Visit
+from stream.rules.attendance import Attendance
+from stream.rules.book import EscalationBook
+from stream.rules.durations import Durations
+from stream.rules.location import INSIDE, Location
+from stream.rules.matching import Matching, Work
+from stream.rules.output import Output, reject
+from stream.rules.shortpath import ShortPath
+from stream.rules.timers import TimerKind, Timers
+from stream.rules.unscheduled import ADHOC_PREFIX, Unscheduled
+from stream.settings import Settings
+from stream.state.checkpoint import Checkpointer
+from stream.state.partition import PartitionState
+from stream.state.visit import Mark, VisitState
+
+__all__ = ["Output", "PartitionDetector"]
+
+
+class PartitionDetector:
+    # Whether the common check-in takes the short path (stream/rules/shortpath.py); the
+    # full rules decide every case the same way, as tests hold.
+    fast_path = True
+
+    def __init__(self, partition: int, settings: Settings, clock: Clock,
+                 codec: Codec | None = None) -> None:
+        self.partition = partition
+        self.settings = settings
+        self.clock = clock
+        self.codec = codec or Codec()
+        self.state = PartitionState(partition)
+        self.timers = Timers()
+        self.book = EscalationBook()
+        self.checkpointer = Checkpointer(settings, clock.now())
+        self.attendance = Attendance(settings, self.book, self.timers)
+        self.location = Location(settings, self.book)
+        self.durations = Durations(settings, self.book)
+        self.unscheduled = Unscheduled(settings, self.book, self.timers)
+        self.matching = Matching(settings, self.state, self.timers, self.unscheduled,
+                                 self.codec)
+        self.short = ShortPath(settings, self.state, self.codec, self.matching,
+                               self.attendance, self.book)
+
+    # ---- what it holds, for the metrics and for callers that inspect it ---------------------
+
+    @property
+    def visits(self) -> dict[str, VisitState]:
+        return self.state.visits
+
+    @property
+    def pending(self) -> dict[str, Any]:
+        return self.state.pending
+
+    @property
+    def checked_in(self) -> int:
+        return self.state.checked_in
+
+    @property
+    def deadlines_pending(self) -> int:
+        """Armed deadlines and grace expiries; a visit's forgetting is not a deadline."""
+        return self.timers.deadlines
+
+    def next_due(self) -> float | None:
+        return self.timers.next_due()
+
+    # ---- a batch -----------------------------------------------------------------------------
+
+    def process(self, records: Iterable[tuple[str, Any, Source]]) -> Output:
+        """Apply one batch: ``(kind, record, source)`` with kind ``roster`` or ``event``, the
+        record a validated Visit or Event or its decoded object.
+
+        Roster records are applied before the batch's events, so an event and the roster
+        record it needs may arrive in the same batch in either order.
+        """
+        now = self.clock.now()
+        out = Output()
+        events: list[tuple[Any, Source]] = []
+        # The clients rostered, in order, while events wait that their records may match.
+        rostered: dict[str, None] | None = {} if self.state.pending else None
+        for kind, obj, source in records:
+            if kind == "roster":
+                self._roster(obj, source, now, out, rostered)
+            else:
+                events.append((obj, source))
+        work: list[Work] = []
+        if rostered and self.state.pending:
+            self.matching.retry(rostered, now, out, work)
+        self.short.enabled = self.fast_path
+        self.short.admit(events, now, out, work)
+        t = time.perf_counter()
+        decisions = self.location.locate(work)
+        out.kernel_s = time.perf_counter() - t
+        self.short.apply(work, decisions, now, out, self._record)
+        return out
+
+    def _roster(self, obj: dict[str, Any] | Visit, source: Source, now: float, out: Output,
+                rostered: dict[str, None] | None) -> None:
+        visit = self.codec.visit(obj)
+        if not isinstance(visit, Visit):
+            out.rejections.append(reject(self.codec, visit, obj, source))  # type: ignore[arg-type]
+            return
+        state = self.state
+        vs = state.visits.get(visit.visit_id)
+        if vs is not None and vs.visit.client_id != visit.client_id:
+            out.rejections.append(reject(self.codec, (
+                "invalid_value", "a visit's client_id cannot change; cancel and re-book it"),
+                visit.raw, source))  # type: ignore[arg-type]
+            return
+        out.accepted["roster"] += 1
+        if vs is None:
+            vs = VisitState(visit)
+            state.book(vs)
+        else:
+            vs.visit = visit
+        state.dirty[visit.visit_id] = vs
+        if visit.cancelled:
+            out.escalations.extend(self.book.resolve_all(vs, now, "cancelled"))
+        self.attendance.schedule(vs)
+        if visit.cancelled:
+            return
+        if vs.checkins or vs.checkouts:  # else nothing to reconcile: a new visit, as a rule
+            out.escalations.extend(self.attendance.reconcile(vs, now, "roster_update"))
+        if rostered is not None:
+            rostered[visit.client_id] = None
+
+    def _record(self, ev: Event, vs: VisitState, source: Source, decision: Decision | None,
+                now: float, out: Output) -> None:
+        """The full rules for one matched event (the short path took the common case)."""
+        v = vs.visit
+        # Its source is in the event index since it was admitted (matching, restore).
+        vs.add_event(ev.event_id)
+        self.state.dirty[v.visit_id] = vs
+        if v.cancelled:
+            return
+        mark = Mark(ev.occurred_at, now, ev.event_id, ev.method)
+        check_in = ev.type == "check_in"
+        if check_in:
+            out.escalations.extend(self.attendance.wrong_worker(
+                vs, ev.worker_id, ev.event_id, ev.occurred_at, now))
+        if decision is not INSIDE:
+            out.escalations.extend(self.location.judge(vs, ev, decision, now))
+        if check_in:
+            if not vs.checkins:
+                self.state.checked_in += 1
+            held = vs.checkins.get(ev.worker_id)
+            if held is None or ev.occurred_at < held.occurred:
+                vs.check_in(intern(ev.worker_id), mark)
+            out.escalations.extend(self.attendance.reconcile(vs, now, "checked_in"))
+        else:
+            if ev.worker_id not in vs.checkouts:
+                vs.check_out(intern(ev.worker_id), mark)
+            out.escalations.extend(self.attendance.reconcile(vs, now, "checked_out"))
+        if ev.worker_id in vs.checkins and ev.worker_id in vs.checkouts:
+            out.escalations.extend(self.durations.judge(vs, ev.worker_id, now))
+
+    # ---- the timers ----------------------------------------------------------------------------
+
+    def sweep(self) -> Output:
+        """Raise every deadline that has passed; absence of events is the signal."""
+        now = self.clock.now()
+        out = Output()
+        visits = self.state.visits
+        for timer in self.timers.due(now):
+            kind, key = timer.kind, timer.key
+            if kind is TimerKind.GRACE:
+                self.matching.expire(key, now, out)
+            elif kind is TimerKind.ADHOC:
+                self.unscheduled.forget(key)
+            elif kind is TimerKind.SEEN:
+                self.state.event_index.pop(key, None)
+            else:
+                vs = visits.get(key)
+                if vs is None or not self.attendance.current(vs, timer):
+                    continue  # gone, or rescheduled since: the new timer has its own entry
+                if kind is TimerKind.FORGET:
+                    self._forget(key)
+                else:
+                    out.escalations.extend(self.attendance.fire(vs, timer, now))
+        return out
+
+    def _forget(self, vid: str) -> None:
+        """Drop a visit past its retention, with its events and escalation records."""
+        self.state.forget(vid)
+        self.book.forget(vid)
+
+    # ---- the changelog and checkpoints -----------------------------------------------------
+
+    def take_delta(self) -> dict[str, Any] | None:
+        """The state changed since the last call, as one changelog document, or None. A
+        completed checkpoint's base is written by the next one, whatever else changed."""
+        cp = self.checkpointer
+        return self.state.take_delta(cp.base, cp.at, force=cp.base_unwritten())
+
+    def take_checkpoint(self, budget: int) -> dict[str, Any] | None:
+        """The next slice of the checkpoint under way or due (stream/state/checkpoint.py)."""
+        return self.checkpointer.take(budget, self.state, self.book.records, self.clock.now())
+
+    def restore(self, deltas: Iterable[dict[str, Any]],
+                escalations: Iterable[dict[str, Any]]) -> None:
+        """Rebuild from the partition's changelog and escalation records, oldest first.
+
+        The escalation records of checkpoint slices among the deltas are taken before
+        ``escalations`` (read from the topic from where the checkpoint says)."""
+        checkpointed = self.state.load(deltas, self.codec)
+        for records in (checkpointed, escalations):
+            for record in records:
+                self.book.restore(record)
+        # The topic still holds the records of visits forgotten since: the partition that
+        # wrote them has forgotten them too (_forget), and so does its rebuild.
+        visits = self.state.visits
+        for vid in {r.visit_id for r in self.book.records.values()} - visits.keys():
+            if vid.startswith(ADHOC_PREFIX):
+                self.unscheduled.arm_forgetting(vid)  # forgotten at the first sweep if due
+            else:
+                self.book.forget(vid)
+        for vs in visits.values():
+            self.attendance.schedule(vs)
+        for p in self.state.pending.values():
+            self.timers.push(p.expires, TimerKind.GRACE, p.event.event_id)

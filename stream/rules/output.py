@@ -1,0 +1,28 @@
+"""What a batch or a sweep decides: escalation records to publish, rejections to
+dead-letter, and counts for the metrics."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from stream.contract import Codec, Rejection, Source
+from stream.contract.records import Escalation
+
+
+@dataclass(slots=True)
+class Output:
+    escalations: list[Escalation] = field(default_factory=list)
+    rejections: list[Rejection] = field(default_factory=list)
+    accepted: dict[str, int] = field(default_factory=lambda: {"roster": 0, "event": 0})
+    replayed: int = 0  # events seen again from the same source position: no-ops
+    kernel_s: float = 0.0  # time in the geofence kernel
+
+
+def reject(codec: Codec, failure: tuple[str, str], raw: dict[str, Any] | tuple[bytes, int],
+           source: Source) -> Rejection:
+    """A rejection of a record, with its bytes: its object, re-encoded."""
+    reason, detail = failure
+    return Rejection(reason, detail, orjson.dumps(codec.raw_object(raw)), source)

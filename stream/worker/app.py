@@ -1,0 +1,117 @@
+"""The Faust application: agents, timers and partition signals, wired to the runtime."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Awaitable
+from typing import Any
+
+import faust
+from faust.types import TP
+
+from geofence import warm_up
+from stream.clock import Clock
+from stream.settings import Settings
+from stream.worker.faust_patches import EcmApp, QuietMonitor, install
+from stream.worker.lane import Lanes
+from stream.worker.runtime import Runtime
+from stream.worker.web import serve
+
+log = logging.getLogger(__name__)
+
+# How often a worker asks the broker for its partitions' end offsets, for the lag gauge.
+_LAG_INTERVAL_S = 5.0
+
+
+async def _or_exit(work: Awaitable[None]) -> None:
+    """Run a batch; on an unexpected error, end the process before the batch is acked.
+
+    Faust acks a batch whose agent raised and restarts the agent: the batch would be lost.
+    Bad input never raises (it is dead-lettered), so an error here is the broker or a bug.
+    Exiting leaves the batch uncommitted: the supervisor (systemd, Kubernetes) restarts the
+    worker, or another worker takes the partitions, and the batch is processed again.
+    """
+    try:
+        await work
+    except Exception:
+        log.exception("a batch could not be processed; exiting so that it is replayed")
+        logging.shutdown()
+        os._exit(70)
+
+
+def create_app(settings: Settings, clock: Clock | None = None) -> EcmApp:
+    install()
+    # Before the worker joins its group: a kernel's first call would otherwise compile it
+    # inside the first batch of GPS fixes, with the event loop held (geofence.warm_up).
+    kernels_s = warm_up()
+    app = EcmApp(
+        settings.app_id,
+        broker=[f"kafka://{s}" for s in settings.bootstrap_servers],
+        store="memory://",
+        datadir=settings.datadir,
+        web_port=settings.web_port,
+        web_host=settings.web_host,
+        web_bind=settings.web_host,
+        topic_partitions=settings.partitions,
+        topic_allow_declare=False,
+        consumer_auto_offset_reset="earliest",
+        broker_session_timeout=settings.session_timeout_s,
+        broker_heartbeat_interval=settings.heartbeat_s,
+        broker_commit_interval=1.0,
+        stream_wait_empty=False,
+        monitor=QuietMonitor(),
+    )
+    app.fetch_max_wait_ms = settings.fetch_max_wait_ms
+    rt = Runtime(app, settings, clock or settings.make_clock())
+
+    # The two stages, whichever lane hands them their messages.
+    async def route(messages: list[Any]) -> None:
+        await _or_exit(rt.route_batch(messages))
+
+    async def detect(messages: list[Any]) -> None:
+        await _or_exit(rt.detect_batch(messages))
+
+    # The agents subscribe the worker to its topics. With the batch lane (lane.py)
+    # their streams stay empty: each fetch's messages go to the same stages as lists.
+    @app.agent(rt.inputs, name="ecm-router")
+    async def router(stream: faust.StreamT) -> None:
+        async for batch in stream.take_events(settings.batch_max, settings.batch_within_s):
+            await route([e.message for e in batch])
+
+    @app.agent(rt.work, name="ecm-detector")
+    async def detector(stream: faust.StreamT) -> None:
+        async for batch in stream.take_events(settings.batch_max, settings.batch_within_s):
+            await detect([e.message for e in batch])
+
+    if settings.input_lane == "batch":
+        app.lanes = Lanes({settings.topic_roster: route, settings.topic_events: route,
+                           settings.topic_work: detect}, settings.batch_max)
+
+    @app.timer(interval=settings.sweep_interval_s, name="ecm-sweep")
+    async def sweep() -> None:
+        await rt.sweep()
+
+    @app.task
+    async def started() -> None:
+        log.info("geofence kernels ready in %.2f s", kernels_s)
+
+    @app.timer(interval=_LAG_INTERVAL_S, name="ecm-lag")
+    async def lag() -> None:
+        await rt.refresh_end_offsets()
+
+    @app.on_partitions_assigned.connect
+    async def assigned(sender: Any, assigned: set[TP], **kwargs: Any) -> None:
+        await rt.on_assigned(assigned)
+
+    @app.on_partitions_revoked.connect
+    async def revoked(sender: Any, revoked: set[TP], **kwargs: Any) -> None:
+        await rt.on_revoked(revoked)
+
+    @app.on_before_shutdown.connect
+    async def shutdown(sender: Any, **kwargs: Any) -> None:
+        await rt.close()
+
+    serve(app, rt)
+
+    return app

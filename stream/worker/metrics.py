@@ -1,0 +1,143 @@
+"""Prometheus metrics of one worker, served at ``/metrics`` on its web port.
+
+Every metric is about this worker's own partitions, so sums over workers are meaningful.
+Gauges of state (visits tracked, escalations open, lag) are computed at scrape time from the
+partitions the worker owns now, so they follow partitions when they move. Labels are low
+cardinality: kind, priority, reason, stage, topic, partition; never a client, worker or visit
+id.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client import Counter as PCounter
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+_LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0)
+_FAST_BUCKETS = (0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
+_BATCH_BUCKETS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 50000)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry(auto_describe=True)
+        # The records counters of /progress (also in /metrics): plain numbers, so that a
+        # caller polling often does not have every series rendered for it.
+        self.received = {"roster": 0, "event": 0}
+        self.accepted = {"roster": 0, "event": 0}
+        self.records_received = PCounter(
+            "ecm_records_received", "Records decoded from the input topics, by kind.",
+            ["kind"], registry=r)
+        self.work_records = PCounter(
+            "ecm_work_records", "Routed records by path: 'direct' when they arrived on their "
+            "client's partition and went straight to its detector here, 'forwarded' through "
+            "ecm.work.", ["path"], registry=r)
+        self.records_accepted = PCounter(
+            "ecm_records_accepted", "Records validated and applied, by kind.", ["kind"],
+            registry=r)
+        self.events_duplicate = PCounter(
+            "ecm_events_duplicate", "Events whose event_id was already accepted from another "
+            "source position (also dead-lettered as duplicate_event).", registry=r)
+        self.events_replayed = PCounter(
+            "ecm_events_replayed", "Events seen again from the same source position after a "
+            "rebalance or restart, and skipped.", registry=r)
+        self.checkpoints = PCounter(
+            "ecm_state_checkpoints", "Checkpoints of a partition's state completed in "
+            "ecm.state; a rebuild reads from the last one.", registry=r)
+        self.deadletters = PCounter(
+            "ecm_deadletters", "Input rejected to the dead-letter topic, by reason and stage.",
+            ["reason", "stage"], registry=r)
+        self.escalations_raised = PCounter(
+            "ecm_escalations_raised", "Escalations published as open, by kind and priority.",
+            ["kind", "priority"], registry=r)
+        self.escalations_resolved = PCounter(
+            "ecm_escalations_resolved", "Escalations published as resolved, by kind and "
+            "priority.", ["kind", "priority"], registry=r)
+        self.time_to_resolution = Histogram(
+            "ecm_escalation_time_to_resolution_seconds", "From detection to resolution of an "
+            "escalation, by kind.", ["kind"], registry=r,
+            buckets=(30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400, 43200))
+        self.detection_latency = Histogram(
+            "ecm_detection_latency_seconds", "From the instant a rule became true (the "
+            "deadline) to the escalation being acknowledged by the broker, by kind. For the "
+            "timer kinds (late, missed, no_check_out) this is the monitor's own delay.",
+            ["kind"], registry=r, buckets=_LATENCY_BUCKETS)
+        self.processing_latency = Histogram(
+            "ecm_event_processing_latency_seconds", "From an input message's Kafka timestamp to "
+            "the decisions on its records being published; one sample per message.",
+            registry=r, buckets=_LATENCY_BUCKETS)
+        self.batch_records = Histogram(
+            "ecm_batch_records", "Records per batch, by stage.", ["stage"], registry=r,
+            buckets=_BATCH_BUCKETS)
+        self.kernel_seconds = Histogram(
+            "ecm_kernel_seconds", "Time in the geofence kernel per batch.", registry=r,
+            buckets=_FAST_BUCKETS)
+        self.sweep_seconds = Histogram(
+            "ecm_sweep_duration_seconds", "Time of one timer sweep over the owned partitions, "
+            "publishing included.", registry=r, buckets=_FAST_BUCKETS)
+        self.rebalances = PCounter(
+            "ecm_rebalances", "Partition assignments received by this worker.", registry=r)
+
+    def watch_state(self, partitions: Callable[[], Iterable[Any]],
+                    lag: Callable[[], dict[tuple[str, int], int]]) -> None:
+        """Register the scrape-time gauges over the owned detectors and consumer lag."""
+        self.registry.register(_StateCollector(partitions, lag))
+
+
+class _StateCollector(Collector):
+    def __init__(self, partitions: Callable[[], Iterable[Any]],
+                 lag: Callable[[], dict[tuple[str, int], int]]) -> None:
+        self._partitions = partitions
+        self._lag = lag
+
+    def describe(self) -> list[Any]:
+        return []
+
+    def collect(self) -> Iterable[Any]:
+        owned = list(self._partitions())
+        visits = GaugeMetricFamily("ecm_visits_tracked", "Scheduled visits held by this "
+                                   "worker's partitions (cancelled ones included).")
+        checked_in = GaugeMetricFamily("ecm_visits_checked_in", "Visits with at least one "
+                                       "check-in, on this worker's partitions.")
+        pending = GaugeMetricFamily("ecm_deadlines_pending", "Timers armed on this worker: "
+                                    "each visit's next deadline (late, then missed, then no "
+                                    "check-out) and each waiting event's grace expiry.")
+        waiting = GaugeMetricFamily("ecm_events_waiting_for_roster", "Events held for the "
+                                    "grace period, waiting for their roster record.")
+        parts = GaugeMetricFamily("ecm_partitions_owned", "Work partitions this worker owns.")
+        open_ = GaugeMetricFamily("ecm_escalations_open", "Escalations open now on this "
+                                  "worker's partitions, by kind and priority.",
+                                  labels=["kind", "priority"])
+        open_counts: Counter[tuple[str, str]] = Counter()
+        n_visits = n_in = n_pending = n_waiting = 0
+        for d in owned:
+            n_visits += len(d.visits)
+            n_in += d.checked_in
+            n_pending += d.deadlines_pending
+            n_waiting += len(d.pending)
+            open_counts.update(d.book.open_by_kind)
+        visits.add_metric([], n_visits)
+        checked_in.add_metric([], n_in)
+        pending.add_metric([], n_pending)
+        waiting.add_metric([], n_waiting)
+        parts.add_metric([], len(owned))
+        for (kind, priority), n in sorted(open_counts.items()):
+            open_.add_metric([kind, priority], n)
+        lag = GaugeMetricFamily("ecm_consumer_lag_records", "Records between this worker's "
+                                "position and the log end, per owned input and work partition.",
+                                labels=["topic", "partition"])
+        for (topic, partition), n in sorted(self._lag().items()):
+            lag.add_metric([topic, str(partition)], n)
+        age = GaugeMetricFamily(
+            "ecm_state_checkpoint_age_seconds", "Since the oldest last complete checkpoint of "
+            "this worker's partitions began (worker clock; a partition without one counts from "
+            "its loading). A rebuild starts from it, and the topics' retention must not drop "
+            "it. No sample while the worker owns no partition.")
+        if owned:
+            age.add_metric([], max(d.clock.now() - d.checkpointer.at for d in owned))
+        return [visits, checked_in, pending, waiting, parts, open_, lag, age]

@@ -1,0 +1,325 @@
+"""A worker's partitions: which it owns, loading them, handing them their batches, sweeping
+them, and the consumer lag.
+
+The stages in :mod:`stream.worker.app` only move bytes and batches; the decisions live in
+:mod:`stream.worker.router` and :mod:`stream.rules.detector`, and publishing them in
+:mod:`stream.worker.publisher`. Everything one partition decides is published under one
+lock, so a rebalance waits for what is in flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+from typing import Any
+
+import faust
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from faust.types import TP, Message
+
+from stream.clock import Clock
+from stream.contract import Codec, Rejection, Source
+from stream.rules.detector import PartitionDetector
+from stream.settings import Settings
+from stream.state.store import PartitionStore, Stores
+from stream.worker.catchup import CatchUp, positions
+from stream.worker.heap import Heap
+from stream.worker.metrics import Metrics
+from stream.worker.publisher import Publisher
+from stream.worker.recovery import load_partition
+from stream.worker.router import decode_work, route
+
+log = logging.getLogger(__name__)
+
+# A batch that applies this many roster records leaves long-lived state behind: the heap is
+# settled once it ends (stream/worker/heap.py).
+_SETTLE_AFTER_ROSTER = 1000
+# Records handed to the detectors at once on the direct path: about 0.15 s of work, and
+# two round trips to the broker for its publish.
+_DIRECT_SLICE = 20000
+
+
+class Runtime:
+    """A worker's partitions, their detectors and the publishing of their results."""
+
+    def __init__(self, app: faust.App, settings: Settings, clock: Clock,
+                 publisher: Publisher | None = None, heap: Heap | None = None) -> None:
+        self.app = app
+        self.settings = settings
+        self.clock = clock
+        self.codec = Codec()  # one for the router and every partition
+        self.heap = heap or Heap()
+        self._stores = Stores(settings)
+        self.detectors: dict[int, PartitionDetector] = {}
+        self.stores: dict[int, PartitionStore] = {}
+        self.loading: dict[int, asyncio.Task[PartitionDetector]] = {}
+        # Per input partition: whether its last message's records mostly stayed on it (route).
+        self._keyed: dict[tuple[str, int], bool] = {}
+        self.lock = asyncio.Lock()
+        self.catchup = CatchUp()
+        self.sweep_open = False
+        self._gate: asyncio.Task[None] | None = None
+        raw = {"key_serializer": "raw", "value_serializer": "raw"}
+        self.inputs = app.topic(settings.topic_roster, settings.topic_events, **raw)
+        self.work = app.topic(settings.topic_work, partitions=settings.partitions, **raw)
+        self.assignment: set[tuple[str, int]] = set()
+        self.end_offsets: dict[tuple[str, int], int] = {}
+        self.start_offsets: dict[tuple[str, int], int] = {}
+        self._offsets_consumer: AIOKafkaConsumer | None = None
+        self.metrics = Metrics()
+        # What the worker publishes goes through its own producers (the publisher's); the
+        # app's producer forwards records to ecm.work.
+        self.publisher = publisher or Publisher(settings, clock, self.metrics)
+        self._rostered = 0  # roster records applied in the batch under way
+        self.metrics.watch_state(lambda: list(self.detectors.values()), self.lag)
+
+    # ---- partition ownership -------------------------------------------------------------
+
+    def _work_partitions(self, tps: set[TP]) -> set[int]:
+        return {tp.partition for tp in tps if tp.topic == self.settings.topic_work}
+
+    async def on_assigned(self, assigned: set[TP]) -> None:
+        self.metrics.rebalances.inc()
+        s = self.settings
+        self.assignment = {(tp.topic, tp.partition) for tp in assigned
+                           if tp.topic in (s.topic_roster, s.topic_events, s.topic_work)}
+        self.end_offsets = {tp: n for tp, n in self.end_offsets.items() if tp in self.assignment}
+        self.sweep_open = False
+        if self._gate is not None:
+            self._gate.cancel()
+        self._gate = asyncio.ensure_future(self._open_gate(assigned))
+        owned = self._work_partitions(assigned)
+        for p in list(self.detectors) + list(self.loading):
+            if p not in owned:
+                self._drop(p)
+        for p in sorted(owned):
+            if p not in self.detectors and p not in self.loading:
+                self.loading[p] = asyncio.ensure_future(self._load(p))
+
+    async def on_revoked(self, revoked: set[TP]) -> None:
+        self.sweep_open = False
+        # Finish whatever is being published before the partitions move on.
+        async with self.lock:
+            for p in self._work_partitions(revoked):
+                self._drop(p)
+
+    async def _open_gate(self, assigned: set[TP]) -> None:
+        """Open the sweep once the backlog handed over with ``assigned`` is processed."""
+        s = self.settings
+        give_up = self.clock_monotonic() + s.catchup_max_hold_s
+        inputs = [(tp.topic, tp.partition) for tp in assigned
+                  if tp.topic in (s.topic_roster, s.topic_events)]
+        work = [(tp.topic, tp.partition) for tp in assigned if tp.topic == s.topic_work]
+        for phase in (inputs, work):
+            end, start = await positions(s, phase)
+            self.start_offsets.update(start)
+            self.end_offsets.update(end)
+            self.catchup.expect(end, start)
+            while not self.catchup.done() and self.clock_monotonic() < give_up:
+                await asyncio.sleep(0.05)
+        while self.loading and self.clock_monotonic() < give_up:
+            await asyncio.sleep(0.05)
+        if not self.catchup.done():
+            log.warning("sweep opened with %d records of backlog left", self.catchup.remaining())
+        self.sweep_open = True
+        log.info("caught up; sweeping %d partitions", len(self.detectors))
+
+    @staticmethod
+    def clock_monotonic() -> float:
+        return asyncio.get_running_loop().time()
+
+    def _drop(self, p: int) -> None:
+        self.detectors.pop(p, None)
+        task = self.loading.pop(p, None)
+        if task is not None:
+            task.cancel()
+        store = self.stores.pop(p, None)
+        if store is not None:
+            store.close()
+
+    async def _load(self, p: int) -> PartitionDetector:
+        store = self.stores.get(p)
+        if store is None:
+            store = self.stores[p] = self._stores.open(p)
+        detector = await load_partition(self.settings, p, self.clock, store, self.codec)
+        if self.loading.get(p) is asyncio.current_task():
+            self.detectors[p] = detector
+            del self.loading[p]
+            self.heap.settle()
+        return detector
+
+    async def detector(self, p: int) -> PartitionDetector | None:
+        if p in self.detectors:
+            return self.detectors[p]
+        task = self.loading.get(p)
+        if task is None:
+            return None
+        return await asyncio.shield(task)
+
+    # ---- the stages ------------------------------------------------------------------------
+
+    async def route_batch(self, messages: list[Message]) -> None:
+        """Route a batch of input messages (``ecm.roster``, ``ecm.events``), and apply the
+        records that stay on their partition."""
+        with self.heap.paused():
+            await self._route_batch(messages)
+            # Here, not inside: the batch's decoded records are garbage by now, and the
+            # settling collection walks only what the batch left alive.
+            self._settle()
+
+    async def _route_batch(self, messages: list[Message]) -> None:
+        sourced = [(Source(m.topic, m.partition, m.offset), m.value, float(m.timestamp or 0.0))
+                   for m in messages]
+        owned = self.detectors.keys() | self.loading.keys()
+        routed = route(sourced, self.settings.topic_roster, self.settings.partitions,
+                       self.settings.max_message_bytes, owned, self._keyed, self.codec)
+        for kind, n in routed.received.items():
+            self.metrics.records_received.labels(kind).inc(n)
+            self.metrics.received[kind] += n
+        self.metrics.batch_records.labels("router").observe(routed.records)
+        local = routed.local
+        futures = [await self.work.send(value=value, partition=p)
+                   for p, value in routed.encoded()]
+        futures += await self.publisher.deadletters(routed.rejections, "router")
+        direct = sum(len(records) for records in local.values())
+        # In slices, so that a large batch (a backlog of roster messages is hundreds of
+        # thousands of records) lets the event loop run between them; a partition's slices
+        # are applied in order, and its messages' latency is observed with its last slice.
+        part: dict[int, list[Any]] = {}
+        stamps: dict[int, list[float]] = {}
+        size = 0
+        for p, records in local.items():
+            for k in range(0, len(records), _DIRECT_SLICE):
+                if size >= _DIRECT_SLICE or p in part:
+                    await self._detect(part, stamps)
+                    part, stamps, size = {}, {}, 0
+                part[p] = records[k:k + _DIRECT_SLICE]
+                last = k + _DIRECT_SLICE >= len(records)
+                stamps[p] = routed.local_stamps[p] if last else []
+                size += len(part[p])
+        if part:
+            await self._detect(part, stamps)
+        self.metrics.work_records.labels("direct").inc(direct)
+        self.metrics.work_records.labels("forwarded").inc(routed.records - direct)
+        await asyncio.gather(*futures)
+        self._seen(messages)
+
+    async def detect_batch(self, messages: list[Message]) -> None:
+        """Apply a batch of ``ecm.work`` messages to their partitions' detectors."""
+        with self.heap.paused():
+            await self._detect_batch(messages)
+            self._settle()
+
+    async def _detect_batch(self, messages: list[Message]) -> None:
+        by_partition: dict[int, list[Any]] = defaultdict(list)
+        stamps: dict[int, list[float]] = defaultdict(list)
+        broken: list[Rejection] = []
+        for m in messages:
+            try:
+                records, timestamps = decode_work(m.value)
+                by_partition[m.partition].extend(records)
+                stamps[m.partition].extend(timestamps)
+            except (ValueError, KeyError, TypeError, IndexError) as exc:
+                broken.append(Rejection("invalid_work_message", repr(exc)[:200], m.value or b"",
+                                        Source(m.topic, m.partition, m.offset)))
+        if broken:
+            await asyncio.gather(*await self.publisher.deadletters(broken, "detector"))
+        await self._detect(by_partition, stamps)
+        self._seen(messages)
+
+    async def _detect(self, by_partition: dict[int, list[Any]],
+                      stamps: dict[int, list[float]]) -> None:
+        """Apply each partition's records to its detector and publish the results."""
+        owned: dict[int, PartitionDetector] = {}
+        for p in by_partition:
+            detector = await self.detector(p)
+            if detector is None:
+                log.warning("work for partition %d that this worker does not own", p)
+            else:
+                owned[p] = detector
+        rostered = 0
+        async with self.lock:
+            results = []
+            for p, detector in owned.items():
+                if self.detectors.get(p) is not detector:
+                    continue  # revoked while waiting; the new owner replays it
+                records = by_partition[p]
+                self.metrics.batch_records.labels("detector").observe(len(records))
+                out = detector.process(records)
+                rostered += out.accepted["roster"]
+                results.append((detector, out))
+            await self.publisher.publish(results, self.stores)
+        now = time.time()
+        # One sample per input message (its records share its timestamp).
+        for p in owned:
+            for t in set(stamps[p]):
+                if t > 0:
+                    self.metrics.processing_latency.observe(max(0.0, now - t))
+        self._rostered += rostered
+        self.heap.changed()
+
+    def _settle(self) -> None:
+        """After a batch: settle the state a roster load left behind. Once per batch, not
+        per slice: until the batch ends its records are held, decoded, and a collection per
+        slice walked all of them again."""
+        if self._rostered >= _SETTLE_AFTER_ROSTER:
+            self.heap.settle()
+        self._rostered = 0
+
+    def _seen(self, messages: list[Message]) -> None:
+        for m in messages:
+            self.catchup.seen((m.topic, m.partition), m.offset)
+
+    async def sweep(self) -> None:
+        self.heap.trim_if_due()
+        if not self.sweep_open:
+            return
+        started = time.perf_counter()
+        async with self.lock:
+            await self.publisher.publish([(d, d.sweep()) for d in self.detectors.values()],
+                                         self.stores)
+        self.metrics.sweep_seconds.observe(time.perf_counter() - started)
+
+    def progress(self) -> dict[str, Any]:
+        """Records received by the router and applied by the detectors since start, by
+        kind, and the visits tracked now (the same figures as /metrics)."""
+        return {"received": self.metrics.received, "accepted": self.metrics.accepted,
+                "visits_tracked": sum(len(d.visits) for d in self.detectors.values())}
+
+    async def close(self) -> None:
+        """Stop the worker's own clients (its producers and its offsets consumer)."""
+        await self.publisher.close()
+        if self._offsets_consumer is not None:
+            await self._offsets_consumer.stop()
+            self._offsets_consumer = None
+
+    # ---- consumer lag ----------------------------------------------------------------------
+
+    def lag(self) -> dict[tuple[str, int], int]:
+        """Records between this worker's position and the log end, per owned partition."""
+        out = {}
+        for tp in self.assignment:
+            end = self.end_offsets.get(tp)
+            if end is None:
+                continue
+            done = self.catchup.processed.get(tp)
+            position = done + 1 if done is not None else self.start_offsets.get(tp, end)
+            out[tp] = max(0, end - position)
+        return out
+
+    async def refresh_end_offsets(self) -> None:
+        if not self.assignment:
+            return
+        if self._offsets_consumer is None:
+            self._offsets_consumer = AIOKafkaConsumer(
+                bootstrap_servers=self.settings.bootstrap_servers, group_id=None)
+            await self._offsets_consumer.start()
+        tps = [TopicPartition(t, p) for t, p in sorted(self.assignment)]
+        try:
+            ends = await self._offsets_consumer.end_offsets(tps)
+        except Exception as exc:  # a lag probe must never stop the worker
+            log.warning("end offsets unavailable: %r", exc)
+            return
+        self.end_offsets.update({(tp.topic, tp.partition): n for tp, n in ends.items()})

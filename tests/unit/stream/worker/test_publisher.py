@@ -1,0 +1,125 @@
+"""The publish order, against a producer whose acknowledgements the test gives by hand:
+escalations and dead letters are acknowledged before any state is written, and a
+checkpoint slice is complete only once its offset is known."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import orjson
+
+from stream.contract import Rejection, Source
+from stream.rules.detector import Output
+from stream.worker.metrics import Metrics
+from stream.worker.publisher import Publisher
+from tests.factories import T0, event, visit
+from tests.unit.stream.harness import Harness
+
+
+class _Meta:
+    def __init__(self, offset: int) -> None:
+        self.offset = offset
+
+
+class Broker:
+    """Producers that hold every send until :meth:`ack`, and number them per partition."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, str, int | None, bytes]] = []  # compression, topic, ...
+        self.unacked: list[tuple[asyncio.Future[Any], str, int | None]] = []
+        self.ends: dict[tuple[str, int | None], int] = {}
+
+    async def start(self, compression: str) -> Any:
+        broker = self
+
+        class Producer:
+            async def send(self, topic: str, value: bytes | None = None,
+                           key: bytes | None = None, partition: int | None = None) -> Any:
+                future = asyncio.get_running_loop().create_future()
+                broker.sent.append((compression, topic, partition, value or b""))
+                broker.unacked.append((future, topic, partition))
+                return future
+
+            async def stop(self) -> None:
+                pass
+
+        return Producer()
+
+    def topics_unacked(self) -> list[str]:
+        return [topic for _, topic, _ in self.unacked]
+
+    def ack(self) -> None:
+        for future, topic, partition in self.unacked:
+            n = self.ends.get((topic, partition), 0)
+            self.ends[(topic, partition)] = n + 1
+            future.set_result(_Meta(n))
+        self.unacked = []
+
+
+async def _settle() -> None:
+    for _ in range(20):
+        await asyncio.sleep(0)
+
+
+def _busy_partition() -> tuple[Harness, Output]:
+    """A partition whose sweep raised two escalations and whose batch rejected a record."""
+    h = Harness(start=T0 - 600)
+    h.roster(visit("v1"), visit("v2", client_id="c2"))
+    out = h.at(T0 + 1000)  # both late
+    out.rejections.append(Rejection("invalid_json", "x", b"{", Source("ecm.events", 0, 9)))
+    return h, out
+
+
+def test_escalations_and_dead_letters_are_acknowledged_before_any_state_is_written():
+    async def run() -> None:
+        h, out = _busy_partition()
+        assert len(out.escalations) == 2
+        broker = Broker()
+        publisher = Publisher(h.settings, h.clock, Metrics(), broker.start)
+        task = asyncio.ensure_future(publisher.publish([(h.detector, out)], {}))
+        await _settle()
+        assert sorted(broker.topics_unacked()) == [
+            "ecm.deadletter", "ecm.escalations", "ecm.escalations"]
+        assert not task.done()
+        broker.ack()
+        await _settle()
+        # Only now the state delta, on the state producer (compressed).
+        assert broker.topics_unacked() == ["ecm.state"]
+        assert broker.sent[-1][:3] == ("zstd", "ecm.state", 0)
+        assert not task.done()
+        broker.ack()
+        await task
+        # The book holds every record before the offset after the last one published.
+        assert h.detector.checkpointer.escalations_next == 2
+        keys = [orjson.loads(v)["escalation_id"] for c, t, _, v in broker.sent
+                if t == "ecm.escalations"]
+        assert sorted(keys) == ["v1:late", "v2:late"]
+        await publisher.close()
+
+    asyncio.run(run())
+
+
+def test_a_checkpoint_completes_when_its_last_slice_s_offset_is_known():
+    async def run() -> None:
+        h = Harness(start=T0 - 600, checkpoint_max_age_s=3000)
+        h.roster(*[visit(f"v{i}", client_id=f"c{i}") for i in range(3)])
+        h.events(event(at=T0 - 500, visit_id="v1", client_id="c1"))
+        broker = Broker()
+        metrics = Metrics()
+        publisher = Publisher(h.settings, h.clock, metrics, broker.start)
+        cp = h.detector.checkpointer
+        for _ in range(2):  # the first publish writes the delta; the next, an hour later,
+            task = asyncio.ensure_future(publisher.publish([(h.detector, Output())], {}))
+            while not task.done():
+                await _settle()
+                broker.ack()
+            await task
+            h.clock.set(h.clock.now() + 3600)  # a checkpoint by age
+        assert cp.completed == 1 and metrics.registry.get_sample_value(
+            "ecm_state_checkpoints_total") == 1
+        # The base is the checkpoint's one slice: the message after the delta.
+        assert cp.base == 1
+        await publisher.close()
+
+    asyncio.run(run())
