@@ -164,7 +164,7 @@ def rss_mb(pid: int) -> float:
 
 
 # A worker hands freed pages back at most every 5 s during a load, and once more within a
-# sweep interval after it (stream.runtime.trim_heap_if_due): its steady RSS is read after that.
+# sweep interval after it (stream.worker.heap.Heap.trim_if_due): its steady RSS is read after that.
 _SETTLE_S = 6.0
 
 

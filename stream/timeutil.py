@@ -14,7 +14,7 @@ from typing import Annotated
 import msgspec
 
 # RFC 3339 with an offset, parsed in C: the parser the one-pass decode uses for a check-in's
-# ``occurred_at`` (stream/contract.py), so that a record is read the same whichever path
+# ``occurred_at`` (stream/contract/), so that a record is read the same whichever path
 # it takes.
 AwareDatetime = Annotated[datetime, msgspec.Meta(tz=True)]
 _AWARE = msgspec.json.Decoder(AwareDatetime)

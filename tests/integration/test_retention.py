@@ -79,7 +79,7 @@ def test_a_store_behind_the_retention_is_rebuilt_from_the_checkpoint(
         for offset in range(2):  # a worker that stopped after two messages
             store.apply_delta(log.docs[offset], offset)
         _retention_at(monkeypatch, settings, base, log.docs[base]["e"])
-        with caplog.at_level(logging.INFO, logger="stream.recovery"):
+        with caplog.at_level(logging.INFO, logger="stream.worker.recovery"):
             rebuilt = _load(settings, h, store)
     finally:
         store.close()
@@ -95,7 +95,7 @@ def test_a_rebuild_from_a_checkpoint_inside_the_retention_says_nothing(
     h, log = _written(settings)
     base = h.detector.checkpointer.base
     _retention_at(monkeypatch, settings, base, log.docs[base]["e"])
-    with caplog.at_level(logging.INFO, logger="stream.recovery"):
+    with caplog.at_level(logging.INFO, logger="stream.worker.recovery"):
         rebuilt = _load(settings, h, MemoryStore())
     assert "retention" not in caplog.text
     assert rebuilt.sweep().escalations == []
@@ -107,7 +107,7 @@ def test_a_checkpoint_dropped_by_the_retention_is_an_error(settings, monkeypatch
     h, _log = _written(settings)
     base = h.detector.checkpointer.base
     _retention_at(monkeypatch, settings, base + 1, 0)
-    with caplog.at_level(logging.INFO, logger="stream.recovery"):
+    with caplog.at_level(logging.INFO, logger="stream.worker.recovery"):
         _load(settings, h, MemoryStore())
     errors = [r for r in caplog.records if r.levelno == logging.ERROR]
     assert len(errors) == 1

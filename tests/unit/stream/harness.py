@@ -115,7 +115,7 @@ class Log:
             d.checkpointer.slice_written(self._write(checkpoint))
 
     def replay(self, start: int) -> PartitionDetector:
-        """A rebuild as stream/recovery.py does it: the escalation topic (the harness's
+        """A rebuild as stream/worker/recovery.py does it: the escalation topic (the harness's
         records, in the order published) read from where the checkpoint at ``start`` says."""
         copy = PartitionDetector(0, self.h.settings, ManualClock(self.h.clock.now()), Codec())
         e = self.docs[start].get("e", 0) if start else 0

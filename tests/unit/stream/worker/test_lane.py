@@ -1,4 +1,4 @@
-"""The batch lane (stream/lane.py): what it hands over, and what Faust's consumer commits.
+"""The batch lane (stream/worker/lane.py): what it hands over, and what Faust's consumer commits.
 
 The consumer is the worker's own Faust consumer (no broker is needed until it starts); what
 it would commit is read from its ``_new_offset``, the figure Faust's commit loop commits.
