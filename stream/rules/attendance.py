@@ -93,10 +93,12 @@ class Attendance:
         return self.due(vs.visit, timer.kind) == timer.due
 
     def fire(self, vs: VisitState, timer: Timer, now: float) -> list[Escalation]:
-        """A visit's deadline fell due (an entry that still stands, not its forgetting):
-        what it raises, and the next timer of its chain armed."""
+        """A visit's deadline fell due (not its forgetting): what it raises, and the next
+        timer of its chain armed; nothing for an entry that no longer stands."""
         due, kind = timer.due, timer.kind
         v = vs.visit
+        if self.deadlines(v)[_AT[kind]] != due:
+            return []  # re-booked since: the new instant has its own entry
         timeline = self.timeline(v)
         if (due, kind) not in timeline:
             return []  # cancelled since: its chain goes on from the cancellation
@@ -154,8 +156,18 @@ class Attendance:
                             m.received - m.occurred for m in vs.checkins.values()), 1)})
         # Most calls follow a check-in, with no check-out yet: that is tested first.
         if vs.checkouts and vs.checkins and all(w in vs.checkouts for w in vs.checkins):
+            out_at = max(m.occurred for m in vs.checkouts.values())
+            deadline = self.deadlines(v)[2]
+            late_out = sorted(w for w in vs.checkins if vs.checkouts[w].occurred > deadline)
+            if late_out and not self.book.known(v.visit_id, "no_check_out"):
+                # The deadline passed before the check-out, and no sweep saw it (the
+                # check-out was read before the worker swept, after an outage or a
+                # restart): raised now, with what the sweep would have said, and resolved.
+                out += self.book.open(vs, "no_check_out", deadline, now, {
+                    "workers_not_checked_out": late_out,
+                    "checked_in_at": min(vs.checkins[w].occurred for w in late_out)})
             out += self.book.resolve(vs, "no_check_out", now, "checked_out", {
-                "checked_out_at": max(m.occurred for m in vs.checkouts.values())})
+                "checked_out_at": out_at})
         if why == "roster_update" and vs.checkins and all(w in v.worker_ids for w in vs.checkins):
             out += self.book.resolve(vs, "wrong_worker", now, "reassigned", {})
         return out

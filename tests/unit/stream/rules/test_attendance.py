@@ -127,6 +127,27 @@ def test_no_check_out_raised_and_resolved():
     assert h.by_id("v1:no_check_out", "resolved")["resolution"] == "checked_out"
 
 
+def test_a_check_out_after_a_deadline_no_sweep_saw_raises_and_resolves_it():
+    """A worker that was down (or held its sweep while catching up) reads the late check-out
+    before it sweeps: the no-check-out rule was true at its deadline all the same."""
+    h = Harness()
+    h.roster(visit())
+    h.events(event(at=T0))
+    h.events(event("check_out", at=T0 + 1800 + 1800 + 600))  # no sweep since the check-in
+    noc = h.by_id("v1:no_check_out")
+    assert noc["deadline"] == h.by_id("v1:no_check_out", "resolved")["deadline"]
+    assert noc["evidence"]["workers_not_checked_out"] == ["w1"]
+    assert h.by_id("v1:no_check_out", "resolved")["resolution"] == "checked_out"
+    h.at(T0 + 50_000)  # its timer, when it falls due, raises nothing more
+    assert [e["status"] for e in h.escalations if e["kind"] == "no_check_out"] == [
+        "open", "resolved"]
+    # Checked out before the deadline, read after it: nothing to raise.
+    h.roster(visit("v2", client_id="c2"))
+    h.events(event(at=T0, visit_id="v2", client_id="c2"))
+    h.events(event("check_out", at=T0 + 1800 + 1700, visit_id="v2", client_id="c2"))
+    assert [e["escalation_id"] for e in h.escalations].count("v2:no_check_out") == 0
+
+
 def test_no_check_out_not_raised_for_a_visit_nobody_attended():
     h = Harness()
     h.roster(visit())
