@@ -64,12 +64,23 @@ class Settings:
     # Sweep cadence bounds detection latency: a deadline is raised at most this long late
     # (plus the sweep's own duration); 0.5 s keeps it well inside the 2 s promise.
     sweep_interval_s: float = 0.5
-    # After an assignment the sweep waits for the backlog to be read (stream/catchup.py),
+    # After an assignment the sweep waits for the backlog to be read (stream/worker/catchup.py),
     # but never longer than this: a late alert beats none.
     catchup_max_hold_s: float = 120.0
     # Largest message the worker writes (state deltas and work batches are split to fit):
     # below Kafka's default 1 MB limits with room for the record envelope.
     max_message_bytes: int = 900_000
+    # The input contract's bounds (stream/contract/bounds.py): an input message larger than
+    # this is rejected whole; it must leave room below max_message_bytes for a record's
+    # envelope in ecm.work.
+    max_input_bytes: int = 768 * 1024
+    # Of any one string, array or object in a record decoded as an object, and how deeply
+    # they nest; instants from the first day of earliest_year to the last of latest_year.
+    max_string_bytes: int = 64 * 1024
+    max_items: int = 10_000
+    max_depth: int = 32
+    earliest_year: int = 2000
+    latest_year: int = 2100
     # Kafka compression of the ecm.state record batches (zstd, lz4, gzip or none): a state
     # delta is JSON, which zstd shrinks about ninefold, and the worker spent more on sending
     # the bytes than on compressing them. The other topics are written uncompressed, so
@@ -84,13 +95,13 @@ class Settings:
     checkpoint_max_age_s: float = 21600.0
     # retention.ms given to ecm.state and ecm.escalations by `ecm topics`; 0 keeps them.
     state_retention_s: float = 604800.0
-    # How input and work messages reach the router and the detectors (stream/lane.py):
+    # How input and work messages reach the router and the detectors (stream/worker/lane.py):
     # "batch" hands each fetch's messages over as lists; "streams" runs Faust agents.
     input_lane: str = "batch"
     # Most messages handed over at once (the batch lane) or taken per take_events batch.
     batch_max: int = 500
     batch_within_s: float = 0.05
-    # Longest a fetch may wait on the broker for data (stream/faustfix.py): bounds each
+    # Longest a fetch may wait on the broker for data (stream/worker/faust_patches.py): bounds each
     # hop's delay on brokers that do not answer a fetch as soon as data arrives.
     fetch_max_wait_ms: int = 100
     # Consumer-group liveness: a crashed worker's partitions move after the session
@@ -132,6 +143,15 @@ class Settings:
             raise SettingsError("ECM_STATE_RETENTION_S must be 0 (keep for good) or at least "
                                 "twice ECM_CHECKPOINT_MAX_AGE_S: a rebuild starts from the "
                                 "last complete checkpoint")
+        if self.max_input_bytes + (64 << 10) > self.max_message_bytes:
+            raise SettingsError("ECM_MAX_INPUT_BYTES must leave 64 KiB below "
+                                "ECM_MAX_MESSAGE_BYTES: an input record is forwarded whole")
+        if min(self.max_string_bytes, self.max_items, self.max_depth) < 1:
+            raise SettingsError("ECM_MAX_STRING_BYTES, ECM_MAX_ITEMS and ECM_MAX_DEPTH must be "
+                                "at least 1")
+        if not 1970 <= self.earliest_year <= self.latest_year <= 9000:
+            raise SettingsError("ECM_EARLIEST_YEAR and ECM_LATEST_YEAR must be years from 1970 "
+                                "to 9000, the earliest first")
         if self.missed_after_s < self.late_after_s:
             raise SettingsError("ECM_MISSED_AFTER_S must not be below ECM_LATE_AFTER_S")
 

@@ -15,10 +15,13 @@ from typing import Any
 
 import orjson
 
+from stream.contract.bounds import Bounds
 from stream.contract.records import (
     DEFAULT_RADIUS_M,
     EVENT_TYPES,
     MAX_ID_LEN,
+    MAX_LIST,
+    MAX_POSITIONS,
     MAX_VISIT_S,
     METHODS,
     RISK_LEVELS,
@@ -40,9 +43,11 @@ class Invalid(Exception):  # control flow inside the contract: it never escapes 
         self.detail = detail
 
 
-def split_message(value: bytes | None,
-                  source: Source) -> tuple[list[dict[str, Any]], list[Rejection]]:
-    """Decode one message value into its objects; a bad message is one rejection."""
+def split_message(value: bytes | None, source: Source, bounds: Bounds
+                  ) -> tuple[list[dict[str, Any] | None], list[Rejection]]:
+    """Decode one message value into its objects, in order: a record that is not an object,
+    or exceeds the bounds, is rejected and stands as None; a message that is not JSON, or
+    holds more records than an array may, is one rejection."""
     raw = value or b""
     try:
         doc = orjson.loads(raw)  # orjson refuses invalid UTF-8 itself
@@ -52,15 +57,28 @@ def split_message(value: bytes | None,
         except UnicodeDecodeError as bad:
             return [], [Rejection("invalid_utf8", str(bad)[:200], raw, source)]
         return [], [Rejection("invalid_json", str(exc)[:200], raw, source)]
-    items = doc if isinstance(doc, list) else [doc]
+    items = doc if type(doc) is list else [doc]
+    if len(items) > bounds.max_items:
+        return [], [Rejection("value_too_large", f"{len(items)} records in one message; at "
+                              f"most {bounds.max_items}", raw, source)]
     rejections: list[Rejection] = []
     for i, item in enumerate(items):
-        if not isinstance(item, dict):
+        failure = (("not_an_object", f"item {i} is {type(item).__name__}")
+                   if type(item) is not dict else bounds.exceeded(item))
+        if failure is not None:
             src = Source(source.topic, source.partition, source.offset, i)
-            rejections.append(Rejection("not_an_object", f"item {i} is {type(item).__name__}",
-                                        orjson.dumps(item), src))
-            items[i] = {}  # keep indexes aligned; an empty dict is never routed
+            rejections.append(Rejection(*failure, _encoded(item, raw), src))
+            items[i] = None  # keeps the indexes aligned
     return items, rejections
+
+
+def _encoded(item: Any, message: bytes) -> bytes:
+    """A rejected item's bytes: itself re-encoded, or its whole message where it cannot be
+    (nested deeper than the encoder goes)."""
+    try:
+        return orjson.dumps(item)
+    except orjson.JSONEncodeError:
+        return message
 
 
 def routing_key(obj: dict[str, Any]) -> str | None:
@@ -71,7 +89,7 @@ def routing_key(obj: dict[str, Any]) -> str | None:
     return None
 
 
-def visit_checked(obj: dict[str, Any], workers: WorkerIds) -> Visit:
+def visit_checked(obj: dict[str, Any], workers: WorkerIds, bounds: Bounds) -> Visit:
     visit_id = _id(obj, "visit_id")
     client_id = _id(obj, "client_id")
     ids = _required(obj, "worker_ids")
@@ -79,8 +97,8 @@ def visit_checked(obj: dict[str, Any], workers: WorkerIds) -> Visit:
         raise Invalid("wrong_type", "worker_ids must be a list of strings")
     if not 1 <= len(ids) <= 2 or len(set(ids)) != len(ids):
         raise Invalid("invalid_value", "worker_ids must hold 1 or 2 distinct ids")
-    start = _instant(obj, "scheduled_start")
-    end = _instant(obj, "scheduled_end")
+    start = _instant(obj, "scheduled_start", bounds)
+    end = _instant(obj, "scheduled_end", bounds)
     if end <= start:
         raise Invalid("end_before_start", "scheduled_end must be after scheduled_start")
     if end - start > MAX_VISIT_S:
@@ -105,9 +123,7 @@ def visit_checked(obj: dict[str, Any], workers: WorkerIds) -> Visit:
         if v is not None and (not _is_number(v) or not 0 < v <= MAX_VISIT_S):
             raise Invalid("invalid_value", f"{name} must be a positive number of seconds")
         thresholds[name] = None if v is None else float(v)
-    contract_id = obj.get("contract_id")
-    if contract_id is not None and not isinstance(contract_id, str):
-        raise Invalid("wrong_type", "contract_id must be a string")
+    contract_id = _optional_id(obj, "contract_id")
     return Visit(
         visit_id=visit_id, client_id=client_id, worker_ids=workers(ids),
         start=start, end=end, lat=lat, lon=lon, radius_m=float(radius), polygon=polygon,
@@ -119,7 +135,7 @@ def visit_checked(obj: dict[str, Any], workers: WorkerIds) -> Visit:
     )
 
 
-def event_checked(obj: dict[str, Any]) -> Event:
+def event_checked(obj: dict[str, Any], bounds: Bounds) -> Event:
     event_id = _id(obj, "event_id")
     etype = _required(obj, "type")
     if etype not in EVENT_TYPES:
@@ -129,7 +145,7 @@ def event_checked(obj: dict[str, Any]) -> Event:
     visit_id = obj.get("visit_id")
     if visit_id is not None:
         visit_id = _id(obj, "visit_id")
-    occurred = _instant(obj, "occurred_at")
+    occurred = _instant(obj, "occurred_at", bounds)
     method = _required(obj, "method")
     if method not in METHODS:
         raise Invalid("invalid_value", f"method must be one of {METHODS}")
@@ -147,9 +163,7 @@ def event_checked(obj: dict[str, Any]) -> Event:
         caller = _id(obj, "caller_number")
     elif method in ("nfc", "qr"):
         tag = _id(obj, "tag_id")
-    gateway = obj.get("gateway_id")
-    if gateway is not None and not isinstance(gateway, str):
-        raise Invalid("wrong_type", "gateway_id must be a string")
+    gateway = _optional_id(obj, "gateway_id")
     return Event(event_id=event_id, type=etype, client_id=client_id, worker_id=worker_id,
                  occurred_at=occurred, method=method, visit_id=visit_id, lat=lat, lon=lon,
                  accuracy_m=accuracy, caller_number=caller, tag_id=tag, gateway_id=gateway,
@@ -171,13 +185,27 @@ def _id(obj: dict[str, Any], name: str) -> str:
     return v
 
 
-def _instant(obj: dict[str, Any], name: str) -> float:
+def _optional_id(obj: dict[str, Any], name: str) -> str | None:
+    v = obj.get(name)
+    if v is None:
+        return None
+    if not isinstance(v, str):
+        raise Invalid("wrong_type", f"{name} must be a string")
+    if len(v) > MAX_ID_LEN:
+        raise Invalid("invalid_value", f"{name} must be at most {MAX_ID_LEN} characters")
+    return v
+
+
+def _instant(obj: dict[str, Any], name: str, bounds: Bounds) -> float:
     v = _required(obj, name)
     if not isinstance(v, str):
         raise Invalid("wrong_type", f"{name} must be an RFC 3339 string")
     instant = parse_instant(v)
     if instant is None:
         raise Invalid("invalid_time", f"{name} is not RFC 3339 with an offset")
+    if not bounds.instant_in_range(instant):
+        raise Invalid("invalid_time", f"{name} is outside the years {bounds.earliest_year}-"
+                      f"{bounds.latest_year}")
     return instant
 
 
@@ -212,6 +240,9 @@ def _strings(obj: dict[str, Any], name: str) -> tuple[str, ...]:
         return ()
     if not isinstance(v, list) or not all(isinstance(s, str) for s in v):
         raise Invalid("wrong_type", f"{name} must be a list of strings")
+    if len(v) > MAX_LIST or any(len(s) > MAX_ID_LEN for s in v):
+        raise Invalid("invalid_value", f"{name} holds at most {MAX_LIST} strings of at most "
+                      f"{MAX_ID_LEN} characters")
     return tuple(v)
 
 
@@ -221,6 +252,8 @@ def _polygon(geo: Any) -> tuple[tuple[tuple[float, float], ...], ...]:
     rings = geo.get("coordinates")
     if not isinstance(rings, list) or not rings:
         raise Invalid("invalid_value", "geofence needs coordinates")
+    if sum(len(ring) if isinstance(ring, list) else 0 for ring in rings) > MAX_POSITIONS:
+        raise Invalid("invalid_value", f"a geofence has at most {MAX_POSITIONS} positions")
     out = []
     for ring in rings:
         if not isinstance(ring, list) or len(ring) < 4:

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
 from stream.contract import checks, onepass
-from stream.contract.records import Event, Visit, WorkerIds
+from stream.contract.bounds import Bounds
+from stream.contract.records import Event, Rejection, Source, Visit, WorkerIds
 from stream.timeutil import parse_instant
 
 # A roster's visits start and end at a few thousand distinct instants (on the minute or the
@@ -33,14 +35,24 @@ _MESSAGES_HELD = 4
 class Codec:
     """Decoding with its caches, owned by whoever decodes (a worker, a test, a benchmark)."""
 
-    def __init__(self, loads: Callable[[bytes], Any] = orjson.loads) -> None:
+    def __init__(self, bounds: Bounds | None = None,
+                 loads: Callable[[bytes], Any] = orjson.loads) -> None:
+        self.bounds = bounds or Bounds()
         self.workers = WorkerIds()
         self.instant = functools.lru_cache(maxsize=_INSTANTS_HELD)(parse_instant)
         self._decoded = functools.lru_cache(maxsize=_MESSAGES_HELD)(loads)
 
     def records(self, value: bytes | None, roster: bool) -> list[Visit | Event | None] | None:
         """A message's records through the one-pass decoder (:func:`onepass.fast_records`)."""
-        return onepass.fast_records(value, roster, self.workers, self.instant)
+        try:
+            return onepass.fast_records(value, roster, self.workers, self.instant, self.bounds)
+        except RecursionError:  # nested past the decoder's depth: the full parse names it
+            return None
+
+    def split(self, value: bytes | None,
+              source: Source) -> tuple[list[dict[str, Any] | None], list[Rejection]]:
+        """A message's objects (:func:`checks.split_message`), held to the bounds."""
+        return checks.split_message(value, source, self.bounds)
 
     def visit(self, obj: dict[str, Any] | Visit) -> Visit | tuple[str, str]:
         """A :class:`Visit`, or ``(reason, detail)``. A Visit is one :meth:`records` has
@@ -48,28 +60,67 @@ class Codec:
         if type(obj) is Visit:
             return obj
         try:
-            return (onepass.visit_fast(obj, self.workers, self.instant)
-                    or checks.visit_checked(obj, self.workers))
+            return (onepass.visit_fast(obj, self.workers, self.instant, self.bounds)
+                    or checks.visit_checked(obj, self.workers, self.bounds))
         except checks.Invalid as exc:
             return exc.reason, exc.detail
+
+    def event(self, obj: dict[str, Any] | Event) -> Event | tuple[str, str]:
+        """An :class:`Event`, or ``(reason, detail)``."""
+        return validate_event(obj, self.bounds)
 
     def raw_object(self, raw: dict[str, Any] | tuple[bytes, int]) -> dict[str, Any]:
         """A record's object: itself, or decoded again from its message (:meth:`records`).
         The objects it returns are shared with other records of the message: read them
-        only."""
+        only. Raises ``orjson.JSONDecodeError`` for a message the one-pass decoder took
+        but the full parser refuses (a number beyond double range in a field the contract
+        does not know): :meth:`raw_bytes` is the caller that must never fail."""
         if type(raw) is not tuple:
             return raw  # type: ignore[return-value]
         value, index = raw
         doc = self._decoded(value)
         return doc[index] if type(doc) is list else doc  # type: ignore[no-any-return]
 
+    def raw_bytes(self, raw: dict[str, Any] | tuple[bytes, int]) -> bytes:
+        """A rejected record's bytes, for its dead letter: its object re-encoded, or its
+        whole message where that cannot be had."""
+        try:
+            return orjson.dumps(self.raw_object(raw))
+        except (orjson.JSONDecodeError, orjson.JSONEncodeError):
+            return raw[0] if type(raw) is tuple else b""  # type: ignore[return-value]
 
-def validate_event(obj: dict[str, Any] | Event) -> Event | tuple[str, str]:
+
+_DEFAULT_BOUNDS = Bounds()
+
+
+def event_object(event: Event) -> dict[str, Any]:
+    """The record an event stands for, from its fields alone (unknown fields, which the
+    contract ignores, left out): how an event validated from its message's bytes is written
+    to the changelog, whatever else its message held. Its instant to the microsecond, so
+    that it reads back as the same number."""
+    doc: dict[str, Any] = {
+        "event_id": event.event_id, "type": event.type, "client_id": event.client_id,
+        "worker_id": event.worker_id, "method": event.method,
+        "occurred_at": datetime.fromtimestamp(event.occurred_at, tz=UTC).isoformat(
+            timespec="microseconds")}
+    for name in _OPTIONAL_EVENT_FIELDS:
+        value = getattr(event, name)
+        if value is not None:
+            doc[name] = value
+    return doc
+
+
+_OPTIONAL_EVENT_FIELDS = ("visit_id", "lat", "lon", "accuracy_m", "caller_number", "tag_id",
+                          "gateway_id")
+
+
+def validate_event(obj: dict[str, Any] | Event,
+                   bounds: Bounds = _DEFAULT_BOUNDS) -> Event | tuple[str, str]:
     """An :class:`Event`, or ``(reason, detail)``. An Event is one :meth:`Codec.records`
     has validated already. Events share nothing between messages, so this needs no codec."""
     if type(obj) is Event:
         return obj
     try:
-        return onepass.event_fast(obj) or checks.event_checked(obj)
+        return onepass.event_fast(obj, bounds) or checks.event_checked(obj, bounds)
     except checks.Invalid as exc:
         return exc.reason, exc.detail

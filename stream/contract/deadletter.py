@@ -14,8 +14,10 @@ from stream.timeutil import format_instant
 
 # Why a record was rejected, by the stage that decides it.
 REASONS = (
-    # the message (router): it is not a JSON object, or an array of them
-    "invalid_utf8", "invalid_json", "not_an_object",
+    # the message (router): it is not a JSON object, or an array of them, within the bounds
+    # (stream/contract/bounds.py)
+    "invalid_utf8", "invalid_json", "not_an_object", "message_too_large", "value_too_large",
+    "too_deeply_nested",
     # a record's fields (router or detector: stream/contract/checks.py)
     "missing_field", "wrong_type", "invalid_value", "invalid_time", "invalid_coordinates",
     "end_before_start", "visit_too_long",

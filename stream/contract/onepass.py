@@ -19,9 +19,11 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from stream.contract.bounds import Bounds
 from stream.contract.records import (
     DEFAULT_RADIUS_M,
     MAX_ID_LEN,
+    MAX_LIST,
     MAX_VISIT_S,
     RISK_LEVELS,
     VISIT_STATUSES,
@@ -37,6 +39,11 @@ from stream.contract.records import (
 # An RFC 3339 instant to epoch seconds, or None (a roster's instants are parsed through
 # the codec's cache: see stream/contract/codec.py).
 Instant = Callable[[str], float | None]
+
+
+# A visit's phone numbers or tags.
+_Strings = Annotated[list[Annotated[str, msgspec.Meta(max_length=MAX_ID_LEN)]],
+                     msgspec.Meta(max_length=MAX_LIST)]
 
 
 class _WireLocation(msgspec.Struct, gc=False):
@@ -59,9 +66,9 @@ class _WireVisit(msgspec.Struct, gc=False):
     lives_alone: bool | None = None
     cognitive_impairment: bool | None = None
     time_critical: bool | None = None
-    client_phones: list[str] | None = None
-    nfc_tags: list[str] | None = None
-    contract_id: str | None = None
+    client_phones: _Strings | None = None
+    nfc_tags: _Strings | None = None
+    contract_id: Annotated[str, msgspec.Meta(max_length=MAX_ID_LEN)] | None = None
     late_after_s: Threshold | None = None
     missed_after_s: Threshold | None = None
     short_long_after_s: Threshold | None = None
@@ -73,8 +80,8 @@ _EVENTS = msgspec.json.Decoder(list[Event] | Event)
 _UNDECODED = (msgspec.MsgspecError, ValueError)  # a Unicode error is a ValueError
 
 
-def fast_records(value: bytes | None, roster: bool, workers: WorkerIds,
-                 instant: Instant) -> list[Visit | Event | None] | None:
+def fast_records(value: bytes | None, roster: bool, workers: WorkerIds, instant: Instant,
+                 bounds: Bounds) -> list[Visit | Event | None] | None:
     """A message's records through the one-pass path, in order: each a Visit (``roster``)
     or an Event, or ``None`` for one the full checks must see. ``None`` for the whole
     message when any of its records does not have the wire types: `checks.split_message`
@@ -88,14 +95,16 @@ def fast_records(value: bytes | None, roster: bool, workers: WorkerIds,
         return None
     if roster:
         if type(wire) is not list:
-            return [visit_wire(wire, (value, 0), workers, instant)]
-        return [visit_wire(w, (value, i), workers, instant) for i, w in enumerate(wire)]
+            return [visit_wire(wire, (value, 0), workers, instant, bounds)]
+        return [visit_wire(w, (value, i), workers, instant, bounds)
+                for i, w in enumerate(wire)]
     if type(wire) is not list:
-        return [event_wire(wire, (value, 0))]
-    return [event_wire(w, (value, i)) for i, w in enumerate(wire)]
+        return [event_wire(wire, (value, 0), bounds)]
+    return [event_wire(w, (value, i), bounds) for i, w in enumerate(wire)]
 
 
-def visit_fast(obj: dict[str, Any], workers: WorkerIds, instant: Instant) -> Visit | None:
+def visit_fast(obj: dict[str, Any], workers: WorkerIds, instant: Instant,
+               bounds: Bounds) -> Visit | None:
     """The well-formed roster record with a circular fence, in one pass; ``None`` when any
     field needs a closer look. It accepts only what the full checks
     (``checks.visit_checked``) accept, and leaves everything else (polygons among it) to
@@ -104,10 +113,11 @@ def visit_fast(obj: dict[str, Any], workers: WorkerIds, instant: Instant) -> Vis
         wire = msgspec.convert(obj, _WireVisit)
     except msgspec.MsgspecError:
         return None
-    return visit_wire(wire, obj, workers, instant)
+    return visit_wire(wire, obj, workers, instant, bounds)
 
 
-def visit_wire(w: _WireVisit, raw: Any, workers: WorkerIds, instant: Instant) -> Visit | None:
+def visit_wire(w: _WireVisit, raw: Any, workers: WorkerIds, instant: Instant,
+               bounds: Bounds) -> Visit | None:
     ids = w.worker_ids
     if w.geofence is not None or (len(ids) == 2 and ids[0] == ids[1]):
         return None
@@ -116,7 +126,8 @@ def visit_wire(w: _WireVisit, raw: Any, workers: WorkerIds, instant: Instant) ->
     if lat == 0.0 and lon == 0.0:
         return None
     start, end = instant(w.scheduled_start), instant(w.scheduled_end)
-    if start is None or end is None or not 0 < end - start <= MAX_VISIT_S:
+    if (start is None or end is None or not 0 < end - start <= MAX_VISIT_S
+            or start < bounds.earliest or end >= bounds.latest):
         return None
     phones, tags = w.client_phones, w.nfc_tags
     # Positional, in the fields' order.
@@ -128,7 +139,7 @@ def visit_wire(w: _WireVisit, raw: Any, workers: WorkerIds, instant: Instant) ->
                  w.no_checkout_after_s, w.status == "cancelled", raw)
 
 
-def event_fast(obj: dict[str, Any]) -> Event | None:
+def event_fast(obj: dict[str, Any], bounds: Bounds) -> Event | None:
     """The well-formed event, in one pass; ``None`` when any field needs a closer look.
 
     It accepts only what the full checks (``checks.event_checked``) accept, and leaves
@@ -140,10 +151,10 @@ def event_fast(obj: dict[str, Any]) -> Event | None:
         wire = msgspec.convert(obj, Event)
     except msgspec.MsgspecError:
         return None
-    return event_wire(wire, obj)
+    return event_wire(wire, obj, bounds)
 
 
-def event_wire(w: Event, raw: Any) -> Event | None:
+def event_wire(w: Event, raw: Any, bounds: Bounds) -> Event | None:
     """The decoded event, its checks passed and its instant made epoch seconds, or None."""
     occurred = w.occurred_at
     if type(occurred) is not datetime:
@@ -169,6 +180,9 @@ def event_wire(w: Event, raw: Any) -> Event | None:
         w.lat = w.lon = w.accuracy_m = w.caller_number = w.tag_id = None
     else:
         return None
-    w.occurred_at = occurred.timestamp()  # parsed by the decode, as parse_instant does
+    at = occurred.timestamp()  # parsed by the decode, as parse_instant does
+    if not bounds.earliest <= at < bounds.latest:
+        return None
+    w.occurred_at = at
     w.raw = raw
     return w

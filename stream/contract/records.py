@@ -26,8 +26,12 @@ ESCALATION_KINDS = ("missed", "late", "no_check_out", "shortened", "location_mis
 # A visit longer than this is a roster error (the EVV aggregators' rule: at most 25 hours).
 MAX_VISIT_S = 25 * 3600.0
 DEFAULT_RADIUS_M = 200.0
-# Longest identifier accepted: ids are keys, not documents.
+# Longest identifier accepted: ids are keys, not documents. Also the longest phone number,
+# tag, contract or gateway id.
 MAX_ID_LEN = 200
+# Most phone numbers or tags a visit lists, and positions its polygon fence has.
+MAX_LIST = 50
+MAX_POSITIONS = 10_000
 THRESHOLDS = ("late_after_s", "missed_after_s", "short_long_after_s", "no_checkout_after_s")
 # The types the one-pass decode checks (stream/contract/onepass.py).
 Id = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ID_LEN)]
@@ -171,7 +175,7 @@ class Event(_Record):
     accuracy_m: Annotated[float, msgspec.Meta(ge=0.0, le=1_000_000.0)] | None = None
     caller_number: str | None = None
     tag_id: str | None = None
-    gateway_id: str | None = None
+    gateway_id: Annotated[str, msgspec.Meta(max_length=MAX_ID_LEN)] | None = None
     # Its decoded object, or ``(message value, index)`` (Codec.raw_object). Set after a decode,
     # whatever the message held under the name (which no producer writes).
     raw: dict[str, Any] | tuple[bytes, int] | None = msgspec.field(default=None,

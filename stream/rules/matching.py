@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from stream.contract import Codec, Event, Source
+from stream.contract.codec import event_object
 from stream.rules.output import Output, reject
 from stream.rules.timers import TimerKind, Timers
 from stream.rules.unscheduled import Unscheduled
@@ -93,9 +94,10 @@ class Matching:
             self.state.wait(waiting, changed=False)
             return
         expires = now + self.settings.unscheduled_grace_s
-        # Its object, for the changelog (and for a dead letter, if its grace runs out):
-        # decoded once, while its message is still in the codec's cache.
-        event.raw = self.codec.raw_object(event.raw)  # type: ignore[arg-type]
+        if type(event.raw) is tuple:
+            # Validated from its message's bytes: the changelog writes the record it stands
+            # for, and a dead letter, if its grace runs out, carries that.
+            event.raw = event_object(event)
         self.state.wait(Pending(event, source, now, expires))
         self.timers.push(expires, TimerKind.GRACE, event.event_id)
 

@@ -6,8 +6,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
-
 from stream.contract import Codec, Rejection, Source
 from stream.contract.records import Escalation
 
@@ -25,4 +23,4 @@ def reject(codec: Codec, failure: tuple[str, str], raw: dict[str, Any] | tuple[b
            source: Source) -> Rejection:
     """A rejection of a record, with its bytes: its object, re-encoded."""
     reason, detail = failure
-    return Rejection(reason, detail, orjson.dumps(codec.raw_object(raw)), source)
+    return Rejection(reason, detail, codec.raw_bytes(raw), source)

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from geofence.fences import Decision
-from stream.contract import Codec, Event, Source, validate_event
+from stream.contract import Codec, Event, Source
 from stream.rules.attendance import Attendance
 from stream.rules.book import EscalationBook
 from stream.rules.location import INSIDE
@@ -52,6 +52,7 @@ class ShortPath:
         latest = now + self.settings.future_tolerance_s
         fast, enabled = 0, self.enabled
         full = self.matching.admit
+        validate_event = self.codec.event
         for obj, source in events:
             event = obj if type(obj) is Event else validate_event(obj)  # type: ignore[arg-type]
             if type(event) is not Event:

@@ -9,8 +9,10 @@ record, indexed by client; and the changes since the last delta, which
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
+
+import msgspec
 
 from stream.contract import Codec, Source
 from stream.state import keys as K
@@ -142,49 +144,87 @@ class PartitionState:
         self.pending_changed = {}
         return doc
 
-    def load(self, docs: Iterable[dict[str, Any]], codec: Codec) -> list[dict[str, Any]]:
+    def load(self, docs: Iterable[Any], codec: Codec,
+             skip: Callable[[int, str], None]) -> list[Any]:
         """Rebuild from changelog documents, oldest first; the escalation records the
-        checkpoint slices among them carry, in order. Ends with :meth:`loaded`."""
-        sources: dict[str, list[Any]] = {}  # where every event replayed came from
-        checkpointed: list[dict[str, Any]] = []
-        for doc in docs:
-            checkpointed += doc.get(K.ESCALATIONS, ())
-            for vdoc in visit_docs(doc):
-                sources.update(vdoc.get(K.VISIT_EVENTS, ()))
-                if K.VISIT_RECORD not in vdoc and K.VISIT_FIELDS not in vdoc:
-                    # Marks only: the record came in an earlier delta, or, replaying from a
-                    # checkpoint, the visit's slice comes later.
-                    held = self.visits.get(vdoc[K.VISIT_ID])
-                    if held is not None:
-                        held.load_marks(vdoc)
-                    continue
-                vs = VisitState.from_doc(vdoc, codec)
-                if vs is None:
-                    continue
-                vid = vs.visit.visit_id
-                if self.visits.get(vid) is None:
-                    self._index(vs.visit.client_id, vid)
-                self.visits[vid] = vs
-            for vid in doc.get(K.DELETED, ()):
-                vs = self.visits.pop(vid, None)
-                if vs is not None:
-                    self._unindex(vs.visit.client_id, vid)
-            # The list whole (a checkpoint's first slice, or a changelog from before the
-            # changes), then a delta's changes (an id is in one of them at most).
-            if doc.get(K.PENDING) is not None:
-                self.pending = {}
-            for eid in doc.get(K.PENDING_REMOVED, ()):
-                self.pending.pop(eid, None)
+        checkpoint slices among them carry, in order.
+
+        Whatever in a document cannot be read back (written by an older version, or
+        corrupted) is skipped, and ``skip`` is told the document's position in ``docs`` and
+        why: one bad record must never stop a partition from loading, at every restart."""
+        sources: dict[str, Any] = {}  # where every event replayed came from
+        checkpointed: list[Any] = []
+        for i, doc in enumerate(docs):
+            if type(doc) is not dict:
+                skip(i, f"a changelog document is {type(doc).__name__}, not an object")
+                continue
+            try:
+                vdocs = list(visit_docs(doc))
+                checkpointed += doc.get(K.ESCALATIONS) or ()
+            except POISON as exc:
+                skip(i, f"unreadable visits ({type(exc).__name__})")
+                vdocs = []
+            for vdoc in vdocs:
+                try:
+                    self._load_visit(vdoc, codec, sources)
+                except POISON as exc:
+                    skip(i, f"an unreadable visit ({type(exc).__name__})")
+            try:
+                for vid in doc.get(K.DELETED) or ():
+                    vs = self.visits.pop(vid, None)
+                    if vs is not None:
+                        self._unindex(vs.visit.client_id, vid)
+                # The list whole (a checkpoint's first slice, or a changelog from before
+                # the changes), then a delta's changes (an id is in one of them at most).
+                if doc.get(K.PENDING) is not None:
+                    self.pending = {}
+                for eid in doc.get(K.PENDING_REMOVED) or ():
+                    self.pending.pop(eid, None)
+            except POISON as exc:
+                skip(i, f"unreadable deletions ({type(exc).__name__})")
             for key in (K.PENDING, K.PENDING_MORE, K.PENDING_ADDED):
                 for pdoc in doc.get(key) or ():
-                    p = Pending.from_doc(pdoc)
-                    if p is not None:
+                    try:
+                        p = Pending.from_doc(pdoc, codec)
+                    except POISON as exc:
+                        skip(i, f"an unreadable waiting event ({type(exc).__name__})")
+                        continue
+                    if p is None:
+                        skip(i, "a waiting event that fails the contract")
+                    else:
                         self.pending[p.event.event_id] = p
         self.checked_in = sum(1 for vs in self.visits.values() if vs.checkins)
         for vs in self.visits.values():
             for eid in vs.events:
-                self.event_index[eid] = Source.from_list(sources[eid])
+                src = sources.get(eid)
+                if src is not None:  # else its source was unreadable: it cannot be a replay
+                    self.event_index[eid] = src
         for p in list(self.pending.values()):
             self.wait(p, changed=False)
             self.event_index[p.event.event_id] = p.source
         return checkpointed
+
+    def _load_visit(self, vdoc: Any, codec: Codec, sources: dict[str, Any]) -> None:
+        events = {eid: Source.from_list(src) for eid, src in
+                  (vdoc.get(K.VISIT_EVENTS) or {}).items()}
+        if K.VISIT_RECORD not in vdoc and K.VISIT_FIELDS not in vdoc:
+            # Marks only: the record came in an earlier delta, or, replaying from a
+            # checkpoint, the visit's slice comes later.
+            held = self.visits.get(vdoc[K.VISIT_ID])
+            if held is not None:
+                held.load_marks(vdoc)
+            sources.update(events)
+            return
+        vs = VisitState.from_doc(vdoc, codec)
+        if vs is None:
+            raise ValueError("its roster record fails the contract")
+        sources.update(events)
+        vid = vs.visit.visit_id
+        if self.visits.get(vid) is None:
+            self._index(vs.visit.client_id, vid)
+        self.visits[vid] = vs
+
+
+# What reading back a document that does not have the changelog's shape raises.
+POISON = (KeyError, TypeError, ValueError, IndexError, AttributeError, OverflowError,
+          msgspec.MsgspecError)

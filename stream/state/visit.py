@@ -13,7 +13,8 @@ from typing import Any
 
 import msgspec
 
-from stream.contract import Codec, Event, Source, Visit, validate_event
+from stream.contract import Codec, Event, Source, Visit
+from stream.contract.bounds import Bounds
 from stream.contract.records import WorkerIds
 from stream.state import keys as K
 
@@ -197,8 +198,8 @@ class VisitState(msgspec.Struct, gc=False):
         """A visit from a delta that carries its roster record (``"v"``) or a checkpoint's
         fields (``"s"``), or None if the record is not valid (any more)."""
         if K.VISIT_FIELDS in doc:
-            visit: Visit | tuple[str, str] = visit_from_fields(doc[K.VISIT_FIELDS],
-                                                              codec.workers)
+            visit: Visit | tuple[str, str] = visit_from_fields(
+                doc[K.VISIT_FIELDS], codec.workers, codec.bounds)
         else:
             visit = codec.visit(doc[K.VISIT_RECORD])
         if not isinstance(visit, Visit):
@@ -251,7 +252,8 @@ def visit_fields(visit: Visit) -> tuple[Any, ...]:
     return _astuple(visit)[:-1]  # a tuple: written as a JSON array
 
 
-def visit_from_fields(values: list[Any], workers: WorkerIds) -> Visit:
+def visit_from_fields(values: list[Any], workers: WorkerIds,
+                      bounds: Bounds | None = None) -> Visit:
     """The inverse of :func:`visit_fields`, from its JSON form, or from a delta's: the
     Visit written whole, its record (null) last."""
     if len(values) == len(_VISIT_FIELDS) + 1 and values[-1] is None:
@@ -262,7 +264,11 @@ def visit_from_fields(values: list[Any], workers: WorkerIds) -> Visit:
         kw["polygon"] = tuple(tuple(tuple(p) for p in ring) for ring in kw["polygon"])
     kw["client_phones"] = tuple(kw["client_phones"])
     kw["nfc_tags"] = tuple(kw["nfc_tags"])
-    return Visit(**kw, raw=None)
+    visit = Visit(**kw, raw=None)
+    if bounds is not None and not (bounds.instant_in_range(float(visit.start))
+                                   and bounds.instant_in_range(float(visit.end))):
+        raise ValueError("its instants are outside the years the contract accepts")
+    return visit
 
 
 
@@ -282,8 +288,8 @@ class Pending:
                 K.PENDING_RECEIVED: self.received, K.PENDING_EXPIRES: self.expires}
 
     @classmethod
-    def from_doc(cls, doc: dict[str, Any]) -> Pending | None:
-        event = validate_event(doc[K.PENDING_EVENT])
+    def from_doc(cls, doc: dict[str, Any], codec: Codec) -> Pending | None:
+        event = codec.event(doc[K.PENDING_EVENT])
         if not isinstance(event, Event):
             return None
         return cls(event, Source.from_list(doc[K.PENDING_SOURCE]),

@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from stream.contract import Codec, Rejection, Source, routing_key, split_message
+from stream.contract import Codec, Rejection, Source, routing_key
 from stream.topics import partition_for
 
 KIND_ROSTER = "roster"
@@ -42,6 +42,8 @@ class Routed:
 
         A partition's items are cut, from their estimated size, into as many equal parts as
         should fit, and each part is encoded once; a part that still does not fit is halved.
+        A record that does not fit a message alone (its numbers written out longer than it
+        wrote them) is rejected, added to :attr:`rejections`.
         """
         out: list[tuple[int, bytes]] = []
         for p, items in self.work.items():
@@ -49,7 +51,7 @@ class Routed:
                                                       / (_FILL * self.max_bytes))))
             step = math.ceil(len(items) / parts)
             for k in range(0, len(items), step):
-                _encode(p, items[k:k + step], self.max_bytes, out)
+                _encode(p, items[k:k + step], self.max_bytes, out, self.rejections)
         return out
 
 
@@ -59,16 +61,22 @@ _FILL = 0.8
 _ENVELOPE_BYTES = 64
 
 
-def _encode(p: int, items: list[list[Any]], max_bytes: int, out: list[tuple[int, bytes]]) -> None:
-    """One message for the items, or halves of them until each fits (a record alone is
-    sent whatever its size: the broker's refusal then stops the worker, not silence)."""
+def _encode(p: int, items: list[list[Any]], max_bytes: int, out: list[tuple[int, bytes]],
+            rejected: list[Rejection]) -> None:
+    """One message for the items, or halves of them until each fits."""
     value = orjson.dumps({"items": items})
-    if len(value) <= max_bytes or len(items) == 1:
+    if len(value) <= max_bytes:
         out.append((p, value))
         return
+    if len(items) == 1:
+        _, src, _, obj = items[0]
+        rejected.append(Rejection("value_too_large", f"the record takes {len(value)} bytes "
+                                  f"in ecm.work; at most {max_bytes}", orjson.dumps(obj),
+                                  Source(*src)))
+        return
     half = len(items) // 2
-    _encode(p, items[:half], max_bytes, out)
-    _encode(p, items[half:], max_bytes, out)
+    _encode(p, items[:half], max_bytes, out, rejected)
+    _encode(p, items[half:], max_bytes, out, rejected)
 
 
 def route(messages: Iterable[tuple[Source, bytes | None, float]], roster_topic: str,
@@ -102,6 +110,11 @@ def route(messages: Iterable[tuple[Source, bytes | None, float]], roster_topic: 
     for source, value, timestamp in messages:
         kind = KIND_ROSTER if source.topic == roster_topic else KIND_EVENT
         topic, partition, offset = source.topic, source.partition, source.offset
+        if value is not None and len(value) > codec.bounds.max_input_bytes:
+            out.rejections.append(Rejection(
+                "message_too_large", f"{len(value)} bytes; at most "
+                f"{codec.bounds.max_input_bytes}", value, source))
+            continue
         local = partition in owned  # its records for this partition skip the hop
         # Records bound for this worker's own detector are validated straight from the
         # bytes where they are well-formed (the one-pass decoder); the rest are decoded to objects.
@@ -109,9 +122,11 @@ def route(messages: Iterable[tuple[Source, bytes | None, float]], roster_topic: 
         records: list[Any] | None = (
             codec.records(value, kind == KIND_ROSTER)
             if local and (keyed is None or keyed.get(tp, True)) else None)
-        objects: list[dict[str, Any]] | None = None
+        fast = records is not None
+        objects: list[dict[str, Any] | None] | None = None
+        rejections: list[Rejection] = []
         if records is None:
-            objects, rejections = split_message(value, source)
+            objects, rejections = codec.split(value, source)
             out.rejections += rejections
             records = objects
         # A record re-encodes to about its share of the message, plus its envelope.
@@ -120,18 +135,21 @@ def route(messages: Iterable[tuple[Source, bytes | None, float]], roster_topic: 
         stayed = 0  # records of this partition's clients
         for i, obj in enumerate(records):
             p = None  # the record's work partition, once known
-            if type(obj) is not dict:
-                # From the one-pass decoder: validated, or None for a record that needs the full
-                # checks. A validated record of this partition's clients goes straight to
-                # the detector; any other is routed as its decoded object.
+            if fast:
+                # From the one-pass decoder: validated, or None for a record that needs the
+                # full checks. A validated record of this partition's clients goes straight
+                # to the detector; any other is routed as its decoded object.
                 if obj is not None:
                     p = partition_for(obj.client_id, partitions)
                 if p != partition:
                     if objects is None:
-                        objects = split_message(value, source)[0]
-                    obj, p = objects[i], None
-            elif not obj:
-                continue
+                        objects, rejections = codec.split(value, source)
+                    obj, p = (objects[i], None) if objects else (None, None)
+                    if obj is None:  # rejected by the parse, or held beyond the bounds
+                        out.rejections.append(_rejected(rejections, i))
+                        continue
+            elif obj is None:
+                continue  # rejected by the split
             received[kind] += 1
             if p is None:
                 key = routing_key(obj)
@@ -160,6 +178,17 @@ def route(messages: Iterable[tuple[Source, bytes | None, float]], roster_topic: 
             keyed[tp] = 2 * stayed >= len(records)
     out.records = routed
     return out
+
+
+def _rejected(rejections: list[Rejection], index: int) -> Rejection:
+    """Record ``index``'s rejection: its own, or its message's (which then stands for each
+    of its records the one-pass decoder did not keep on this partition)."""
+    for r in rejections:
+        if r.source.index == index:
+            return r
+    r = rejections[0]
+    s = r.source
+    return Rejection(r.reason, r.detail, r.raw, Source(s.topic, s.partition, s.offset, index))
 
 
 def decode_work(value: bytes) -> tuple[list[tuple[str, dict[str, Any], Source]], list[float]]:

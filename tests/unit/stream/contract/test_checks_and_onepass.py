@@ -1,9 +1,12 @@
 import orjson
 import pytest
 
-from stream.contract import Codec, Source, routing_key, split_message, validate_event
-from stream.contract.checks import Invalid, event_checked, visit_checked
-from stream.contract.onepass import event_fast, visit_fast
+from stream.contract import Codec, Source, routing_key, validate_event
+from stream.contract.bounds import Bounds
+from stream.contract.checks import Invalid, visit_checked
+from stream.contract.checks import event_checked as _event_checked
+from stream.contract.onepass import event_fast as _event_fast
+from stream.contract.onepass import visit_fast
 from stream.contract.records import METHODS
 from stream.timeutil import parse_instant
 from tests.factories import T0, event, visit
@@ -15,19 +18,34 @@ raw_object = _CODEC.raw_object
 validate_visit = _CODEC.visit
 
 
+BOUNDS = Bounds()
+
+
+def split_message(value, source):
+    return _CODEC.split(value, source)
+
+
 def _visit_fast(doc):
-    return visit_fast(doc, _CODEC.workers, _CODEC.instant)
+    return visit_fast(doc, _CODEC.workers, _CODEC.instant, BOUNDS)
 
 
 def _visit_checked(doc):
-    return visit_checked(doc, _CODEC.workers)
+    return visit_checked(doc, _CODEC.workers, BOUNDS)
+
+
+def event_fast(doc):
+    return _event_fast(doc, BOUNDS)
+
+
+def event_checked(doc):
+    return _event_checked(doc, BOUNDS)
 
 
 def test_split_single_object_and_array():
     objs, rej = split_message(b'{"a": 1}', SRC)
     assert objs == [{"a": 1}] and rej == []
-    objs, rej = split_message(b'[{"a": 1}, 3, {"b": 2}]', SRC)
-    assert [o for o in objs if o] == [{"a": 1}, {"b": 2}]
+    objs, rej = split_message(b'[{"a": 1}, 3, {"b": 2}, {}]', SRC)
+    assert objs == [{"a": 1}, None, {"b": 2}, {}]  # the rejected one stands as None
     assert [(r.reason, r.source.index) for r in rej] == [("not_an_object", 1)]
 
 

@@ -146,9 +146,10 @@ def test_waiting_events_are_written_as_their_changes_and_replay_to_the_same_list
     assert partition_state(_rebuild(h, deltas)) == partition_state(h.detector)
 
 
-def test_a_message_left_waiting_is_decoded_again_once_not_once_per_event():
-    """Check-ins validated from their message's bytes keep only (bytes, index); writing
-    them as pending decodes the message again, once for all of its events."""
+def test_a_waiting_event_from_the_bytes_is_written_as_its_record_without_a_second_decode():
+    """Check-ins validated from their message's bytes keep only (bytes, index); one left
+    waiting is written as the record its fields stand for, and its message is not decoded
+    again (a fault in a field the contract does not know can then never stop it)."""
     from stream.clock import ManualClock
     from stream.contract import Codec, Source
     from stream.settings import Settings
@@ -161,14 +162,18 @@ def test_a_message_left_waiting_is_decoded_again_once_not_once_per_event():
 
     codec = Codec(loads=loads)  # counts what it decodes again
     d = PartitionDetector(0, Settings(), ManualClock(T0), codec)
-    value = orjson.dumps([event(at=T0, visit_id=f"vx{i}", client_id=f"c{i}", event_id=f"e{i}")
-                          for i in range(200)])
-    records = codec.records(value, False)
+    docs = [event(at=T0 + i / 1000, visit_id=f"vx{i}", client_id=f"c{i}", event_id=f"e{i}",
+                  unknown="ignored") for i in range(200)]
+    records = codec.records(orjson.dumps(docs), False)
     d.process([("event", r, Source("ecm.events", 0, 7, i)) for i, r in enumerate(records)])
     delta = d.take_delta()
-    assert [d["e"]["event_id"] for d in delta["pa"]] == [f"e{i}" for i in range(200)]
-    assert decoded == [value]
-
+    written = [p["e"] for p in delta["pa"]]
+    assert [e["event_id"] for e in written] == [f"e{i}" for i in range(200)]
+    assert decoded == []
+    # Every field the contract keeps, and the same instant to the microsecond.
+    assert {k: v for k, v in docs[7].items() if k != "unknown"} | {
+        "occurred_at": written[7]["occurred_at"]} == written[7]
+    assert codec.event(written[7]).occurred_at == records[7].occurred_at
 
 def test_a_changelog_that_wrote_the_pending_list_whole_still_replays():
     """Deltas written before the changes replaced the list whole: they still replay."""
