@@ -8,6 +8,7 @@ import json
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,12 @@ _DRAIN_WALL_S = 6.0
 
 def simulate(config: SimConfig, settings: Settings, *, ledger_path: Path,
              embedded: bool = False, worker_procs: int = 0, do_score: bool = True,
-             as_json: bool = False, workdir: Path | None = None) -> dict[str, Any]:
+             as_json: bool = False, workdir: Path | None = None,
+             on_ready: Callable[[list[int], ScaledClock], None] | None = None
+             ) -> dict[str, Any]:
+    """Build the day, play it, and grade the monitor. ``on_ready`` is called with the web
+    ports of the workers it started, and the simulated clock, once they are ready and
+    before the day is played (a test's faults start from there)."""
     # The ledger judges with the workers' own grace period and clock tolerance.
     config = dataclasses.replace(config, unscheduled_grace_s=settings.unscheduled_grace_s,
                                  future_tolerance_s=settings.future_tolerance_s)
@@ -64,6 +70,8 @@ def simulate(config: SimConfig, settings: Settings, *, ledger_path: Path,
             for k in ("ECM_CLOCK_SIM_START", "ECM_CLOCK_WALL_START", "ECM_CLOCK_SPEED"):
                 print(f"  {k}={run_settings.as_env()[k]}")
         _wait_ready(workers, clock.wall_at(window_start))
+        if on_ready is not None:
+            on_ready([w.settings.web_port for w in workers], clock)
         stats = play(sc.messages, settings, clock, config.batch_size, until=window_end)
         print(f"sent {stats.events:,} events and {stats.roster:,} roster records in "
               f"{stats.messages:,} messages over {stats.seconds:.1f} s "

@@ -35,6 +35,11 @@ def read_topic(settings: Settings, topic: str) -> list[dict[str, Any]]:
         while any(consumer.position(tp) < ends[tp] for tp in parts):
             for records in consumer.poll(timeout_ms=1000, max_records=50_000).values():
                 out.extend(orjson.loads(r.value) for r in records if r.value is not None)
+        # The embedded broker reports the base offset of a partition's last batch as its
+        # end: the rest of that batch lies beyond it. Read on until the topic is quiet.
+        while batch := consumer.poll(timeout_ms=500, max_records=50_000):
+            for records in batch.values():
+                out.extend(orjson.loads(r.value) for r in records if r.value is not None)
         return out
     finally:
         consumer.close()

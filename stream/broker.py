@@ -38,22 +38,28 @@ def broker_binary() -> str:
 class EmbeddedBroker:
     """A broker process on 127.0.0.1:port, started and stopped with the context."""
 
-    def __init__(self, port: int = 9092, *, quiet: bool = True) -> None:
+    def __init__(self, port: int = 9092, *, quiet: bool = True,
+                 advertised_port: int | None = None) -> None:
         self.port = port
         self.quiet = quiet
+        # The port clients are told to connect to, where it is not the one the broker
+        # listens on (a proxy in between, for fault injection).
+        self.advertised_port = advertised_port or port
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def bootstrap(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return f"127.0.0.1:{self.advertised_port}"
 
     def start(self) -> EmbeddedBroker:
         url = f"tcp://127.0.0.1:{self.port}"
+        advertised = f"tcp://127.0.0.1:{self.advertised_port}"
         if port_open(self.port):
             raise BrokerError(f"port {self.port} is already in use")
         out = subprocess.DEVNULL if self.quiet else None
         self.process = subprocess.Popen(
-            [broker_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url,
+            [broker_binary(), "broker", "--listener-url", url,
+             "--advertised-listener-url", advertised,
              "--storage-engine", "memory://tansu/"],
             stdout=out, stderr=out, start_new_session=True,
             env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")})

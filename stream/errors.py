@@ -7,7 +7,10 @@ the operator's mistakes and for the broker going away::
     EcmError
     ├── SettingsError        a setting is missing or malformed (also a ValueError)
     ├── BrokerError          the embedded broker cannot start or stop
-    └── RecoveryError        a partition's state cannot be rebuilt from its topics
+    └── FaustVersionError    Faust's internals are patched for another Faust version
+
+A record in the topics a partition is rebuilt from that cannot be read back is not an
+error either: it is skipped, logged and counted (stream/worker/recovery.py).
 """
 
 from __future__ import annotations
@@ -25,5 +28,5 @@ class BrokerError(EcmError):
     """The embedded broker failed to start or to stop."""
 
 
-class RecoveryError(EcmError):
-    """A partition's state could not be rebuilt from its changelog."""
+class FaustVersionError(EcmError):
+    """stream/worker/faust_patches.py was written for another version of Faust."""

@@ -109,13 +109,13 @@ class EscalationBook:
         self._count(record, -1)
         return [resolved]
 
-    def restore(self, doc: dict[str, Any]) -> None:
-        """Take a record read back from the escalation topic; the later status wins. A
-        document that is not an escalation record is skipped."""
+    def restore(self, doc: Any) -> bool:
+        """Take a record read back from the escalation topic; the later status wins. False
+        for a document that is not an escalation record, which is skipped."""
         try:
             record = msgspec.convert(doc, Escalation)
         except msgspec.ValidationError:
-            return
+            return False
         eid = record.escalation_id
         held = self.records.get(eid)
         if held is None or held.status == "open":
@@ -124,6 +124,7 @@ class EscalationBook:
                 self._count(held, -1)
             if record.status == "open":
                 self._count(record, 1)
+        return True
 
     def forget(self, visit_id: str) -> None:
         for kind in KINDS:

@@ -24,6 +24,7 @@ from typing import Any
 from geofence.fences import Decision
 from stream.clock import Clock
 from stream.contract import Codec, Event, Source, Visit
+from stream.contract.bounds import Bounds
 from stream.rules.attendance import Attendance
 from stream.rules.book import EscalationBook
 from stream.rules.durations import Durations
@@ -40,6 +41,9 @@ from stream.state.visit import Mark, VisitState
 
 __all__ = ["Output", "PartitionDetector"]
 
+_GRACE, _ADHOC, _SEEN, _FORGET = (TimerKind.GRACE, TimerKind.ADHOC, TimerKind.SEEN,
+                                  TimerKind.FORGET)
+
 
 class PartitionDetector:
     # Whether the common check-in takes the short path (stream/rules/shortpath.py); the
@@ -51,7 +55,7 @@ class PartitionDetector:
         self.partition = partition
         self.settings = settings
         self.clock = clock
-        self.codec = codec or Codec()
+        self.codec = codec or Codec(Bounds.from_settings(settings))
         self.state = PartitionState(partition)
         self.timers = Timers()
         self.book = EscalationBook()
@@ -64,6 +68,10 @@ class PartitionDetector:
                                  self.codec)
         self.short = ShortPath(settings, self.state, self.codec, self.matching,
                                self.attendance, self.book)
+        # What could not be read back or applied, since the caller last took it: ``(where,
+        # position, why)``, where is "ecm.state" or "ecm.escalations" (position: the
+        # document's index in what restore() was given) or "sweep" (position -1).
+        self.skipped: list[tuple[str, int, str]] = []
 
     # ---- what it holds, for the metrics and for callers that inspect it ---------------------
 
@@ -184,22 +192,27 @@ class PartitionDetector:
         now = self.clock.now()
         out = Output()
         visits = self.state.visits
+        attendance = self.attendance
+        raised = out.escalations
         for timer in self.timers.due(now):
-            kind, key = timer.kind, timer.key
-            if kind is TimerKind.GRACE:
-                self.matching.expire(key, now, out)
-            elif kind is TimerKind.ADHOC:
-                self.unscheduled.forget(key)
-            elif kind is TimerKind.SEEN:
-                self.state.event_index.pop(key, None)
-            else:
-                vs = visits.get(key)
-                if vs is None or not self.attendance.current(vs, timer):
-                    continue  # gone, or rescheduled since: the new timer has its own entry
-                if kind is TimerKind.FORGET:
-                    self._forget(key)
+            kind = timer.kind
+            try:
+                if kind is _GRACE:
+                    self.matching.expire(timer.key, now, out)
+                elif kind is _ADHOC:
+                    self.unscheduled.forget(timer.key)
+                elif kind is _SEEN:
+                    self.state.event_index.pop(timer.key, None)
                 else:
-                    out.escalations.extend(self.attendance.fire(vs, timer, now))
+                    vs = visits.get(timer.key)
+                    if vs is None:
+                        continue  # forgotten: its entries fall due and are dropped
+                    if kind is not _FORGET:
+                        raised.extend(attendance.fire(vs, timer, now))
+                    elif attendance.current(vs, timer):
+                        self._forget(timer.key)
+            except Exception as exc:  # one bad visit must not stop the sweep
+                self.skipped.append(("sweep", -1, f"a {kind} timer ({type(exc).__name__})"))
         return out
 
     def _forget(self, vid: str) -> None:
@@ -225,10 +238,15 @@ class PartitionDetector:
 
         The escalation records of checkpoint slices among the deltas are taken before
         ``escalations`` (read from the topic from where the checkpoint says)."""
-        checkpointed = self.state.load(deltas, self.codec)
-        for records in (checkpointed, escalations):
-            for record in records:
-                self.book.restore(record)
+        checkpointed = self.state.load(
+            deltas, self.codec, lambda i, why: self.skipped.append(("ecm.state", i, why)))
+        for record in checkpointed:
+            if not self.book.restore(record):
+                self.skipped.append(("ecm.state", -1, "a checkpoint's escalation record "
+                                     "is not one"))
+        for i, record in enumerate(escalations):
+            if not self.book.restore(record):
+                self.skipped.append(("ecm.escalations", i, "not an escalation record"))
         # The topic still holds the records of visits forgotten since: the partition that
         # wrote them has forgotten them too (_forget), and so does its rebuild.
         visits = self.state.visits

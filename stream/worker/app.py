@@ -20,15 +20,19 @@ from stream.worker.web import serve
 
 log = logging.getLogger(__name__)
 
-# How often a worker asks the broker for its partitions' end offsets, for the lag gauge.
+# How often a worker asks the broker whether it is within reach (readiness, the sweep's
+# hold), and for its partitions' true end offsets (the lag gauge).
+_PROBE_INTERVAL_S = 1.0
 _LAG_INTERVAL_S = 5.0
 
 
 async def _or_exit(work: Awaitable[None]) -> None:
-    """Run a batch; on an unexpected error, end the process before the batch is acked.
+    """Run a batch (or a sweep); on an unexpected error, end the process before the batch
+    is acked.
 
     Faust acks a batch whose agent raised and restarts the agent: the batch would be lost.
-    Bad input never raises (it is dead-lettered), so an error here is the broker or a bug.
+    Bad input never raises (it is dead-lettered) and a broker out of reach is waited for
+    (stream/worker/publisher.py), so an error here is a bug.
     Exiting leaves the batch uncommitted: the supervisor (systemd, Kubernetes) restarts the
     worker, or another worker takes the partitions, and the batch is processed again.
     """
@@ -90,15 +94,21 @@ def create_app(settings: Settings, clock: Clock | None = None) -> EcmApp:
 
     @app.timer(interval=settings.sweep_interval_s, name="ecm-sweep")
     async def sweep() -> None:
-        await rt.sweep()
+        # A broker out of reach does not raise here (the publisher waits for it); anything
+        # else is a bug, and the worker exits so that its partitions are rebuilt.
+        await _or_exit(rt.sweep())
 
     @app.task
     async def started() -> None:
         log.info("geofence kernels ready in %.2f s", kernels_s)
 
+    @app.timer(interval=_PROBE_INTERVAL_S, name="ecm-probe")
+    async def probe() -> None:
+        await rt.probe()
+
     @app.timer(interval=_LAG_INTERVAL_S, name="ecm-lag")
     async def lag() -> None:
-        await rt.refresh_end_offsets()
+        await rt.refresh_lag()
 
     @app.on_partitions_assigned.connect
     async def assigned(sender: Any, assigned: set[TP], **kwargs: Any) -> None:

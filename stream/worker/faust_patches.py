@@ -27,7 +27,7 @@ from faust.sensors import Monitor
 from faust.transport import consumer as faust_consumer
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
-from stream.errors import EcmError
+from stream.errors import FaustVersionError
 from stream.worker.lane import Lanes, drain
 
 FAUST_VERSION = "0.15.3"
@@ -65,7 +65,7 @@ def install() -> None:
     """Install the patches (idempotent); an app that is not an :class:`EcmApp` with those
     attributes set behaves as Faust's own."""
     if faust.__version__ != FAUST_VERSION:
-        raise EcmError(f"stream/worker/faust_patches.py patches faust-streaming "
+        raise FaustVersionError(f"stream/worker/faust_patches.py patches faust-streaming "
                        f"{FAUST_VERSION}, and {faust.__version__} is installed")
     faust_aiokafka.AIOKafkaConsumerThread._create_worker_consumer = _create_worker_consumer
     faust_consumer.Consumer._drain_messages = _drain_messages  # type: ignore[method-assign]

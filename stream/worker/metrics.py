@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client import CollectorRegistry, Gauge, Histogram
 from prometheus_client import Counter as PCounter
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
@@ -80,6 +80,18 @@ class Metrics:
         self.sweep_seconds = Histogram(
             "ecm_sweep_duration_seconds", "Time of one timer sweep over the owned partitions, "
             "publishing included.", registry=r, buckets=_FAST_BUCKETS)
+        self.records_skipped = PCounter(
+            "ecm_records_skipped", "Records of a partition's state that could not be read back "
+            "or applied, and were skipped: where='state' or 'escalations' while a partition "
+            "was rebuilt from that topic, 'sweep' for a timer that failed. Each is logged at "
+            "error with its partition and offset.", ["where"], registry=r)
+        self.publish_retries = PCounter(
+            "ecm_publish_retries", "Times records the broker refused or did not acknowledge "
+            "were sent again (after a pause): the broker is out of reach or failing.",
+            registry=r)
+        self.broker_reachable = Gauge(
+            "ecm_broker_reachable", "1 while the broker answers this worker's probes and "
+            "acknowledges its writes, else 0 (the worker then reports not ready).", registry=r)
         self.rebalances = PCounter(
             "ecm_rebalances", "Partition assignments received by this worker.", registry=r)
 

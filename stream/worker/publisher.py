@@ -12,6 +12,11 @@ waits for two round trips to the broker, not two per partition.
 The worker writes through aiokafka's producer, not Faust's topics: a send through a Faust
 topic cost several times as much of the worker's time, and a batch of check-ins can raise
 thousands of escalations.
+
+A broker out of reach never stops the worker: a send that fails is sent again, in order,
+after a pause that doubles up to ``_RETRY_MAX_S``, until the broker acknowledges it. The
+batch (or the sweep) waits meanwhile, its escalations held, none lost and none doubled; the
+worker reports itself not ready (:attr:`Publisher.reachable`) until a send succeeds again.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from typing import Any, Protocol
 import msgspec
 import orjson
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
 
 from stream.clock import Clock
 from stream.contract import Rejection
@@ -42,6 +48,16 @@ _encode = msgspec.json.Encoder().encode
 
 # Visits a publish writes for checkpoints under way, over all partitions.
 CHECKPOINT_SLICE = 1000
+# Pauses between attempts to send what the broker refused or never acknowledged.
+_RETRY_FIRST_S = 0.1
+_RETRY_MAX_S = 5.0
+# How long closing may wait for the producers to flush: a worker that must exit does so
+# promptly even with the broker out of reach (what was not acknowledged is replayed).
+_CLOSE_TIMEOUT_S = 3.0
+
+
+# One record to send: (compression, topic, key, value, partition).
+_Send = tuple[str, str, bytes | None, bytes, int | None]
 
 
 class Producer(Protocol):
@@ -69,29 +85,29 @@ class Publisher:
         # ecm.deadletter are written uncompressed (their consumers need no codec),
         # ecm.state compressed (Settings.state_compression).
         self._producers: dict[str, asyncio.Future[Producer]] = {}
+        # False from a send the broker failed until one succeeds (readiness, the gauge).
+        self.reachable = True
 
     async def publish(self, results: list[tuple[PartitionDetector, Output]],
                       stores: dict[int, PartitionStore]) -> None:
         """Publish what the partitions decided: every escalation and dead letter,
         acknowledged, then every partition's state delta, acknowledged."""
-        pending = []
-        futures = []
-        plain = await self.producer("none")
         topic = self.settings.topic_escalations
+        sends: list[_Send] = []
+        spans = []
         for detector, out in results:
             p = detector.partition
-            sends = [await plain.send(topic, key=r.escalation_id.encode(),
-                                      value=_encode(r), partition=p)
-                     for r in out.escalations]
-            pending.append((detector, out, len(futures), len(sends)))
-            futures += sends
-            futures += await self.deadletters(out.rejections, "detector")
-        sent = await asyncio.gather(*futures)
-        state_sends = []
+            spans.append((detector, out, len(sends), len(out.escalations)))
+            sends += [("none", topic, r.escalation_id.encode(), _encode(r), p)
+                      for r in out.escalations]
+            sends += self._deadletter_sends(out.rejections, "detector")
+        sent = await self.send_all(sends)
+        state_sends: list[_Send] = []
+        written: list[tuple[PartitionStore | None, dict[str, Any], PartitionDetector | None]] = []
         budget = CHECKPOINT_SLICE
-        state = await self.producer(self.settings.state_compression)
+        compression = self.settings.state_compression
         limit = self.settings.max_message_bytes
-        for detector, out, first, n in pending:
+        for detector, out, first, n in spans:
             store = stores.get(detector.partition)
             if n:
                 last = max(m.offset for m in sent[first:first + n])
@@ -108,35 +124,73 @@ class Publisher:
                     continue
                 for k, (doc, value) in enumerate(encode_delta(delta, limit)):
                     detector.checkpointer.wrote(len(value))
-                    state_sends.append((store, doc, detector if slice_ and k == 0 else None,
-                                        await state.send(self.settings.topic_state, value=value,
-                                                         partition=detector.partition)))
+                    state_sends.append((compression, self.settings.topic_state, None, value,
+                                        detector.partition))
+                    written.append((store, doc, detector if slice_ and k == 0 else None))
             self.count(out)
-        metas = await asyncio.gather(*(f for _, _, _, f in state_sends))
-        for (store, doc, slice_of, _), meta in zip(state_sends, metas, strict=True):
+        metas = await self.send_all(state_sends)
+        for (store, doc, slice_of), meta in zip(written, metas, strict=True):
             if store is not None:
                 store.apply_delta(doc, meta.offset)
             if slice_of is not None and slice_of.checkpointer.slice_written(meta.offset):
                 self.metrics.checkpoints.inc()
 
-    async def deadletters(self, rejections: list[Rejection], stage: str) -> list[Any]:
-        """Send the rejections to ``ecm.deadletter`` and count them; the futures of their
-        acknowledgements."""
+    async def deadletters(self, rejections: list[Rejection], stage: str) -> None:
+        """Send the rejections to ``ecm.deadletter``, acknowledged, and count them."""
+        await self.send_all(self._deadletter_sends(rejections, stage))
+
+    def _deadletter_sends(self, rejections: list[Rejection], stage: str) -> list[_Send]:
         now = self.clock.now()
-        futures = []
-        if rejections:
-            plain = await self.producer("none")
-            for r in rejections:
-                futures.append(await plain.send(
-                    self.settings.topic_deadletter, key=deadletter_key(r),
-                    value=orjson.dumps(deadletter_doc(r, now, stage))))
+        topic = self.settings.topic_deadletter
         for r in rejections:
             self.metrics.deadletters.labels(r.reason, stage).inc()
             if r.reason == "duplicate_event":
                 self.metrics.events_duplicate.inc()
         if rejections:
             log.info("dead-lettered %d records at %s", len(rejections), stage)
-        return futures
+        return [("none", topic, deadletter_key(r), orjson.dumps(deadletter_doc(r, now, stage)),
+                 None) for r in rejections]
+
+    async def send_all(self, sends: list[_Send]) -> list[Any]:
+        """Send each ``(compression, topic, key, value, partition)`` and wait until the
+        broker has acknowledged every one: their records' metadata, in order. What fails is
+        sent again, in order, after a pause, for as long as it takes."""
+        done: list[Any] = [None] * len(sends)
+        todo = list(range(len(sends)))
+        pause = _RETRY_FIRST_S
+        while True:
+            futures: list[tuple[int, Any]] = []
+            failed: list[int] = []
+            error: BaseException | None = None
+            for n, i in enumerate(todo):
+                compression, topic, key, value, partition = sends[i]
+                try:
+                    producer = await self.producer(compression)
+                    futures.append((i, await producer.send(topic, value=value, key=key,
+                                                           partition=partition)))
+                except KafkaError as exc:
+                    error = exc
+                    failed += todo[n:]  # not sent: this one and the rest, in order
+                    break
+            for i, future in futures:
+                try:
+                    done[i] = await future
+                except KafkaError as exc:
+                    error = exc
+                    failed.append(i)
+            if error is None:
+                if not self.reachable:
+                    log.warning("the broker acknowledges writes again")
+                    self.reachable = True
+                return done
+            if self.reachable:
+                log.error("the broker refused or did not acknowledge %d records (%s); sending "
+                          "them again until it does", len(failed), type(error).__name__)
+                self.reachable = False
+            self.metrics.publish_retries.inc()
+            todo = sorted(failed)
+            await asyncio.sleep(pause)
+            pause = min(2 * pause, _RETRY_MAX_S)
 
     def count(self, out: Output) -> None:
         m = self.metrics
@@ -185,9 +239,14 @@ class Publisher:
         return producer  # type: ignore[return-value]
 
     async def close(self) -> None:
+        """Stop the producers, waiting at most ``_CLOSE_TIMEOUT_S`` for each to flush."""
         producers, self._producers = self._producers, {}
         for started in producers.values():
             if started.done() and not started.cancelled() and started.exception() is None:
-                await started.result().stop()
+                try:
+                    await asyncio.wait_for(started.result().stop(), _CLOSE_TIMEOUT_S)
+                except (TimeoutError, KafkaError):
+                    log.warning("a producer did not flush within %.0f s; what it held is "
+                                "replayed from the input offsets", _CLOSE_TIMEOUT_S)
             else:
                 started.cancel()

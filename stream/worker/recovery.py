@@ -11,14 +11,16 @@ sends when it is revoked.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
+import msgspec
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from stream.clock import Clock
 from stream.contract import Codec
-from stream.errors import RecoveryError
+from stream.contract.records import Escalation
 from stream.rules.detector import PartitionDetector
 from stream.settings import Settings
 from stream.state import keys as K
@@ -28,8 +30,13 @@ log = logging.getLogger(__name__)
 
 
 async def load_partition(settings: Settings, partition: int, clock: Clock,
-                         store: PartitionStore, codec: Codec | None = None
+                         store: PartitionStore, codec: Codec | None = None,
+                         skipped: Callable[[str], None] = lambda topic: None
                          ) -> PartitionDetector:
+    """The partition's detector, rebuilt. What cannot be read back is skipped, logged at
+    error with its offset, and told to ``skipped`` ("state" or "escalations", by the topic
+    it was in): a poisoned record must not
+    stop the partition from loading at every restart."""
     detector = PartitionDetector(partition, settings, clock, codec)
     snap = store.load()
     state = TopicPartition(settings.topic_state, partition)
@@ -62,8 +69,8 @@ async def load_partition(settings: Settings, partition: int, clock: Clock,
         # from its ``bt`` (when that checkpoint began).
         tail_from = max(0, end[state] - 1)
         tail, tail_read = await _read(consumer, state, tail_from, end[state])
-        last = tail[-1][1] if tail else None
-        base = int(last.get(K.BASE, 0)) if last else 0
+        last = _last_document(tail)
+        base = _number(last.get(K.BASE), int) or 0
         # An empty store replays from the last checkpoint, and the escalation records from
         # where the checkpoint says the book it carries ends; a store replays both from its
         # own positions (what it reflects already includes the deletions before them).
@@ -74,7 +81,9 @@ async def load_partition(settings: Settings, partition: int, clock: Clock,
             deltas, read = await _read(consumer, state, start, end[state])
         esc_start = snap.escalations_offset
         if not snap.state_offset and deltas and deltas[0][0] == base:
-            esc_start = int(deltas[0][1].get(K.ESCALATIONS_FROM, 0))
+            first = deltas[0][1]
+            esc_start = (_number(first.get(K.ESCALATIONS_FROM), int) or 0
+                         if type(first) is dict else 0)
         if not snap.state_offset and (base < begin[state] or esc_start < begin[esc]):
             log.error("partition %d: its last checkpoint (ecm.state from %d, ecm.escalations "
                       "from %d) is older than the topics' retention (they start at %d and %d): "
@@ -85,20 +94,67 @@ async def load_partition(settings: Settings, partition: int, clock: Clock,
         await consumer.stop()
     detector.restore([snap.as_delta()] + [d for _, d in deltas],
                      snap.escalations + [e for _, e in escalations])
+    bad = _where(detector, deltas, escalations, len(snap.escalations))
+    for topic, offset, why in bad:
+        log.error("partition %d: skipped %s at offset %s while rebuilding: %s", partition,
+                  topic, offset, why)
+        skipped("state" if topic == settings.topic_state else "escalations")
     # A last message without a base time comes from before checkpoints had an age.
     detector.checkpointer.restored(
-        base, float(last.get(K.BASE_TIME, 0.0)) if last is not None else None, read,
+        base, _number(last.get(K.BASE_TIME), float) if tail else None, read,
         escalations[-1][0] + 1 if escalations else esc_start)
+    bad_state = {offset for topic, offset, _ in bad if topic == settings.topic_state}
     for offset, delta in deltas:
-        store.apply_delta(delta, offset)
+        if offset not in bad_state:
+            store.apply_delta(delta, offset)
     if escalations:
-        store.apply_escalations([e for _, e in escalations], escalations[-1][0])
+        store.apply_escalations([r for r in map(_escalation, escalations) if r is not None],
+                                escalations[-1][0])
     log.info("partition %d restored: %d visits, %d escalation records, %d pending events "
              "(%d changelog and %d escalation records read; checkpoint at %d from %.3f, "
              "escalations from %d)", partition, len(detector.visits),
              len(detector.book.records), len(detector.pending), len(deltas), len(escalations),
              base, detector.checkpointer.at, esc_start)
     return detector
+
+
+def _last_document(tail: list[tuple[int, Any]]) -> dict[str, Any]:
+    """The partition's last changelog document, or an empty one (none, or unreadable)."""
+    last = tail[-1][1] if tail else None
+    return last if type(last) is dict else {}
+
+
+def _number(value: Any, kind: type) -> Any:
+    """``value`` as ``kind`` if it is a number, else None (a document of another shape)."""
+    if type(value) in (int, float):
+        return kind(value)
+    return None
+
+
+def _escalation(entry: tuple[int, Any]) -> Escalation | None:
+    try:
+        return msgspec.convert(entry[1], Escalation)
+    except msgspec.ValidationError:
+        return None
+
+
+def _where(detector: PartitionDetector, deltas: list[tuple[int, Any]],
+           escalations: list[tuple[int, Any]], stored: int) -> list[tuple[str, Any, str]]:
+    """What the detector skipped while restoring, as ``(topic, offset, why)``: the offset of
+    the document its position names (position 0 of the changelog, and the first ``stored``
+    escalation records, are the local store's)."""
+    out = []
+    s = detector.settings
+    for where, i, why in detector.skipped:
+        if where == "ecm.state":
+            offset: Any = (deltas[i - 1][0] if 0 < i <= len(deltas) else
+                           "the local store" if i == 0 else "a checkpoint slice")
+            out.append((s.topic_state, offset, why))
+        else:
+            offset = escalations[i - stored][0] if i >= stored else "the local store"
+            out.append((s.topic_escalations, offset, why))
+    detector.skipped = []
+    return out
 
 
 async def _reaches(consumer: AIOKafkaConsumer, tp: TopicPartition, offset: int, end: int) -> bool:
@@ -113,6 +169,9 @@ async def _reaches(consumer: AIOKafkaConsumer, tp: TopicPartition, offset: int, 
     batch = await consumer.getmany(tp, timeout_ms=1000, max_records=1)
     return any(r.offset == offset - 1 for r in batch.get(tp, ()))
 
+
+# A record that is not JSON, as read back: a document of no known shape.
+_NOT_JSON = "<not JSON>"
 
 # After the reported end offset, read on until the partition has been quiet this long.
 _TAIL_QUIET_MS = 200
@@ -148,6 +207,6 @@ async def _read(consumer: AIOKafkaConsumer, tp: TopicPartition, start: int,
             read += len(record.value)
             try:
                 docs.append((record.offset, orjson.loads(record.value)))
-            except orjson.JSONDecodeError as exc:
-                raise RecoveryError(
-                    f"{tp.topic}[{tp.partition}]@{record.offset} is not JSON") from exc
+            except orjson.JSONDecodeError:
+                # Kept as what it is: the detector skips it, and says where it was.
+                docs.append((record.offset, _NOT_JSON))

@@ -21,10 +21,11 @@ from faust.types import TP, Message
 
 from stream.clock import Clock
 from stream.contract import Codec, Rejection, Source
+from stream.contract.bounds import Bounds
 from stream.rules.detector import PartitionDetector
 from stream.settings import Settings
 from stream.state.store import PartitionStore, Stores
-from stream.worker.catchup import CatchUp, positions
+from stream.worker.catchup import CatchUp, positions, true_ends
 from stream.worker.heap import Heap
 from stream.worker.metrics import Metrics
 from stream.worker.publisher import Publisher
@@ -36,6 +37,8 @@ log = logging.getLogger(__name__)
 # A batch that applies this many roster records leaves long-lived state behind: the heap is
 # settled once it ends (stream/worker/heap.py).
 _SETTLE_AFTER_ROSTER = 1000
+# Longest a reachability probe may take before the broker counts as out of reach.
+_PROBE_TIMEOUT_S = 2.0
 # Records handed to the detectors at once on the direct path: about 0.15 s of work, and
 # two round trips to the broker for its publish.
 _DIRECT_SLICE = 20000
@@ -49,7 +52,7 @@ class Runtime:
         self.app = app
         self.settings = settings
         self.clock = clock
-        self.codec = Codec()  # one for the router and every partition
+        self.codec = Codec(Bounds.from_settings(settings))  # the router's and every partition's
         self.heap = heap or Heap()
         self._stores = Stores(settings)
         self.detectors: dict[int, PartitionDetector] = {}
@@ -72,6 +75,9 @@ class Runtime:
         # What the worker publishes goes through its own producers (the publisher's); the
         # app's producer forwards records to ecm.work.
         self.publisher = publisher or Publisher(settings, clock, self.metrics)
+        self.probe_ok = True  # the last reachability probe answered (probe())
+        self._reachable = True  # as last seen by _follow_reachability
+        self.metrics.broker_reachable.set_function(lambda: float(self.broker_reachable))
         self._rostered = 0  # roster records applied in the batch under way
         self.metrics.watch_state(lambda: list(self.detectors.values()), self.lag)
 
@@ -143,7 +149,9 @@ class Runtime:
         store = self.stores.get(p)
         if store is None:
             store = self.stores[p] = self._stores.open(p)
-        detector = await load_partition(self.settings, p, self.clock, store, self.codec)
+        detector = await load_partition(
+            self.settings, p, self.clock, store, self.codec,
+            lambda where: self.metrics.records_skipped.labels(where).inc())
         if self.loading.get(p) is asyncio.current_task():
             self.detectors[p] = detector
             del self.loading[p]
@@ -180,9 +188,12 @@ class Runtime:
             self.metrics.received[kind] += n
         self.metrics.batch_records.labels("router").observe(routed.records)
         local = routed.local
-        futures = [await self.work.send(value=value, partition=p)
-                   for p, value in routed.encoded()]
-        futures += await self.publisher.deadletters(routed.rejections, "router")
+        # Forwarded and dead-lettered while the records that stay are applied; the batch
+        # is acknowledged once both are.
+        forwarded = [("none", self.settings.topic_work, None, value, p)
+                     for p, value in routed.encoded()]
+        sent = asyncio.ensure_future(self.publisher.send_all(forwarded))
+        await self.publisher.deadletters(routed.rejections, "router")
         direct = sum(len(records) for records in local.values())
         # In slices, so that a large batch (a backlog of roster messages is hundreds of
         # thousands of records) lets the event loop run between them; a partition's slices
@@ -203,7 +214,7 @@ class Runtime:
             await self._detect(part, stamps)
         self.metrics.work_records.labels("direct").inc(direct)
         self.metrics.work_records.labels("forwarded").inc(routed.records - direct)
-        await asyncio.gather(*futures)
+        await sent
         self._seen(messages)
 
     async def detect_batch(self, messages: list[Message]) -> None:
@@ -225,7 +236,7 @@ class Runtime:
                 broken.append(Rejection("invalid_work_message", repr(exc)[:200], m.value or b"",
                                         Source(m.topic, m.partition, m.offset)))
         if broken:
-            await asyncio.gather(*await self.publisher.deadletters(broken, "detector"))
+            await self.publisher.deadletters(broken, "detector")
         await self._detect(by_partition, stamps)
         self._seen(messages)
 
@@ -274,12 +285,18 @@ class Runtime:
 
     async def sweep(self) -> None:
         self.heap.trim_if_due()
+        self._follow_reachability()
         if not self.sweep_open:
             return
         started = time.perf_counter()
         async with self.lock:
-            await self.publisher.publish([(d, d.sweep()) for d in self.detectors.values()],
-                                         self.stores)
+            swept = [(d, d.sweep()) for d in self.detectors.values()]
+            for d, _ in swept:
+                for _, _, why in d.skipped:
+                    log.error("partition %d: skipped %s in the sweep", d.partition, why)
+                    self.metrics.records_skipped.labels("sweep").inc()
+                d.skipped = []
+            await self.publisher.publish(swept, self.stores)
         self.metrics.sweep_seconds.observe(time.perf_counter() - started)
 
     def progress(self) -> dict[str, Any]:
@@ -309,17 +326,73 @@ class Runtime:
             out[tp] = max(0, end - position)
         return out
 
-    async def refresh_end_offsets(self) -> None:
+    @property
+    def ready(self) -> bool:
+        """Partitions loaded, the backlog read (so deadlines are being swept), and the
+        broker within reach."""
+        return self.sweep_open and not self.loading and self.broker_reachable
+
+    @property
+    def broker_reachable(self) -> bool:
+        return self.probe_ok and self.publisher.reachable
+
+    async def probe(self) -> None:
+        """Ask the broker for the end offsets of the owned input partitions (of one roster
+        partition while the worker owns none): whether it answers within
+        ``_PROBE_TIMEOUT_S`` is whether it is reachable. While it is not, the sweep holds:
+        the worker cannot read the check-ins that would answer a deadline, so absence
+        proves nothing. Once it is back, the sweep waits for the backlog, as after an
+        assignment."""
+        try:
+            consumer = await self._consumer()
+            s = self.settings
+            tps = [TopicPartition(t, p) for t, p in sorted(self.assignment)
+                   if t in (s.topic_roster, s.topic_events)] or [
+                       TopicPartition(s.topic_roster, 0)]
+            await asyncio.wait_for(consumer.end_offsets(tps), _PROBE_TIMEOUT_S)
+        except Exception as exc:  # a probe must never stop the worker
+            if self.probe_ok:
+                log.error("the broker is out of reach (%s); deadlines are held until it is "
+                          "back and the input read", type(exc).__name__)
+            self.probe_ok = False
+        else:
+            self.probe_ok = True
+        self._follow_reachability()
+
+    def _follow_reachability(self) -> None:
+        """Hold the sweep when the broker goes out of reach; when it is back, reopen it
+        through the catch-up gate over the partitions owned."""
+        reachable = self.broker_reachable
+        if reachable == self._reachable:
+            return
+        self._reachable = reachable
+        if not reachable:
+            self.sweep_open = False
+            if self._gate is not None:
+                self._gate.cancel()
+            return
+        log.warning("the broker is within reach again: reading the backlog before sweeping")
+        owned = {TP(t, p) for t, p in self.assignment}
+        self._gate = asyncio.ensure_future(self._open_gate(owned))
+
+    async def refresh_lag(self) -> None:
+        """The owned partitions' true end offsets, for the lag gauge."""
         if not self.assignment:
             return
-        if self._offsets_consumer is None:
-            self._offsets_consumer = AIOKafkaConsumer(
-                bootstrap_servers=self.settings.bootstrap_servers, group_id=None)
-            await self._offsets_consumer.start()
         tps = [TopicPartition(t, p) for t, p in sorted(self.assignment)]
         try:
-            ends = await self._offsets_consumer.end_offsets(tps)
-        except Exception as exc:  # a lag probe must never stop the worker
-            log.warning("end offsets unavailable: %r", exc)
+            consumer = await self._consumer()
+            ends = await asyncio.wait_for(true_ends(consumer, tps), 2 * _PROBE_TIMEOUT_S)
+        except Exception as exc:  # the lag gauge must never stop the worker
+            log.warning("end offsets unavailable (%s)", type(exc).__name__)
             return
         self.end_offsets.update({(tp.topic, tp.partition): n for tp, n in ends.items()})
+
+    async def _consumer(self) -> AIOKafkaConsumer:
+        """The worker's consumer outside its group, for probes and offsets."""
+        if self._offsets_consumer is None:
+            consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.bootstrap_servers,
+                                        group_id=None, fetch_max_wait_ms=100)
+            await asyncio.wait_for(consumer.start(), _PROBE_TIMEOUT_S)
+            self._offsets_consumer = consumer
+        return self._offsets_consumer

@@ -33,7 +33,9 @@ def serve(app: faust.App, rt: Runtime) -> None:
 
     @app.page("/readyz")
     async def readyz(web: View, request: Request) -> Response:
-        """Readiness: partitions loaded and the backlog read, so deadlines are being swept."""
-        ready = rt.sweep_open and not rt.loading
-        return web.json({"ready": ready, "partitions": sorted(rt.detectors)},
+        """Readiness: partitions loaded, the backlog read, so deadlines are being swept, and
+        the broker within reach."""
+        ready = rt.ready
+        return web.json({"ready": ready, "partitions": sorted(rt.detectors),
+                         "broker_reachable": rt.broker_reachable},
                         status=200 if ready else 503)

@@ -3,13 +3,13 @@
 import faust
 import pytest
 
-from stream.errors import EcmError
+from stream.errors import FaustVersionError
 from stream.worker import faust_patches
 
 
 def test_another_faust_version_is_refused(monkeypatch):
     monkeypatch.setattr(faust, "__version__", "0.16.0")
-    with pytest.raises(EcmError, match=r"0\.16\.0"):
+    with pytest.raises(FaustVersionError, match=r"0\.16\.0"):
         faust_patches.install()
 
 

@@ -123,3 +123,53 @@ def test_a_checkpoint_completes_when_its_last_slice_s_offset_is_known():
         await publisher.close()
 
     asyncio.run(run())
+
+
+def test_a_broker_out_of_reach_is_waited_for_in_order_with_nothing_doubled():
+    from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError
+
+    async def run() -> None:
+        h, out = _busy_partition()
+        broker = Broker()
+        refusals = [KafkaConnectionError(), None, KafkaConnectionError()]
+        metrics = Metrics()
+
+        async def start(compression: str) -> Any:
+            producer = await broker.start(compression)
+            send = producer.send
+
+            async def flaky(topic: str, **kw: Any) -> Any:
+                if refusals:
+                    refused = refusals.pop(0)
+                    if refused is not None:
+                        raise refused
+                future = await send(topic, **kw)
+                if topic == "ecm.state" and not getattr(flaky, "timed_out", False):
+                    flaky.timed_out = True  # type: ignore[attr-defined]
+                    future.set_exception(KafkaTimeoutError())  # sent, never acknowledged
+                return future
+
+            producer.send = flaky
+            return producer
+
+        publisher = Publisher(h.settings, h.clock, metrics, start)
+        task = asyncio.ensure_future(publisher.publish([(h.detector, out)], {}))
+        while not task.done():
+            await asyncio.sleep(0.05)
+            broker.unacked = [u for u in broker.unacked if not u[0].done()]
+            broker.ack()
+        await task
+        assert publisher.reachable
+        assert metrics.registry.get_sample_value("ecm_publish_retries_total") >= 2
+        escalations = [orjson.loads(v)["escalation_id"] for _, t, _, v in broker.sent
+                       if t == "ecm.escalations"]
+        # Each escalation acknowledged once; the state after them, sent again once.
+        assert sorted(set(escalations)) == ["v1:late", "v2:late"]
+        assert escalations.count("v1:late") == 1
+        topics = [t for _, t, _, _ in broker.sent]
+        assert topics.index("ecm.state") > max(i for i, t in enumerate(topics)
+                                               if t != "ecm.state")
+        assert topics.count("ecm.state") == 2
+        await publisher.close()
+
+    asyncio.run(run())
