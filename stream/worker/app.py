@@ -15,6 +15,7 @@ from stream.clock import Clock
 from stream.settings import Settings
 from stream.worker.faust_patches import EcmApp, QuietMonitor, install
 from stream.worker.lane import Lanes
+from stream.worker.logs import quiet_kafka_client
 from stream.worker.runtime import Runtime
 from stream.worker.web import serve
 
@@ -23,6 +24,8 @@ log = logging.getLogger(__name__)
 # How often a worker asks the broker whether it is within reach (readiness, the sweep's
 # hold), and for its partitions' true end offsets (the lag gauge).
 _PROBE_INTERVAL_S = 1.0
+# A worker asked to stop is gone this long after, broker or no broker.
+_STOP_WITHIN_S = 8.0
 _LAG_INTERVAL_S = 5.0
 
 
@@ -46,6 +49,7 @@ async def _or_exit(work: Awaitable[None]) -> None:
 
 def create_app(settings: Settings, clock: Clock | None = None) -> EcmApp:
     install()
+    quiet_kafka_client()
     # Before the worker joins its group: a kernel's first call would otherwise compile it
     # inside the first batch of GPS fixes, with the event loop held (geofence.warm_up).
     kernels_s = warm_up()
@@ -67,6 +71,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> EcmApp:
         monitor=QuietMonitor(),
     )
     app.fetch_max_wait_ms = settings.fetch_max_wait_ms
+    app.stop_within_s = _STOP_WITHIN_S
     rt = Runtime(app, settings, clock or settings.make_clock())
 
     # The two stages, whichever lane hands them their messages.

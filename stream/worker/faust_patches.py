@@ -20,6 +20,9 @@ shape only that version is known to have.
 
 from __future__ import annotations
 
+import logging
+import os
+import threading
 from typing import Any
 
 import faust
@@ -32,16 +35,37 @@ from stream.worker.lane import Lanes, drain
 
 FAUST_VERSION = "0.15.3"
 
+log = logging.getLogger(__name__)
+
 _original_create_consumer = faust_aiokafka.AIOKafkaConsumerThread._create_worker_consumer
 _original_drain = faust_consumer.Consumer._drain_messages
 
 
 class EcmApp(faust.App):
     """A Faust app with what the patches read: the fetch wait and the lanes (None: the
-    messages take Faust's own path)."""
+    messages take Faust's own path); and a bound on how long it takes to stop."""
 
     fetch_max_wait_ms: int | None = None
     lanes: Lanes | None = None
+    # Once asked to stop, the process ends this many seconds later whatever is still
+    # stopping. With the broker out of reach, aiokafka's consumer retries its last commit
+    # and its leave-group for a minute or more; what was not committed is read again by
+    # whoever owns the partitions next, so nothing is lost by not waiting.
+    stop_within_s: float | None = None
+
+    async def on_stop(self) -> None:
+        if self.stop_within_s is not None:
+            watchdog = threading.Timer(self.stop_within_s, _exit_now, (self.stop_within_s,))
+            watchdog.daemon = True
+            watchdog.start()
+        await super().on_stop()
+
+
+def _exit_now(after_s: float) -> None:
+    log.error("the worker did not stop within %.0f s (the broker out of reach?); exiting "
+              "now: what was not committed is read again", after_s)
+    logging.shutdown()
+    os._exit(0)
 
 
 def _create_worker_consumer(self: Any, transport: Any) -> Any:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
@@ -203,19 +204,28 @@ class Publisher:
         if out.kernel_s:
             m.kernel_seconds.observe(out.kernel_s)
         now = self.clock.now()  # deadlines are on the worker clock (simulated in a replay)
+        # Counted once per label set, not once per escalation: a storm raises thousands.
+        raised: Counter[tuple[str, str]] = Counter()
+        resolved: Counter[tuple[str, str]] = Counter()
         for r in out.escalations:
-            log.info("escalation %s %s %s", r.status, r.kind, r.priority)
             if r.status == "open":
-                m.escalations_raised.labels(r.kind, r.priority).inc()
+                raised[(r.kind, r.priority)] += 1
                 deadline = parse_instant(r.deadline)
                 if deadline is not None:
                     m.detection_latency.labels(r.kind).observe(max(0.0, now - deadline))
             else:
-                m.escalations_resolved.labels(r.kind, r.priority).inc()
+                resolved[(r.kind, r.priority)] += 1
                 opened = parse_instant(r.detected_at)
                 closed = parse_instant(r.resolved_at)
                 if opened is not None and closed is not None:
                     m.time_to_resolution.labels(r.kind).observe(max(0.0, closed - opened))
+        for labels, n in raised.items():
+            m.escalations_raised.labels(*labels).inc(n)
+        for labels, n in resolved.items():
+            m.escalations_resolved.labels(*labels).inc(n)
+        if out.escalations:
+            log.debug("published %d escalations (%d opened)", len(out.escalations),
+                      sum(raised.values()))
 
     # ---- producers -------------------------------------------------------------------------
 

@@ -109,3 +109,36 @@ def test_workers_cut_off_from_the_broker_for_a_minute_lose_and_double_nothing(tm
     assert report["kinds"]["late"]["expected"] >= 5 and report["kinds"]["missed"]["expected"] >= 5
     logs = "".join(p.read_text() for p in tmp_path.glob("worker-*.log"))
     assert "the broker is out of reach" in logs and "within reach again" in logs
+
+
+def test_a_worker_cut_off_from_the_broker_stops_within_ten_seconds(tmp_path):
+    from tests.cluster import WorkerProcess
+
+    listen, advertised = free_port(), free_port()
+    with EmbeddedBroker(listen, advertised_port=advertised) as broker:
+        proxy = FaultProxy(advertised, listen,
+                           lambda client: not client.startswith("kafka-python")).start()
+        try:
+            from stream.topics import ensure_topics
+
+            tag = "stop"
+            settings = Settings(
+                broker=broker.bootstrap, app_id=f"ecm-{tag}", partitions=2,
+                topic_roster=f"{tag}.roster", topic_events=f"{tag}.events",
+                topic_escalations=f"{tag}.escalations", topic_deadletter=f"{tag}.deadletter",
+                topic_work=f"{tag}.work", topic_state=f"{tag}.state")
+            ensure_topics(settings)
+            worker = WorkerProcess(settings, tmp_path, "w").start()
+            worker.wait_ready()
+            proxy.cut()
+            deadline = time.monotonic() + 30
+            while _ready(worker.settings.web_port) is not False:
+                assert time.monotonic() < deadline, "still ready while cut off"
+                time.sleep(0.5)
+            assert worker.process is not None
+            asked = time.monotonic()
+            worker.process.terminate()
+            worker.process.wait(30)
+            assert time.monotonic() - asked <= 10.0, worker.log()[-3000:]
+        finally:
+            proxy.stop()
