@@ -192,8 +192,9 @@ class Runtime:
         # is acknowledged once both are.
         forwarded = [("none", self.settings.topic_work, None, value, p)
                      for p, value in routed.encoded()]
-        sent = asyncio.ensure_future(self.publisher.send_all(forwarded))
-        await self.publisher.deadletters(routed.rejections, "router")
+        sent = asyncio.ensure_future(asyncio.gather(
+            self.publisher.send_all(forwarded),
+            self.publisher.deadletters(routed.rejections, "router")))
         direct = sum(len(records) for records in local.values())
         # In slices, so that a large batch (a backlog of roster messages is hundreds of
         # thousands of records) lets the event loop run between them; a partition's slices
