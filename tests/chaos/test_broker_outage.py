@@ -6,10 +6,12 @@ doubled."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
 import urllib.request
+from collections.abc import Iterator
 
 import pytest
 
@@ -18,7 +20,9 @@ from simulator.scenario import Rates, SimConfig
 from stream.broker import EmbeddedBroker, free_port
 from stream.clock import ScaledClock
 from stream.settings import Settings
+from stream.topics import ensure_topics
 from tests.chaos.proxy import FaultProxy
+from tests.cluster import WorkerProcess
 
 pytestmark = pytest.mark.integration
 
@@ -73,32 +77,37 @@ class Outage:
             time.sleep(0.5)
 
 
-def test_workers_cut_off_from_the_broker_for_a_minute_lose_and_double_nothing(tmp_path):
+@contextlib.contextmanager
+def _behind_a_proxy(tag: str, partitions: int) -> Iterator[tuple[FaultProxy, Settings]]:
+    """A broker whose clients all connect through a fault proxy, and settings for it. The
+    proxy cuts the workers' clients (aiokafka, Faust), not the simulator's (kafka-python):
+    the region goes on sending while the workers cannot read."""
     listen, advertised = free_port(), free_port()
     with EmbeddedBroker(listen, advertised_port=advertised) as broker:
-        # The workers' clients (aiokafka, Faust) are cut; the simulator's (kafka-python)
-        # are not: the region goes on sending while the workers cannot read.
         proxy = FaultProxy(advertised, listen,
                            lambda client: not client.startswith("kafka-python")).start()
         try:
-            tag = "outage"
-            settings = Settings(
-                broker=broker.bootstrap, app_id=f"ecm-{tag}", partitions=4,
+            yield proxy, Settings(
+                broker=broker.bootstrap, app_id=f"ecm-{tag}", partitions=partitions,
                 topic_roster=f"{tag}.roster", topic_events=f"{tag}.events",
                 topic_escalations=f"{tag}.escalations", topic_deadletter=f"{tag}.deadletter",
                 topic_work=f"{tag}.work", topic_state=f"{tag}.state",
                 unscheduled_grace_s=120.0)
-            config = SimConfig(seed=29, clients=800, workers=100, start_hour=7.0, hours=1.5,
-                               speed=30.0, batch_size=50,
-                               rates=Rates(delay=0.05, missed=0.05, offline=0.03,
-                                           duplicate=0.02, malformed_per_hour=6.0))
-            outage = Outage(proxy, start_after_s=40.0)
-            report = simulate(config, settings, ledger_path=tmp_path / "ledger.json",
-                              worker_procs=2, workdir=tmp_path, on_ready=outage.begin)
-            assert outage.thread is not None
-            outage.thread.join(120)
         finally:
             proxy.stop()
+
+
+def test_workers_cut_off_from_the_broker_for_a_minute_lose_and_double_nothing(tmp_path):
+    with _behind_a_proxy("outage", 4) as (proxy, settings):
+        config = SimConfig(seed=29, clients=800, workers=100, start_hour=7.0, hours=1.5,
+                           speed=30.0, batch_size=50,
+                           rates=Rates(delay=0.05, missed=0.05, offline=0.03,
+                                       duplicate=0.02, malformed_per_hour=6.0))
+        outage = Outage(proxy, start_after_s=40.0)
+        report = simulate(config, settings, ledger_path=tmp_path / "ledger.json",
+                          worker_procs=2, workdir=tmp_path, on_ready=outage.begin)
+        assert outage.thread is not None
+        outage.thread.join(120)
     assert proxy.severed > 0
     ports = set(outage.ports)
     # Alive and answering all along, not ready while cut off, ready again by themselves.
@@ -112,23 +121,10 @@ def test_workers_cut_off_from_the_broker_for_a_minute_lose_and_double_nothing(tm
 
 
 def test_a_worker_cut_off_from_the_broker_stops_within_ten_seconds(tmp_path):
-    from tests.cluster import WorkerProcess
-
-    listen, advertised = free_port(), free_port()
-    with EmbeddedBroker(listen, advertised_port=advertised) as broker:
-        proxy = FaultProxy(advertised, listen,
-                           lambda client: not client.startswith("kafka-python")).start()
+    with _behind_a_proxy("stop", 2) as (proxy, settings):
+        ensure_topics(settings)
+        worker = WorkerProcess(settings, tmp_path, "w").start()
         try:
-            from stream.topics import ensure_topics
-
-            tag = "stop"
-            settings = Settings(
-                broker=broker.bootstrap, app_id=f"ecm-{tag}", partitions=2,
-                topic_roster=f"{tag}.roster", topic_events=f"{tag}.events",
-                topic_escalations=f"{tag}.escalations", topic_deadletter=f"{tag}.deadletter",
-                topic_work=f"{tag}.work", topic_state=f"{tag}.state")
-            ensure_topics(settings)
-            worker = WorkerProcess(settings, tmp_path, "w").start()
             worker.wait_ready()
             proxy.cut()
             deadline = time.monotonic() + 30
@@ -141,4 +137,4 @@ def test_a_worker_cut_off_from_the_broker_stops_within_ten_seconds(tmp_path):
             worker.process.wait(30)
             assert time.monotonic() - asked <= 10.0, worker.log()[-3000:]
         finally:
-            proxy.stop()
+            worker.kill()
