@@ -61,10 +61,12 @@ class Attendance:
         """The instant of one of a visit's timers (late, missed, no_check_out, forget)."""
         return self.deadlines(v)[_AT[kind]]
 
-    def timers_of(self, v: Visit) -> list[tuple[float, TimerKind]]:
+    def timers_of(self, v: Visit, deadlines: tuple[float, float, float, float] | None = None
+                  ) -> list[tuple[float, TimerKind]]:
         """The visit's timers, ``(due, kind)``: its deadlines (none once it is cancelled),
-        and its forgetting."""
-        late, missed, no_check_out, forget = self.deadlines(v)
+        and its forgetting. ``deadlines``: :meth:`deadlines` of ``v``, if the caller has
+        them."""
+        late, missed, no_check_out, forget = deadlines or self.deadlines(v)
         if v.cancelled:
             return [(forget, _FORGET)]
         return [(late, _LATE), (missed, _MISSED), (no_check_out, _NO_CHECK_OUT),
@@ -97,9 +99,10 @@ class Attendance:
         timer of its chain armed; nothing for an entry that no longer stands."""
         due, kind = timer.due, timer.kind
         v = vs.visit
-        if self.deadlines(v)[_AT[kind]] != due:
+        deadlines = self.deadlines(v)
+        if deadlines[_AT[kind]] != due:
             return []  # re-booked since: the new instant has its own entry
-        timeline = self.timeline(v)
+        timeline = sorted(self.timers_of(v, deadlines))
         if (due, kind) not in timeline:
             return []  # cancelled since: its chain goes on from the cancellation
         raised = [] if v.cancelled else self._deadline(vs, kind, due, now)

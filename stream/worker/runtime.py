@@ -71,9 +71,10 @@ class Runtime:
         self.end_offsets: dict[tuple[str, int], int] = {}
         self.start_offsets: dict[tuple[str, int], int] = {}
         self._offsets_consumer: AIOKafkaConsumer | None = None
+        self._stopping: set[asyncio.Future[None]] = set()  # consumers that failed to start
         self.metrics = Metrics()
-        # What the worker publishes goes through its own producers (the publisher's); the
-        # app's producer forwards records to ecm.work.
+        # What the worker writes (forwarded records included) goes through the publisher's
+        # own producers.
         self.publisher = publisher or Publisher(settings, clock, self.metrics)
         self.probe_ok = True  # the last reachability probe answered (probe())
         self._reachable = True  # as last seen by _follow_reachability
@@ -92,10 +93,7 @@ class Runtime:
         self.assignment = {(tp.topic, tp.partition) for tp in assigned
                            if tp.topic in (s.topic_roster, s.topic_events, s.topic_work)}
         self.end_offsets = {tp: n for tp, n in self.end_offsets.items() if tp in self.assignment}
-        self.sweep_open = False
-        if self._gate is not None:
-            self._gate.cancel()
-        self._gate = asyncio.ensure_future(self._open_gate(assigned))
+        self._hold_sweep(reopen_for=assigned)
         owned = self._work_partitions(assigned)
         for p in list(self.detectors) + list(self.loading):
             if p not in owned:
@@ -368,13 +366,20 @@ class Runtime:
             return
         self._reachable = reachable
         if not reachable:
-            self.sweep_open = False
-            if self._gate is not None:
-                self._gate.cancel()
+            self._hold_sweep(reopen_for=None)
             return
         log.warning("the broker is within reach again: reading the backlog before sweeping")
-        owned = {TP(t, p) for t, p in self.assignment}
-        self._gate = asyncio.ensure_future(self._open_gate(owned))
+        self._hold_sweep(reopen_for={TP(t, p) for t, p in self.assignment})
+
+    def _hold_sweep(self, reopen_for: set[TP] | None) -> None:
+        """Close the sweep, dropping the catch-up under way; when ``reopen_for`` is given,
+        reopen it once the backlog of those partitions is read (:meth:`_open_gate`)."""
+        self.sweep_open = False
+        if self._gate is not None:
+            self._gate.cancel()
+            self._gate = None
+        if reopen_for is not None:
+            self._gate = asyncio.ensure_future(self._open_gate(reopen_for))
 
     async def refresh_lag(self) -> None:
         """The owned partitions' true end offsets, for the lag gauge."""
@@ -394,6 +399,14 @@ class Runtime:
         if self._offsets_consumer is None:
             consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.bootstrap_servers,
                                         group_id=None, fetch_max_wait_ms=100)
-            await asyncio.wait_for(consumer.start(), _PROBE_TIMEOUT_S)
+            try:
+                await asyncio.wait_for(consumer.start(), _PROBE_TIMEOUT_S)
+            except BaseException:
+                # Not left running: a worker started while the broker is out of reach
+                # would otherwise leave one behind at every probe.
+                stopping = asyncio.ensure_future(consumer.stop())
+                self._stopping.add(stopping)
+                stopping.add_done_callback(self._stopping.discard)
+                raise
             self._offsets_consumer = consumer
         return self._offsets_consumer
