@@ -17,12 +17,20 @@ class Clock(Protocol):
         """Seconds since the Unix epoch, UTC."""
         ...
 
+    def from_wall(self, wall: float) -> float:
+        """The instant on this clock at which the wall clock read ``wall`` (a Kafka
+        record's timestamp, say)."""
+        ...
+
 
 class SystemClock:
     """Wall-clock time."""
 
     def now(self) -> float:
         return time.time()
+
+    def from_wall(self, wall: float) -> float:
+        return wall
 
 
 class ManualClock:
@@ -33,6 +41,10 @@ class ManualClock:
 
     def now(self) -> float:
         return self._now
+
+    def from_wall(self, wall: float) -> float:
+        """A manual clock has no wall clock: instants given to it are its own."""
+        return wall
 
     def advance(self, seconds: float) -> float:
         if seconds < 0:
@@ -63,6 +75,9 @@ class ScaledClock:
 
     def now(self) -> float:
         return self.sim_start + (time.time() - self.wall_start) * self.speed
+
+    def from_wall(self, wall: float) -> float:
+        return self.sim_start + (wall - self.wall_start) * self.speed
 
     def wall_at(self, sim_instant: float) -> float:
         """The wall-clock instant at which simulated time reaches ``sim_instant``."""

@@ -176,6 +176,10 @@ class Event(_Record):
     caller_number: str | None = None
     tag_id: str | None = None
     gateway_id: Annotated[str, msgspec.Meta(max_length=MAX_ID_LEN)] | None = None
+    # When it reached Kafka, on the worker clock (its message's timestamp, else when the
+    # worker read it): a deadline is judged by what had reached Kafka by then. Set by the
+    # detector, whatever the message held under the name.
+    received: float = msgspec.field(default=0.0, name="\u00a0received")
     # Its decoded object, or ``(message value, index)`` (Codec.raw_object). Set after a decode,
     # whatever the message held under the name (which no producer writes).
     raw: dict[str, Any] | tuple[bytes, int] | None = msgspec.field(default=None,

@@ -20,12 +20,14 @@ arms the next when it fires.
 
 from __future__ import annotations
 
+import math
+
 from stream.contract import Visit
 from stream.contract.records import Escalation
 from stream.rules.book import EscalationBook
 from stream.rules.timers import Timer, TimerKind, Timers
 from stream.settings import Settings
-from stream.state.visit import VisitState
+from stream.state.visit import Mark, VisitState
 
 # Visits are forgotten this long after their scheduled end: late uploads from phones that
 # were offline for a day still find their visit.
@@ -106,6 +108,10 @@ class Attendance:
         if (due, kind) not in timeline:
             return []  # cancelled since: its chain goes on from the cancellation
         raised = [] if v.cancelled else self._deadline(vs, kind, due, now)
+        if raised and (vs.checkins or vs.checkouts):
+            # Raised as of the deadline, from what had reached Kafka by then; what was read
+            # since (a backlog read after a hold) answers it at once.
+            raised += self.reconcile(vs, now, "deadline")
         at = timeline.index((due, kind)) + 1
         if at < len(timeline):
             self.timers.push(*timeline[at], v.visit_id)
@@ -115,13 +121,16 @@ class Attendance:
                   now: float) -> list[Escalation]:
         v = vs.visit
         if kind is _LATE or kind is _MISSED:
-            if vs.arrival() is not None:
-                return []  # attended
+            if known_arrival(vs) <= due:
+                return []  # attended, as far as Kafka knew by the deadline
+            present = sorted(w for w, m in vs.checkins.items() if _known(m) <= due)
             return self.book.open(vs, kind.value, due, now, {
-                "workers_absent": [w for w in v.worker_ids if w not in vs.checkins],
-                "workers_present": sorted(vs.checkins),
+                "workers_absent": [w for w in v.worker_ids if w not in present],
+                "workers_present": present,
                 "minutes_after_start": round((now - v.start) / 60.0, 1)})
-        still_in = sorted(w for w in vs.checkins if w not in vs.checkouts)
+        # Checked in and not out by the deadline, by when each reached Kafka.
+        still_in = sorted(w for w, m in vs.checkins.items() if m.received <= due and not (
+            w in vs.checkouts and vs.checkouts[w].received <= due))
         if not still_in:
             return []
         return self.book.open(vs, kind.value, due, now, {
@@ -147,9 +156,10 @@ class Attendance:
         arrived = vs.arrival()
         if arrived is not None:
             late, missed = self.deadlines(v)[:2]
-            if arrived > late or arrived > missed or self.book.has_open(v.visit_id):
+            known = known_arrival(vs)
+            if known > late or known > missed or self.book.has_open(v.visit_id):
                 for kind, deadline in (("late", late), ("missed", missed)):
-                    if arrived > deadline and not self.book.known(v.visit_id, kind):
+                    if known > deadline and not self.book.known(v.visit_id, kind):
                         # The rule became true before its timer could fire: a late arrival
                         # inside one sweep interval, or a visit booked after its deadline.
                         out += self.book.open(vs, kind, deadline, now, {"workers_absent": []})
@@ -161,11 +171,14 @@ class Attendance:
         if vs.checkouts and vs.checkins and all(w in vs.checkouts for w in vs.checkins):
             out_at = max(m.occurred for m in vs.checkouts.values())
             deadline = self.deadlines(v)[2]
-            late_out = sorted(w for w in vs.checkins if vs.checkouts[w].occurred > deadline)
-            if late_out and not self.book.known(v.visit_id, "no_check_out"):
-                # The deadline passed before the check-out, and no sweep saw it (the
-                # check-out was read before the worker swept, after an outage or a
-                # restart): raised now, with what the sweep would have said, and resolved.
+            # In by the deadline and out only after it, by when each reached Kafka.
+            late_out = sorted(w for w, m in vs.checkins.items() if m.received <= deadline
+                              and vs.checkouts[w].received > deadline)
+            if late_out and deadline <= now and not self.book.known(v.visit_id,
+                                                                     "no_check_out"):
+                # The deadline passed before the check-out reached Kafka, and no sweep saw
+                # it (the check-out was read before the deadline was swept: it waits for
+                # its input): raised now, with what the sweep would have said, and resolved.
                 out += self.book.open(vs, "no_check_out", deadline, now, {
                     "workers_not_checked_out": late_out,
                     "checked_in_at": min(vs.checkins[w].occurred for w in late_out)})
@@ -174,3 +187,17 @@ class Attendance:
         if why == "roster_update" and vs.checkins and all(w in v.worker_ids for w in vs.checkins):
             out += self.book.resolve(vs, "wrong_worker", now, "reassigned", {})
         return out
+
+
+def _known(m: Mark) -> float:
+    """When a check-in or check-out was both true and known: its device time, or when it
+    reached Kafka if that was later."""
+    return m.occurred if m.occurred >= m.received else m.received
+
+
+def known_arrival(vs: VisitState) -> float:
+    """When the visit was known to be attended (:meth:`VisitState.arrival`, each check-in
+    taken at :func:`_known`): infinity until it is."""
+    need = len(vs.visit.worker_ids)
+    known = sorted(_known(m) for m in vs.checkins.values())
+    return known[need - 1] if len(known) >= need else math.inf

@@ -17,7 +17,7 @@ nothing, and an escalation id is opened at most once and resolved at most once.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from sys import intern
 from typing import Any
 
@@ -28,6 +28,7 @@ from stream.contract.bounds import Bounds
 from stream.rules.attendance import Attendance
 from stream.rules.book import EscalationBook
 from stream.rules.durations import Durations
+from stream.rules.inputs import InputMarks
 from stream.rules.location import INSIDE, Location
 from stream.rules.matching import Matching, Work
 from stream.rules.output import Output, reject
@@ -40,6 +41,9 @@ from stream.state.partition import PartitionState
 from stream.state.visit import Mark, VisitState
 
 __all__ = ["Output", "PartitionDetector"]
+
+# A deadline that waited this long for its input says so in its evidence.
+_HELD_EVIDENCE_S = 1.0
 
 _GRACE, _ADHOC, _SEEN, _FORGET = (TimerKind.GRACE, TimerKind.ADHOC, TimerKind.SEEN,
                                   TimerKind.FORGET)
@@ -68,6 +72,11 @@ class PartitionDetector:
                                  self.codec)
         self.short = ShortPath(settings, self.state, self.codec, self.matching,
                                self.attendance, self.book)
+        # How far the partition's inputs have been read (stream/rules/inputs.py): nothing
+        # is awaited until the worker says which inputs there are (await_inputs).
+        self.inputs = InputMarks()
+        # When the sweep first held a due deadline for its input (None: none held).
+        self.held_since: float | None = None
         # What could not be read back or applied, since the caller last took it: ``(where,
         # position, why)``, where is "ecm.state" or "ecm.escalations" (position: the
         # document's index in what restore() was given) or "sweep" (position -1).
@@ -97,23 +106,34 @@ class PartitionDetector:
 
     # ---- a batch -----------------------------------------------------------------------------
 
-    def process(self, records: Iterable[tuple[str, Any, Source]]) -> Output:
+    def process(self, records: Iterable[tuple[str, Any, Source]],
+                stamps: Sequence[float] | None = None) -> Output:
         """Apply one batch: ``(kind, record, source)`` with kind ``roster`` or ``event``, the
-        record a validated Visit or Event or its decoded object.
+        record a validated Visit or Event or its decoded object. ``stamps``: each record's
+        Kafka timestamp (wall epoch seconds, 0 when unknown), when the caller has them: an
+        event counts as received when it reached Kafka, never later than now.
 
         Roster records are applied before the batch's events, so an event and the roster
         record it needs may arrive in the same batch in either order.
         """
         now = self.clock.now()
         out = Output()
-        events: list[tuple[Any, Source]] = []
+        events: list[tuple[Any, Source, float]] = []
         # The clients rostered, in order, while events wait that their records may match.
         rostered: dict[str, None] | None = {} if self.state.pending else None
-        for kind, obj, source in records:
-            if kind == "roster":
-                self._roster(obj, source, now, out, rostered)
-            else:
-                events.append((obj, source))
+        if stamps is None:
+            for kind, obj, source in records:
+                if kind == "roster":
+                    self._roster(obj, source, now, out, rostered)
+                else:
+                    events.append((obj, source, now))
+        else:
+            from_wall = self.clock.from_wall
+            for (kind, obj, source), stamp in zip(records, stamps, strict=True):
+                if kind == "roster":
+                    self._roster(obj, source, now, out, rostered)
+                else:
+                    events.append((obj, source, min(now, from_wall(stamp)) if stamp else now))
         work: list[Work] = []
         if rostered and self.state.pending:
             self.matching.retry(rostered, now, out, work)
@@ -164,7 +184,7 @@ class PartitionDetector:
         self.state.dirty[v.visit_id] = vs
         if v.cancelled:
             return
-        mark = Mark(ev.occurred_at, now, ev.event_id, ev.method)
+        mark = Mark(ev.occurred_at, ev.received or now, ev.event_id, ev.method)
         check_in = ev.type == "check_in"
         if check_in:
             out.escalations.extend(self.attendance.wrong_worker(
@@ -187,14 +207,26 @@ class PartitionDetector:
 
     # ---- the timers ----------------------------------------------------------------------------
 
-    def sweep(self) -> Output:
-        """Raise every deadline that has passed; absence of events is the signal."""
+    def await_inputs(self, inputs: Iterable[tuple[str, int]]) -> None:
+        """From now on, deadlines wait for these input partitions' read marks."""
+        self.inputs.awaited = frozenset(inputs)
+
+    def read(self, marks: Iterable[tuple[str, int, float]]) -> None:
+        """Read marks from the partition's work topic, behind the records they cover."""
+        self.inputs.note(marks)
+
+    def sweep(self, until: float | None = None) -> Output:
+        """Raise every deadline that has passed and whose input has been read (up to
+        ``until``, by default how far every input has been read); absence of events is
+        the signal."""
         now = self.clock.now()
+        read = self.inputs.read_until() if until is None else until
         out = Output()
         visits = self.state.visits
         attendance = self.attendance
         raised = out.escalations
-        for timer in self.timers.due(now):
+        held = self.held_since
+        for timer in self.timers.due(min(now, read)):
             kind = timer.kind
             try:
                 if kind is _GRACE:
@@ -213,6 +245,15 @@ class PartitionDetector:
                         self._forget(timer.key)
             except Exception as exc:  # one bad visit must not stop the sweep
                 self.skipped.append(("sweep", -1, f"a {kind} timer ({type(exc).__name__})"))
+        due = self.timers.next_due()
+        # Due, and waiting for its input: held from the first sweep that saw it so.
+        self.held_since = (held if held is not None else now) if (
+            due is not None and due <= now) else None
+        if held is not None and now - held >= _HELD_EVIDENCE_S:
+            # The evidence of a delay that is the input's: how long its deadlines waited.
+            for e in raised:
+                if e.status == "open":
+                    e.evidence["input_held_s"] = round(now - held, 1)
         return out
 
     def _forget(self, vid: str) -> None:

@@ -93,12 +93,14 @@ class Matching:
             # as the changelog already has it.
             self.state.wait(waiting, changed=False)
             return
-        expires = now + self.settings.unscheduled_grace_s
+        # From when it reached Kafka: a roster record read by then matches it.
+        received = event.received or now
+        expires = received + self.settings.unscheduled_grace_s
         if type(event.raw) is tuple:
             # Validated from its message's bytes: the changelog writes the record it stands
             # for, and a dead letter, if its grace runs out, carries that.
             event.raw = event_object(event)
-        self.state.wait(Pending(event, source, now, expires))
+        self.state.wait(Pending(event, source, received, expires))
         self.timers.push(expires, TimerKind.GRACE, event.event_id)
 
     def nearest(self, event: Event) -> VisitState | None:

@@ -41,7 +41,7 @@ class ShortPath:
         self.book = book
         self.enabled = True
 
-    def admit(self, events: list[tuple[object, Source]], now: float, out: Output,
+    def admit(self, events: list[tuple[object, Source, float]], now: float, out: Output,
               work: list[Work]) -> None:
         """Admit a batch's events, in order, into ``work``: validated (a rejection
         dead-lettered), then either the common case (in time, seen for the first time,
@@ -53,11 +53,12 @@ class ShortPath:
         fast, enabled = 0, self.enabled
         full = self.matching.admit
         validate_event = self.codec.event
-        for obj, source in events:
+        for obj, source, received in events:
             event = obj if type(obj) is Event else validate_event(obj)  # type: ignore[arg-type]
             if type(event) is not Event:
                 out.rejections.append(reject(self.codec, event, obj, source))  # type: ignore[arg-type]
                 continue
+            event.received = received
             vid = event.visit_id
             if (enabled and earliest <= event.occurred_at <= latest
                     and vid is not None and event.event_id not in index):
@@ -89,12 +90,13 @@ class ShortPath:
                     and ev.type == "check_in" and decision is INSIDE and not v.cancelled
                     and ev.worker_id in v.worker_ids and v.visit_id not in opened):
                 late, missed = deadlines(v)[:2]
-                if ev.occurred_at <= late and ev.occurred_at <= missed:
+                first = late if late <= missed else missed
+                if ev.occurred_at <= first and ev.received <= first:
                     state.checked_in += 1
                     # The visit's own (interned) copy of the worker id.
                     ids = v.worker_ids
                     worker = ids[0] if ids[0] == ev.worker_id else ids[1]
-                    vs.check_in(worker, Mark(ev.occurred_at, now, ev.event_id, ev.method))
+                    vs.check_in(worker, Mark(ev.occurred_at, ev.received, ev.event_id, ev.method))
                     if vs.events:  # events while it was cancelled: the row has them all
                         vs.add_event(ev.event_id)
                         dirty[v.visit_id] = vs
@@ -105,7 +107,7 @@ class ShortPath:
                     f_id(v.visit_id)
                     f_worker(worker)
                     f_occurred(ev.occurred_at)
-                    f_received(now)
+                    f_received(ev.received)
                     f_event(ev.event_id)
                     f_source(source)
                     continue

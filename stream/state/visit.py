@@ -27,7 +27,7 @@ class Mark(msgspec.Struct, gc=False, array_like=True):
     """One worker's check-in or check-out as it was accepted."""
 
     occurred: float  # device time
-    received: float  # worker clock when it was processed
+    received: float  # when it reached Kafka, on the worker clock (Event.received)
     event_id: str
     method: str
 
@@ -292,6 +292,8 @@ class Pending:
         event = codec.event(doc[K.PENDING_EVENT])
         if not isinstance(event, Event):
             return None
-        return cls(event, Source.from_list(doc[K.PENDING_SOURCE]),
-                   float(doc[K.PENDING_RECEIVED]), float(doc[K.PENDING_EXPIRES]))
+        received = float(doc[K.PENDING_RECEIVED])
+        event.received = received
+        return cls(event, Source.from_list(doc[K.PENDING_SOURCE]), received,
+                   float(doc[K.PENDING_EXPIRES]))
 

@@ -21,9 +21,8 @@ from stream.worker.web import serve
 
 log = logging.getLogger(__name__)
 
-# How often a worker asks the broker whether it is within reach (readiness, the sweep's
-# hold), and for its partitions' true end offsets (the lag gauge).
-_PROBE_INTERVAL_S = 1.0
+# How often a worker asks for its work partitions' end offsets (the lag gauge; its input
+# partitions' are asked for at every probe).
 # A worker asked to stop is gone this long after, broker or no broker.
 _STOP_WITHIN_S = 8.0
 _LAG_INTERVAL_S = 5.0
@@ -107,7 +106,8 @@ def create_app(settings: Settings, clock: Clock | None = None) -> EcmApp:
     async def started() -> None:
         log.info("geofence kernels ready in %.2f s", kernels_s)
 
-    @app.timer(interval=_PROBE_INTERVAL_S, name="ecm-probe")
+    # As often as the sweep: a deadline waits for the read marks the probe moves.
+    @app.timer(interval=settings.sweep_interval_s, name="ecm-probe")
     async def probe() -> None:
         await rt.probe()
 

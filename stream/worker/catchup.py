@@ -98,3 +98,47 @@ async def true_ends(consumer: AIOKafkaConsumer,
             return found
         for tp, records in batch.items():
             found[tp] = max(found[tp], records[-1].offset + 1)
+
+
+class Ends:
+    """The true end offsets of partitions asked about again and again (the read marks'
+    probe, every sweep interval): a partition's last batch is read (:func:`true_ends`)
+    only when its reported end moved, since a batch, once written, never grows."""
+
+    def __init__(self) -> None:
+        self._known: dict[TopicPartition, tuple[int, int]] = {}  # reported -> true end
+
+    async def ask(self, consumer: AIOKafkaConsumer,
+                  tps: list[TopicPartition]) -> dict[TopicPartition, int]:
+        reported = await consumer.end_offsets(tps)
+        out: dict[TopicPartition, int] = {}
+        moved = []
+        for tp in tps:
+            known = self._known.get(tp)
+            if known is not None and known[0] == reported[tp]:
+                out[tp] = known[1]
+            elif reported[tp] == 0:
+                out[tp] = 0
+            else:
+                moved.append(tp)
+        if moved:
+            consumer.assign(moved)
+            for tp in moved:
+                consumer.seek(tp, reported[tp] - 1)
+            found = {tp: reported[tp] for tp in moved}
+            waiting = set(moved)
+            # The first batch at the reported end comes whole in one fetch.
+            while waiting:
+                batch = await consumer.getmany(*waiting, timeout_ms=_QUIET_MS,
+                                               max_records=10_000)
+                if not any(batch.values()):
+                    break
+                for tp, records in batch.items():
+                    if records:
+                        found[tp] = max(found[tp], records[-1].offset + 1)
+                        waiting.discard(tp)
+            for tp in moved:
+                if tp not in waiting:  # else unknown this time: left out, asked again
+                    out[tp] = found[tp]
+                    self._known[tp] = (reported[tp], found[tp])
+        return out

@@ -85,6 +85,10 @@ class Metrics:
             "or applied, and were skipped: where='state' or 'escalations' while a partition "
             "was rebuilt from that topic, 'sweep' for a timer that failed. Each is logged at "
             "error with its partition and offset.", ["where"], registry=r)
+        self.deadlines_forced = PCounter(
+            "ecm_deadlines_forced", "Sweeps that raised a partition's deadlines without "
+            "waiting longer for an input partition that was not read "
+            "(ECM_CATCHUP_MAX_HOLD_S): such a deadline may be raised falsely.", registry=r)
         self.publish_retries = PCounter(
             "ecm_publish_retries", "Times records the broker refused or did not acknowledge "
             "were sent again (after a pause): the broker is out of reach or failing.",
@@ -152,4 +156,10 @@ class _StateCollector(Collector):
             "it. No sample while the worker owns no partition.")
         if owned:
             age.add_metric([], max(d.clock.now() - d.checkpointer.at for d in owned))
-        return [visits, checked_in, pending, waiting, parts, open_, lag, age]
+        held = GaugeMetricFamily(
+            "ecm_deadlines_held_seconds", "How long the longest-waiting due deadline of this "
+            "worker's partitions has waited for its input to be read (worker clock; 0 when "
+            "none waits): an input partition stalled or behind.")
+        held.add_metric([], max((d.clock.now() - d.held_since for d in owned
+                                 if d.held_since is not None), default=0.0))
+        return [visits, checked_in, pending, waiting, parts, open_, lag, age, held]

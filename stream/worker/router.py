@@ -26,7 +26,7 @@ class Routed:
     # Per work partition: ``[kind, [topic, partition, offset, index], timestamp, object]``.
     work: dict[int, list[list[Any]]] = field(default_factory=dict)
     # Per partition this worker owns, the records that skip the ``ecm.work`` hop, as the
-    # detector takes them (``(kind, object, source)``), and their messages' timestamps.
+    # detector takes them (``(kind, object, source)``), and each one's message timestamp.
     local: dict[int, list[tuple[str, dict[str, Any], Source]]] = field(default_factory=dict)
     local_stamps: dict[int, list[float]] = field(default_factory=dict)
     rejections: list[Rejection] = field(default_factory=list)
@@ -132,6 +132,7 @@ def route(messages: Iterable[tuple[Source, bytes | None, float]], roster_topic: 
         # A record re-encodes to about its share of the message, plus its envelope.
         each = len(value or b"") / max(1, len(records)) + _ENVELOPE_BYTES
         mine = None  # this partition's local records, once the message has one
+        mine_at = None  # and their timestamps
         stayed = 0  # records of this partition's clients
         for i, obj in enumerate(records):
             p = None  # the record's work partition, once known
@@ -165,8 +166,9 @@ def route(messages: Iterable[tuple[Source, bytes | None, float]], roster_topic: 
                 stayed += 1
                 if mine is None:
                     mine = out.local.setdefault(p, [])
-                    out.local_stamps.setdefault(p, []).append(timestamp)
+                    mine_at = out.local_stamps.setdefault(p, [])
                 mine.append((kind, obj, Source(topic, partition, offset, i)))
+                mine_at.append(timestamp)  # type: ignore[union-attr]
                 continue
             items = work.get(p)
             if items is None:
@@ -191,10 +193,15 @@ def _rejected(rejections: list[Rejection], index: int) -> Rejection:
     return Rejection(r.reason, r.detail, r.raw, Source(s.topic, s.partition, s.offset, index))
 
 
-def decode_work(value: bytes) -> tuple[list[tuple[str, dict[str, Any], Source]], list[float]]:
-    """The records of one ``ecm.work`` message (written by :func:`route`), and the Kafka
-    timestamps of the input messages they came in."""
-    return work_records(orjson.loads(value)["items"])
+def decode_work(value: bytes) -> tuple[list[tuple[str, dict[str, Any], Source]], list[float],
+                                       list[tuple[str, int, float]]]:
+    """The records of one ``ecm.work`` message (written by :func:`route`), the Kafka
+    timestamps of the input messages they came in, and the read marks it carries
+    (stream/worker/watermark.py)."""
+    doc = orjson.loads(value)
+    records, stamps = work_records(doc["items"])
+    marks = doc.get("read")
+    return records, stamps, [(str(t), int(p), float(at)) for t, p, at in marks or ()]
 
 
 def work_records(items: list[list[Any]]) -> tuple[list[tuple[str, dict[str, Any], Source]],

@@ -25,12 +25,13 @@ from stream.contract.bounds import Bounds
 from stream.rules.detector import PartitionDetector
 from stream.settings import Settings
 from stream.state.store import PartitionStore, Stores
-from stream.worker.catchup import CatchUp, positions, true_ends
+from stream.worker.catchup import CatchUp, Ends, positions
 from stream.worker.heap import Heap
 from stream.worker.metrics import Metrics
 from stream.worker.publisher import Publisher
 from stream.worker.recovery import load_partition
 from stream.worker.router import decode_work, route
+from stream.worker.watermark import ReadMarks, mark_message
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +77,17 @@ class Runtime:
         # What the worker writes (forwarded records included) goes through the publisher's
         # own producers.
         self.publisher = publisher or Publisher(settings, clock, self.metrics)
+        # How far this worker has routed its input partitions (stream/worker/watermark.py).
+        self.marks = ReadMarks()
+        self._ends = Ends()
+        s = settings
+        # Every input partition a work partition's deadlines wait for.
+        self.all_inputs = [(t, p) for t in (s.topic_roster, s.topic_events)
+                           for p in range(s.partitions)]
+        # Per partition: since when (loop time) its deadlines waited for input, and
+        # whether they are swept without it now (_forced).
+        self._held_at: dict[int, float] = {}
+        self._forcing: set[int] = set()
         self.probe_ok = True  # the last reachability probe answered (probe())
         self._reachable = True  # as last seen by _follow_reachability
         self.metrics.broker_reachable.set_function(lambda: float(self.broker_reachable))
@@ -93,6 +105,7 @@ class Runtime:
         self.assignment = {(tp.topic, tp.partition) for tp in assigned
                            if tp.topic in (s.topic_roster, s.topic_events, s.topic_work)}
         self.end_offsets = {tp: n for tp, n in self.end_offsets.items() if tp in self.assignment}
+        self.marks.keep(self.assignment)
         self._hold_sweep(reopen_for=assigned)
         owned = self._work_partitions(assigned)
         for p in list(self.detectors) + list(self.loading):
@@ -150,6 +163,7 @@ class Runtime:
         detector = await load_partition(
             self.settings, p, self.clock, store, self.codec,
             lambda where: self.metrics.records_skipped.labels(where).inc())
+        detector.await_inputs(self.all_inputs)
         if self.loading.get(p) is asyncio.current_task():
             self.detectors[p] = detector
             del self.loading[p]
@@ -196,18 +210,18 @@ class Runtime:
         direct = sum(len(records) for records in local.values())
         # In slices, so that a large batch (a backlog of roster messages is hundreds of
         # thousands of records) lets the event loop run between them; a partition's slices
-        # are applied in order, and its messages' latency is observed with its last slice.
+        # are applied in order.
         part: dict[int, list[Any]] = {}
         stamps: dict[int, list[float]] = {}
         size = 0
         for p, records in local.items():
+            at = routed.local_stamps[p]
             for k in range(0, len(records), _DIRECT_SLICE):
                 if size >= _DIRECT_SLICE or p in part:
                     await self._detect(part, stamps)
                     part, stamps, size = {}, {}, 0
                 part[p] = records[k:k + _DIRECT_SLICE]
-                last = k + _DIRECT_SLICE >= len(records)
-                stamps[p] = routed.local_stamps[p] if last else []
+                stamps[p] = at[k:k + _DIRECT_SLICE]
                 size += len(part[p])
         if part:
             await self._detect(part, stamps)
@@ -225,23 +239,26 @@ class Runtime:
     async def _detect_batch(self, messages: list[Message]) -> None:
         by_partition: dict[int, list[Any]] = defaultdict(list)
         stamps: dict[int, list[float]] = defaultdict(list)
+        marks: dict[int, list[tuple[str, int, float]]] = defaultdict(list)
         broken: list[Rejection] = []
         for m in messages:
             try:
-                records, timestamps = decode_work(m.value)
+                records, timestamps, read = decode_work(m.value)
                 by_partition[m.partition].extend(records)
                 stamps[m.partition].extend(timestamps)
+                marks[m.partition].extend(read)
             except (ValueError, KeyError, TypeError, IndexError) as exc:
                 broken.append(Rejection("invalid_work_message", repr(exc)[:200], m.value or b"",
                                         Source(m.topic, m.partition, m.offset)))
         if broken:
             await self.publisher.deadletters(broken, "detector")
-        await self._detect(by_partition, stamps)
+        await self._detect(by_partition, stamps, marks)
         self._seen(messages)
 
-    async def _detect(self, by_partition: dict[int, list[Any]],
-                      stamps: dict[int, list[float]]) -> None:
-        """Apply each partition's records to its detector and publish the results."""
+    async def _detect(self, by_partition: dict[int, list[Any]], stamps: dict[int, list[float]],
+                      marks: dict[int, list[tuple[str, int, float]]] | None = None) -> None:
+        """Apply each partition's records to its detector and publish the results; then
+        the read marks that followed them."""
         owned: dict[int, PartitionDetector] = {}
         for p in by_partition:
             detector = await self.detector(p)
@@ -256,11 +273,17 @@ class Runtime:
                 if self.detectors.get(p) is not detector:
                     continue  # revoked while waiting; the new owner replays it
                 records = by_partition[p]
+                if not records:
+                    continue
                 self.metrics.batch_records.labels("detector").observe(len(records))
-                out = detector.process(records)
+                out = detector.process(records, stamps[p])
                 rostered += out.accepted["roster"]
                 results.append((detector, out))
             await self.publisher.publish(results, self.stores)
+            for p, read in (marks or {}).items():
+                d = owned.get(p)
+                if read and d is not None and self.detectors.get(p) is d:
+                    d.read(read)
         now = time.time()
         # One sample per input message (its records share its timestamp).
         for p in owned:
@@ -289,7 +312,7 @@ class Runtime:
             return
         started = time.perf_counter()
         async with self.lock:
-            swept = [(d, d.sweep()) for d in self.detectors.values()]
+            swept = [(d, d.sweep(self._forced(d))) for d in self.detectors.values()]
             for d, _ in swept:
                 for _, _, why in d.skipped:
                     log.error("partition %d: skipped %s in the sweep", d.partition, why)
@@ -297,6 +320,25 @@ class Runtime:
                 d.skipped = []
             await self.publisher.publish(swept, self.stores)
         self.metrics.sweep_seconds.observe(time.perf_counter() - started)
+
+    def _forced(self, d: PartitionDetector) -> float | None:
+        """None: the partition's deadlines wait for its inputs' read marks. After
+        ``ECM_CATCHUP_MAX_HOLD_S`` (wall) of waiting, now: a late alert beats none, and an
+        input nobody reads (a partition no worker owns) must not silence a region."""
+        p = d.partition
+        if d.held_since is None:
+            self._held_at.pop(p, None)
+            self._forcing.discard(p)
+            return None
+        started = self._held_at.setdefault(p, self.clock_monotonic())
+        if self.clock_monotonic() - started < self.settings.catchup_max_hold_s:
+            return None
+        if p not in self._forcing:
+            self._forcing.add(p)
+            log.error("partition %d: its deadlines waited %.0f s for input that was not read; "
+                      "sweeping without it", p, self.settings.catchup_max_hold_s)
+        self.metrics.deadlines_forced.inc()
+        return self.clock.now()
 
     def progress(self) -> dict[str, Any]:
         """Records received by the router and applied by the detectors since start, by
@@ -336,27 +378,62 @@ class Runtime:
         return self.probe_ok and self.publisher.reachable
 
     async def probe(self) -> None:
-        """Ask the broker for the end offsets of the owned input partitions (of one roster
-        partition while the worker owns none): whether it answers within
-        ``_PROBE_TIMEOUT_S`` is whether it is reachable. While it is not, the sweep holds:
-        the worker cannot read the check-ins that would answer a deadline, so absence
-        proves nothing. Once it is back, the sweep waits for the backlog, as after an
-        assignment."""
+        """Ask the broker where the owned input partitions end (one roster partition while
+        the worker owns none), and send the read marks that moved.
+
+        Whether it answers within ``_PROBE_TIMEOUT_S`` is whether it is reachable. While
+        it is not, no mark moves, so every deadline that depends on this worker's input
+        waits: the check-ins that would answer it cannot be read, and absence proves
+        nothing. Once it is back, the marks move as the backlog is read."""
+        s = self.settings
+        inputs = [TopicPartition(t, p) for t, p in sorted(self.assignment)
+                  if t in (s.topic_roster, s.topic_events)]
+        at = self.clock.now()  # before asking: what reached Kafka by now lies below the ends
         try:
             consumer = await self._consumer()
-            s = self.settings
-            tps = [TopicPartition(t, p) for t, p in sorted(self.assignment)
-                   if t in (s.topic_roster, s.topic_events)] or [
-                       TopicPartition(s.topic_roster, 0)]
-            await asyncio.wait_for(consumer.end_offsets(tps), _PROBE_TIMEOUT_S)
+            if inputs:
+                ends = await asyncio.wait_for(self._ends.ask(consumer, inputs),
+                                              _PROBE_TIMEOUT_S)
+            else:
+                await asyncio.wait_for(consumer.end_offsets(
+                    [TopicPartition(s.topic_roster, 0)]), _PROBE_TIMEOUT_S)
+                ends = {}
         except Exception as exc:  # a probe must never stop the worker
             if self.probe_ok:
                 log.error("the broker is out of reach (%s); deadlines are held until it is "
                           "back and the input read", type(exc).__name__)
             self.probe_ok = False
-        else:
-            self.probe_ok = True
+            self._follow_reachability()
+            return
+        self.probe_ok = True
         self._follow_reachability()
+        owned = {(tp.topic, tp.partition): n for tp, n in ends.items()}
+        if not owned.keys() <= self.assignment:
+            return  # revoked meanwhile
+        self.end_offsets.update(owned)
+        self.marks.asked(at, owned)
+        await self._send_marks()
+
+    def _positions(self) -> dict[tuple[str, int], int]:
+        """The next offset of each owned input partition the router will route: every
+        record below it is routed, and what it forwarded acknowledged (_seen follows
+        the forwarding)."""
+        out = {}
+        processed = self.catchup.processed
+        for tp, start in self.start_offsets.items():
+            if tp in self.assignment:
+                out[tp] = max(start, processed.get(tp, -1) + 1)
+        return out
+
+    async def _send_marks(self) -> None:
+        """Send the read marks, if any moved, to every work partition."""
+        self.marks.reached(self._positions())
+        if not self.marks.moved:
+            return
+        value = mark_message(self.marks.take())
+        topic = self.settings.topic_work
+        await self.publisher.send_all([("none", topic, None, value, p)
+                                       for p in range(self.settings.partitions)])
 
     def _follow_reachability(self) -> None:
         """Hold the sweep when the broker goes out of reach; when it is back, reopen it
@@ -382,13 +459,15 @@ class Runtime:
             self._gate = asyncio.ensure_future(self._open_gate(reopen_for))
 
     async def refresh_lag(self) -> None:
-        """The owned partitions' true end offsets, for the lag gauge."""
-        if not self.assignment:
+        """The owned work partitions' end offsets, for the lag gauge (the probe asks for
+        the input partitions')."""
+        tps = [TopicPartition(t, p) for t, p in sorted(self.assignment)
+               if t == self.settings.topic_work]
+        if not tps:
             return
-        tps = [TopicPartition(t, p) for t, p in sorted(self.assignment)]
         try:
             consumer = await self._consumer()
-            ends = await asyncio.wait_for(true_ends(consumer, tps), 2 * _PROBE_TIMEOUT_S)
+            ends = await asyncio.wait_for(consumer.end_offsets(tps), 2 * _PROBE_TIMEOUT_S)
         except Exception as exc:  # the lag gauge must never stop the worker
             log.warning("end offsets unavailable (%s)", type(exc).__name__)
             return

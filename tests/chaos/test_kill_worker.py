@@ -91,13 +91,8 @@ def test_sigkill_of_a_worker_loses_and_doubles_nothing(settings, spawn_worker):
     missing = sorted(set(expected) - set(got))
     assert not missing, (missing, b.log()[-3000:])
     # The dead worker's input partitions stall until the group notices (the session
-    # timeout). A check-in stuck there is invisible: a deadline falling in that window may be
-    # raised, and is resolved when the check-in comes through, with the evidence showing an
-    # on-time arrival delivered late. Anything else extra is a false alarm.
-    by = {(e["escalation_id"], e["status"]): e for e in records}
-    for eid, _status in set(got) - set(expected):
-        assert (eid, "open") in by and (eid, "resolved") in by, eid
-        ev = by[(eid, "resolved")]["evidence"]
-        threshold = 6 + int(eid[1:3]) * 1.4 + (10 if eid.endswith(":missed") else 0)
-        assert ev["lateness_s"] < threshold and ev["delivery_delay_s"] > 0, (eid, ev)
+    # timeout); a deadline whose check-in is stuck there waits for it to be read (the read
+    # marks), so nothing is raised falsely.
+    extra = sorted(set(got) - set(expected))
+    assert not extra, extra
     assert "restored" in b.log()

@@ -36,10 +36,11 @@ class Harness:
     def source(self, topic: str) -> Source:
         return Source(topic, 0, next(self._offsets), 0)
 
-    def feed(self, *records: tuple[str, dict[str, Any]] | tuple[str, dict[str, Any], Source]
-             ) -> Output:
+    def feed(self, *records: tuple[str, dict[str, Any]] | tuple[str, dict[str, Any], Source],
+             stamps: list[float] | None = None) -> Output:
         """Records as the router hands them over from a message each: validated straight
-        from the bytes where the one-pass checks take them, else as the decoded object."""
+        from the bytes where the one-pass checks take them, else as the decoded object.
+        ``stamps``: when each reached Kafka (else when it is fed)."""
         batch = []
         for r in records:
             kind, obj = r[0], r[1]
@@ -49,18 +50,19 @@ class Harness:
                 (fast,) = self.codec.records(orjson.dumps(obj), kind == "roster") or (None,)
                 obj = obj if fast is None else fast
             batch.append((kind, obj, src))
-        return self._collect(self.detector.process(batch))
+        return self._collect(self.detector.process(batch, stamps))
 
     def roster(self, *docs: dict[str, Any]) -> Output:
         return self.feed(*[("roster", d) for d in docs])
 
-    def events(self, *docs: dict[str, Any]) -> Output:
+    def events(self, *docs: dict[str, Any], stamps: list[float] | None = None) -> Output:
         """Deliver events; the clock first moves up to the latest one's stamp if behind it,
-        as events normally arrive when they happen."""
+        as events normally arrive when they happen. ``stamps``: when each reached Kafka
+        (else when it is delivered)."""
         latest = max((parse_instant(d.get("occurred_at")) or 0.0) for d in docs)
         if latest > self.clock.now():
             self.clock.set(latest)
-        return self.feed(*[("event", d) for d in docs])
+        return self.feed(*[("event", d) for d in docs], stamps=stamps)
 
     def at(self, instant: float) -> Output:
         """Move the clock to ``instant`` and sweep."""

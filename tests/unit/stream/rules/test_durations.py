@@ -33,8 +33,20 @@ def test_check_out_before_check_in_out_of_order():
     h = Harness()
     h.roster(visit(minutes=60))
     h.clock.set(T0 + 1300)
+    # Both read after the late deadline, but the check-in reached Kafka in time.
     h.events(event("check_out", at=T0 + 1200))
-    h.events(event(at=T0 + 5))
+    h.events(event(at=T0 + 5), stamps=[T0 + 6])
     assert _kinds(h) == [("shortened", "open")]
     h.at(T0 + 20_000)
     assert _kinds(h) == [("shortened", "open")]
+
+
+def test_a_check_in_that_reached_kafka_after_the_deadline_is_late_after_the_fact():
+    """What the monitor could know at the deadline is what had reached Kafka by then: a
+    check-in on time by its device, delivered after the deadline, was late for the duty
+    desk. Raised when it is read, and resolved by it."""
+    h = Harness()
+    h.roster(visit(minutes=60))
+    h.clock.set(T0 + 1300)
+    h.events(event(at=T0 + 5))
+    assert _kinds(h) == [("late", "open"), ("late", "resolved")]
