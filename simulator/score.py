@@ -21,25 +21,36 @@ from stream.timeutil import parse_instant
 
 def read_topic(settings: Settings, topic: str) -> list[dict[str, Any]]:
     """Every record of a topic, from the beginning to its end offsets now."""
+    return [doc for doc, _ in read_stamped(settings, topic)]
+
+
+def read_stamped(settings: Settings, topic: str) -> list[tuple[dict[str, Any], float | None]]:
+    """Every record of a topic with its Kafka timestamp (wall seconds; None when the broker
+    gives none), from the beginning to its end offsets now."""
     from kafka import KafkaConsumer, TopicPartition
 
     consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers, group_id=None,
                              enable_auto_commit=False, consumer_timeout_ms=2000)
+    out: list[tuple[dict[str, Any], float | None]] = []
+
+    def take(batch: dict[Any, list[Any]]) -> None:
+        for records in batch.values():
+            out.extend((orjson.loads(r.value),
+                        r.timestamp / 1e3 if r.timestamp and r.timestamp > 0 else None)
+                       for r in records if r.value is not None)
+
     try:
         parts = [TopicPartition(topic, p)
                  for p in sorted(consumer.partitions_for_topic(topic) or [])]
         consumer.assign(parts)
         consumer.seek_to_beginning(*parts)
         ends = consumer.end_offsets(parts)
-        out = []
         while any(consumer.position(tp) < ends[tp] for tp in parts):
-            for records in consumer.poll(timeout_ms=1000, max_records=50_000).values():
-                out.extend(orjson.loads(r.value) for r in records if r.value is not None)
+            take(consumer.poll(timeout_ms=1000, max_records=50_000))
         # The embedded broker reports the base offset of a partition's last batch as its
         # end: the rest of that batch lies beyond it. Read on until the topic is quiet.
         while batch := consumer.poll(timeout_ms=500, max_records=50_000):
-            for records in batch.values():
-                out.extend(orjson.loads(r.value) for r in records if r.value is not None)
+            take(batch)
         return out
     finally:
         consumer.close()

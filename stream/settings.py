@@ -64,8 +64,8 @@ class Settings:
     # Sweep cadence bounds detection latency: a deadline is raised at most this long late
     # (plus the sweep's own duration); 0.5 s keeps it well inside the 2 s promise.
     sweep_interval_s: float = 0.5
-    # After an assignment the sweep waits for the backlog to be read (stream/worker/catchup.py),
-    # but never longer than this: a late alert beats none.
+    # A deadline waits for its input partitions to be read past it (stream/rules/inputs.py),
+    # but never longer than this (wall seconds): a late alert beats none.
     catchup_max_hold_s: float = 120.0
     # Largest message the worker writes (state deltas and work batches are split to fit):
     # below Kafka's default 1 MB limits with room for the record envelope.

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -15,6 +14,7 @@ from typing import Any
 import orjson
 from kafka import KafkaConsumer, KafkaProducer
 
+from simulator.run import kill, stop
 from stream.broker import free_port
 from stream.settings import Settings
 
@@ -55,17 +55,10 @@ class WorkerProcess:
         raise AssertionError(f"{self.name} not ready in {timeout_s} s:\n{self.log()[-4000:]}")
 
     def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait()
+        kill(self.process)
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                self.kill()
+        stop(self.process)
 
 
 def metric(port: int, series: str) -> float:

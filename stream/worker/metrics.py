@@ -85,6 +85,10 @@ class Metrics:
             "or applied, and were skipped: where='state' or 'escalations' while a partition "
             "was rebuilt from that topic, 'sweep' for a timer that failed. Each is logged at "
             "error with its partition and offset.", ["where"], registry=r)
+        self.deadletters_replayed = PCounter(
+            "ecm_deadletters_replayed", "Rejections of replayed records (after a crash or a "
+            "rebalance) whose dead letter was written already, and not written again.",
+            registry=r)
         self.deadlines_forced = PCounter(
             "ecm_deadlines_forced", "Sweeps that raised a partition's deadlines without "
             "waiting longer for an input partition that was not read "

@@ -40,6 +40,7 @@ from stream.settings import Settings
 from stream.state.changelog import encode_delta
 from stream.state.store import PartitionStore
 from stream.timeutil import parse_instant
+from stream.worker.deadletters import Sent
 from stream.worker.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -88,6 +89,10 @@ class Publisher:
         self._producers: dict[str, asyncio.Future[Producer]] = {}
         # False from a send the broker failed until one succeeds (readiness, the gauge).
         self.reachable = True
+        # Dead letters sent, or read back after an assignment (stream/worker/deadletters.py):
+        # a replay's rejection is not sent again. Dead letters wait for the read-back.
+        self.sent = Sent()
+        self._reading_back: asyncio.Future[set[bytes]] | None = None
 
     async def publish(self, results: list[tuple[PartitionDetector, Output]],
                       stores: dict[int, PartitionStore]) -> None:
@@ -96,12 +101,14 @@ class Publisher:
         topic = self.settings.topic_escalations
         sends: list[_Send] = []
         spans = []
+        if any(out.rejections for _, out in results):
+            await self._read_back()
         for detector, out in results:
             p = detector.partition
             spans.append((detector, out, len(sends), len(out.escalations)))
             sends += [("none", topic, r.escalation_id.encode(), _encode(r), p)
                       for r in out.escalations]
-            sends += self._deadletter_sends(out.rejections, "detector")
+            sends += self._deadletter_sends(out.rejections, "detector", lambda r, p=p: p)
         sent = await self.send_all(sends)
         state_sends: list[_Send] = []
         written: list[tuple[PartitionStore | None, dict[str, Any], PartitionDetector | None]] = []
@@ -137,20 +144,54 @@ class Publisher:
                 self.metrics.checkpoints.inc()
 
     async def deadletters(self, rejections: list[Rejection], stage: str) -> None:
-        """Send the rejections to ``ecm.deadletter``, acknowledged, and count them."""
-        await self.send_all(self._deadletter_sends(rejections, stage))
+        """Send the rejections of a stage outside the partitions' detectors (the router's:
+        each to the partition of its input partition's number) to ``ecm.deadletter``,
+        acknowledged, and count them."""
+        if not rejections:
+            return
+        await self._read_back()
+        n = self.settings.partitions
+        await self.send_all(self._deadletter_sends(rejections, stage,
+                                                   lambda r: r.source.partition % n))
 
-    def _deadletter_sends(self, rejections: list[Rejection], stage: str) -> list[_Send]:
+    def read_back(self, keys: asyncio.Future[set[bytes]]) -> None:
+        """Dead letters wait for these keys, read back after an assignment."""
+        self._reading_back = keys
+
+    async def _read_back(self) -> None:
+        pending = self._reading_back
+        if pending is None:
+            return
+        try:
+            self.sent.add(await asyncio.shield(pending))
+        except Exception as exc:  # a replay's dead letters may repeat; never stop for it
+            log.warning("dead letters written before the assignment could not be read back "
+                        "(%s); a replay may write some again", type(exc).__name__)
+        if self._reading_back is pending:
+            self._reading_back = None
+
+    def _deadletter_sends(self, rejections: list[Rejection], stage: str,
+                          partition: Callable[[Rejection], int]) -> list[_Send]:
+        """The dead letters to send, each to its stage's partition; a rejection already
+        dead-lettered (a replay's) is counted as replayed and not sent again."""
         now = self.clock.now()
         topic = self.settings.topic_deadletter
+        sends: list[_Send] = []
+        sent = self.sent
         for r in rejections:
+            key = deadletter_key(r)
+            if key in sent:
+                self.metrics.deadletters_replayed.inc()
+                continue
             self.metrics.deadletters.labels(r.reason, stage).inc()
             if r.reason == "duplicate_event":
                 self.metrics.events_duplicate.inc()
-        if rejections:
-            log.info("dead-lettered %d records at %s", len(rejections), stage)
-        return [("none", topic, deadletter_key(r), orjson.dumps(deadletter_doc(r, now, stage)),
-                 None) for r in rejections]
+            sends.append(("none", topic, key, orjson.dumps(deadletter_doc(r, now, stage)),
+                          partition(r)))
+        sent.add(s[2] for s in sends)  # type: ignore[misc]
+        if sends:
+            log.info("dead-lettered %d records at %s", len(sends), stage)
+        return sends
 
     async def send_all(self, sends: list[_Send]) -> list[Any]:
         """Send each ``(compression, topic, key, value, partition)`` and wait until the

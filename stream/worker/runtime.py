@@ -25,7 +25,8 @@ from stream.contract.bounds import Bounds
 from stream.rules.detector import PartitionDetector
 from stream.settings import Settings
 from stream.state.store import PartitionStore, Stores
-from stream.worker.catchup import CatchUp, Ends, positions
+from stream.worker.catchup import CatchUp, Ends, committed
+from stream.worker.deadletters import written_since
 from stream.worker.heap import Heap
 from stream.worker.metrics import Metrics
 from stream.worker.publisher import Publisher
@@ -40,6 +41,8 @@ log = logging.getLogger(__name__)
 _SETTLE_AFTER_ROSTER = 1000
 # Longest a reachability probe may take before the broker counts as out of reach.
 _PROBE_TIMEOUT_S = 2.0
+# Longest the dead letters written before an assignment may take to read back.
+_READ_BACK_TIMEOUT_S = 30.0
 # Records handed to the detectors at once on the direct path: about 0.15 s of work, and
 # two round trips to the broker for its publish.
 _DIRECT_SLICE = 20000
@@ -106,6 +109,8 @@ class Runtime:
                            if tp.topic in (s.topic_roster, s.topic_events, s.topic_work)}
         self.end_offsets = {tp: n for tp, n in self.end_offsets.items() if tp in self.assignment}
         self.marks.keep(self.assignment)
+        self.publisher.read_back(asyncio.ensure_future(asyncio.wait_for(
+            written_since(s, self.assignment), _READ_BACK_TIMEOUT_S)))
         self._hold_sweep(reopen_for=assigned)
         owned = self._work_partitions(assigned)
         for p in list(self.detectors) + list(self.loading):
@@ -123,25 +128,25 @@ class Runtime:
                 self._drop(p)
 
     async def _open_gate(self, assigned: set[TP]) -> None:
-        """Open the sweep once the backlog handed over with ``assigned`` is processed."""
+        """Learn where the group's committed offsets start the assigned input partitions
+        (their read marks count from there), and open the sweep once the partitions are
+        loaded. No backlog is waited for here: each deadline waits for its input's read
+        marks (stream/rules/inputs.py)."""
         s = self.settings
-        give_up = self.clock_monotonic() + s.catchup_max_hold_s
         inputs = [(tp.topic, tp.partition) for tp in assigned
                   if tp.topic in (s.topic_roster, s.topic_events)]
-        work = [(tp.topic, tp.partition) for tp in assigned if tp.topic == s.topic_work]
-        for phase in (inputs, work):
-            end, start = await positions(s, phase)
-            self.start_offsets.update(start)
-            self.end_offsets.update(end)
-            self.catchup.expect(end, start)
-            while not self.catchup.done() and self.clock_monotonic() < give_up:
-                await asyncio.sleep(0.05)
-        while self.loading and self.clock_monotonic() < give_up:
+        while True:
+            try:
+                start = await asyncio.wait_for(committed(s, inputs), 2 * _PROBE_TIMEOUT_S)
+                break
+            except Exception as exc:  # the broker out of reach: asked again
+                log.warning("committed offsets unavailable (%s)", type(exc).__name__)
+                await asyncio.sleep(1.0)
+        self.start_offsets.update(start)
+        while self.loading:
             await asyncio.sleep(0.05)
-        if not self.catchup.done():
-            log.warning("sweep opened with %d records of backlog left", self.catchup.remaining())
         self.sweep_open = True
-        log.info("caught up; sweeping %d partitions", len(self.detectors))
+        log.info("sweeping %d partitions", len(self.detectors))
 
     @staticmethod
     def clock_monotonic() -> float:

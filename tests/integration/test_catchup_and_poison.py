@@ -7,18 +7,20 @@ import asyncio
 import time
 
 import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from kafka import KafkaProducer
 
-from stream.worker.catchup import positions
+from stream.worker.catchup import Ends, committed
 from tests.cluster import Reader, metric, produce
 from tests.factories import visit
 
 pytestmark = pytest.mark.integration
 
 
-def test_the_catch_up_targets_the_offset_after_the_last_record(settings):
+def test_read_marks_wait_for_the_offset_after_the_last_record(settings):
     """The embedded broker reports the base offset of a partition's last batch, plus one,
-    as its end: ten records in one batch and five in another read as 11, not 15."""
+    as its end: ten records in one batch and five in another read as 11, not 15. The
+    probe behind the read marks finds 15, and the committed offsets start at 0."""
     topic = settings.topic_events
     producer = KafkaProducer(bootstrap_servers=settings.bootstrap_servers, linger_ms=500,
                              batch_size=1 << 20)
@@ -27,8 +29,23 @@ def test_the_catch_up_targets_the_offset_after_the_last_record(settings):
             producer.send(topic, b"{}", partition=1)
         producer.flush()
     producer.close()
-    end, start = asyncio.run(positions(settings, [(topic, 1), (topic, 2)]))
-    assert end == {(topic, 1): 15, (topic, 2): 0}
+
+    async def ask() -> tuple[dict, dict]:
+        consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers,
+                                    group_id=None, fetch_max_wait_ms=100)
+        await consumer.start()
+        try:
+            ends = Ends()
+            tps = [TopicPartition(topic, 1), TopicPartition(topic, 2)]
+            first = await ends.ask(consumer, tps)
+            assert await ends.ask(consumer, tps) == first  # the end had not moved
+            return first, await committed(settings, [(topic, 1), (topic, 2)])
+        finally:
+            await consumer.stop()
+
+    end, start = asyncio.run(ask())
+    assert {(tp.topic, tp.partition): n for tp, n in end.items()} == {(topic, 1): 15,
+                                                                       (topic, 2): 0}
     assert start == {(topic, 1): 0, (topic, 2): 0}
 
 

@@ -173,3 +173,43 @@ def test_a_broker_out_of_reach_is_waited_for_in_order_with_nothing_doubled():
         await publisher.close()
 
     asyncio.run(run())
+
+
+def test_a_replayed_rejection_is_dead_lettered_once_and_each_to_its_stage_s_partition():
+    """Replays decide a rejection again: its dead letter (keyed by its source position)
+    is not written twice, whether the key was sent by this worker or read back after an
+    assignment; the router writes to its input partition's number, a detector to its own."""
+
+    async def run() -> None:
+        h = Harness()
+        broker = Broker()
+        metrics = Metrics()
+        publisher = Publisher(h.settings, h.clock, metrics, broker.start)
+        bad = [Rejection("invalid_json", "x", b"{", Source("ecm.events", 3, o)) for o in (7, 8)]
+        read_back = asyncio.get_running_loop().create_future()
+        publisher.read_back(read_back)
+        task = asyncio.ensure_future(publisher.deadletters(bad, "router"))
+        await _settle()
+        assert broker.sent == []  # waits for what was written before the assignment
+        read_back.set_result({b"ecm.events:3:7:0"})
+        await _settle()
+        broker.ack()
+        await task
+        assert [(t, p) for _, t, p, _ in broker.sent] == [("ecm.deadletter", 3)]
+        assert orjson.loads(broker.sent[0][3])["source"]["offset"] == 8
+        # The same two again (a replay), and a detector's own.
+        out = Output()
+        out.rejections = [*bad, Rejection("duplicate_event", "y", b"{}",
+                                          Source("ecm.events", 1, 4))]
+        task = asyncio.ensure_future(publisher.publish([(h.detector, out)], {}))
+        await _settle()
+        broker.ack()
+        await _settle()
+        broker.ack()
+        await task
+        assert [(t, p) for _, t, p, _ in broker.sent[1:2]] == [("ecm.deadletter", 0)]
+        assert len([s for s in broker.sent if s[1] == "ecm.deadletter"]) == 2
+        # One at the first send (read back), two at the replay.
+        assert metrics.registry.get_sample_value("ecm_deadletters_replayed_total") == 3
+
+    asyncio.run(run())
