@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import signal
+import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -27,14 +30,27 @@ _STARTUP_WALL_S = 3.0
 _DRAIN_WALL_S = 6.0
 
 
+class Fault(Protocol):
+    """Something done to the workers while the day is played (tests/chaos): it begins once
+    they are ready, before the first message, and ends when the last message is sent,
+    before the drain and the scoring; it must leave every worker running and ready."""
+
+    def begin(self, workers: list[Worker], clock: ScaledClock) -> None: ...
+
+    def end(self) -> None: ...
+
+
 def simulate(config: SimConfig, settings: Settings, *, ledger_path: Path,
              embedded: bool = False, worker_procs: int = 0, do_score: bool = True,
              as_json: bool = False, workdir: Path | None = None,
-             on_ready: Callable[[list[int], ScaledClock], None] | None = None
-             ) -> dict[str, Any]:
+             on_ready: Callable[[list[int], ScaledClock], None] | None = None,
+             worker_changes: Sequence[Mapping[str, Any]] = (),
+             fault: Fault | None = None) -> dict[str, Any]:
     """Build the day, play it, and grade the monitor. ``on_ready`` is called with the web
     ports of the workers it started, and the simulated clock, once they are ready and
-    before the day is played (a test's faults start from there)."""
+    before the day is played (a test's faults start from there). ``worker_changes[i]``
+    changes the settings of the i-th worker started (e.g. its ``store``): a cluster of
+    mixed stores. ``fault`` is given the workers themselves, to kill and restart them."""
     # The ledger judges with the workers' own grace period and clock tolerance.
     config = dataclasses.replace(config, unscheduled_grace_s=settings.unscheduled_grace_s,
                                  future_tolerance_s=settings.future_tolerance_s)
@@ -64,7 +80,8 @@ def simulate(config: SimConfig, settings: Settings, *, ledger_path: Path,
                                       clock_speed=config.speed,
                                       sweep_interval_s=min(settings.sweep_interval_s, 0.2))
         if worker_procs:
-            workers = _start_workers(run_settings, worker_procs, workdir or ledger_path.parent)
+            workers = _start_workers(run_settings, worker_procs, workdir or ledger_path.parent,
+                                     worker_changes)
         else:
             print("run workers with these settings (the simulated clock):")
             for k in ("ECM_CLOCK_SIM_START", "ECM_CLOCK_WALL_START", "ECM_CLOCK_SPEED"):
@@ -72,7 +89,11 @@ def simulate(config: SimConfig, settings: Settings, *, ledger_path: Path,
         _wait_ready(workers, clock.wall_at(window_start))
         if on_ready is not None:
             on_ready([w.settings.web_port for w in workers], clock)
+        if fault is not None:
+            fault.begin(workers, clock)
         stats = play(sc.messages, settings, clock, config.batch_size, until=window_end)
+        if fault is not None:
+            fault.end()
         print(f"sent {stats.events:,} events and {stats.roster:,} roster records in "
               f"{stats.messages:,} messages over {stats.seconds:.1f} s "
               f"({stats.events_per_s:,.0f} events/s)", flush=True)
@@ -87,6 +108,8 @@ def simulate(config: SimConfig, settings: Settings, *, ledger_path: Path,
             print(summary_json(report))
         return report
     finally:
+        if fault is not None:
+            fault.end()
         for w in workers:
             w.stop()
         if broker is not None:
@@ -103,19 +126,32 @@ def score_command(settings: Settings, ledger_path: Path, as_json: bool) -> dict[
     return report
 
 
-class _Worker:
-    def __init__(self, settings: Settings, workdir: Path, n: int) -> None:
-        import os
-        import subprocess
+class Worker:
+    """``ecm worker`` in a child process on the simulated clock, with its own web port, data
+    dir and log. It can be killed and started again with the same settings, as a crash and
+    a supervisor's restart would: the same data dir, so a RocksDB store finds its files."""
 
+    def __init__(self, settings: Settings, workdir: Path, n: int) -> None:
         from stream.broker import free_port
 
-        self.settings = settings.with_(web_port=free_port(), datadir=str(workdir / f"worker-{n}"))
-        self.log = workdir / f"worker-{n}.log"
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "stream.cli", "worker"],
-            env={**os.environ, **self.settings.as_env()},
-            stdout=self.log.open("w"), stderr=subprocess.STDOUT)
+        self.name = f"worker-{n}"
+        self.settings = settings.with_(web_port=free_port(),
+                                       datadir=str(workdir / self.name))
+        self.log = workdir / f"{self.name}.log"
+        self.process: subprocess.Popen[bytes] | None = None
+        self.start()
+
+    def start(self) -> None:
+        """Launch the process; a restarted worker's log is appended to its predecessor's."""
+        with self.log.open("ab" if self.process is not None else "wb") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "stream.cli", "worker"],
+                env={**os.environ, **self.settings.as_env()},
+                stdout=out, stderr=subprocess.STDOUT)
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
 
     def ready(self) -> bool:
         try:
@@ -125,28 +161,44 @@ class _Worker:
         except OSError:
             return False
 
+    def kill(self) -> None:
+        """SIGKILL: no shutdown, no commit, no goodbye to the group."""
+        kill(self.process)
+
     def stop(self) -> None:
-        import subprocess
-
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
+        stop(self.process)
 
 
-def _start_workers(settings: Settings, n: int, workdir: Path) -> list[_Worker]:
+def kill(process: subprocess.Popen[bytes] | None) -> None:
+    """SIGKILL a worker process, if it runs, and reap it."""
+    if process is not None and process.poll() is None:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+
+
+def stop(process: subprocess.Popen[bytes] | None) -> None:
+    """SIGTERM a worker process, if it runs; SIGKILL it if it is not gone in 20 s."""
+    if process is not None and process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            kill(process)
+
+
+def _start_workers(settings: Settings, n: int, workdir: Path,
+                   changes: Sequence[Mapping[str, Any]] = ()) -> list[Worker]:
     workdir.mkdir(parents=True, exist_ok=True)
-    return [_Worker(settings, workdir, i) for i in range(n)]
+    return [Worker(settings.with_(**(changes[i] if i < len(changes) else {})), workdir, i)
+            for i in range(n)]
 
 
-def _wait_ready(workers: list[_Worker], by_wall: float) -> None:
+def _wait_ready(workers: list[Worker], by_wall: float) -> None:
     while workers and time.time() < by_wall + 60:
         if all(w.ready() for w in workers):
             return
         for w in workers:
-            if w.process.poll() is not None:
+            if not w.running:
                 raise RuntimeError(f"a worker exited; see {w.log}")
         time.sleep(0.2)
     if workers:
