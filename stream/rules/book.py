@@ -17,7 +17,7 @@ from stream.contract import SCHEMA_VERSION
 from stream.contract.records import Escalation
 from stream.rules.scoring import KINDS, RESPOND_WITHIN_S, Assessment, assess
 from stream.state.visit import VisitState
-from stream.timeutil import format_instant
+from stream.timeutil import format_instant, parse_instant
 
 # Evidence values that are instants are stored as epoch seconds while deciding and
 # published as RFC 3339.
@@ -35,6 +35,12 @@ class EscalationBook:
         # per (kind, priority), so the open-escalations gauge costs nothing to scrape.
         self.open_per_visit: dict[str, int] = {}
         self.open_by_kind: Counter[tuple[str, str]] = Counter()
+        # For the metrics, as numbers (never parsed back from the records' strings): when
+        # each open record was detected, and, since they were last taken, each opening's
+        # detection latency and each resolution's time to resolution, by kind.
+        self.detected: dict[str, float] = {}
+        self.latencies: list[tuple[str, float]] = []
+        self.resolutions: list[tuple[str, float]] = []
 
     def known(self, visit_id: str, kind: str) -> bool:
         return escalation_id(visit_id, kind) in self.records
@@ -84,6 +90,8 @@ class EscalationBook:
             **visit)
         self.records[eid] = record
         self._count(record, 1)
+        self.detected[eid] = now
+        self.latencies.append((kind, now - deadline))
         return [record]
 
     def resolve(self, vs: VisitState, kind: str, now: float, resolution: str,
@@ -107,6 +115,9 @@ class EscalationBook:
             evidence={**record.evidence, **_published(evidence)})
         self.records[eid] = resolved
         self._count(record, -1)
+        opened = self.detected.pop(eid, None)
+        if opened is not None:
+            self.resolutions.append((record.kind, now - opened))
         return [resolved]
 
     def restore(self, doc: Any) -> bool:
@@ -124,13 +135,26 @@ class EscalationBook:
                 self._count(held, -1)
             if record.status == "open":
                 self._count(record, 1)
+                detected = parse_instant(record.detected_at)
+                if detected is not None:
+                    self.detected[eid] = detected
+            else:
+                self.detected.pop(eid, None)
         return True
 
     def forget(self, visit_id: str) -> None:
         for kind in KINDS:
-            record = self.records.pop(escalation_id(visit_id, kind), None)
+            eid = escalation_id(visit_id, kind)
+            record = self.records.pop(eid, None)
             if record is not None and record.status == "open":
                 self._count(record, -1)
+                self.detected.pop(eid, None)
+
+    def take_timings(self) -> tuple[list[tuple[str, float]], list[tuple[str, float]]]:
+        """The detection latencies and times to resolution since the last call."""
+        taken = self.latencies, self.resolutions
+        self.latencies, self.resolutions = [], []
+        return taken
 
     def open_count(self) -> int:
         return sum(self.open_by_kind.values())

@@ -143,6 +143,7 @@ class PartitionDetector:
         decisions = self.location.locate(work)
         out.kernel_s = time.perf_counter() - t
         self.short.apply(work, decisions, now, out, self._record)
+        out.latencies, out.resolutions = self.book.take_timings()
         return out
 
     def _roster(self, obj: dict[str, Any] | Visit, source: Source, now: float, out: Output,
@@ -254,6 +255,7 @@ class PartitionDetector:
             for e in raised:
                 if e.status == "open":
                     e.evidence["input_held_s"] = round(now - held, 1)
+        out.latencies, out.resolutions = self.book.take_timings()
         return out
 
     def _forget(self, vid: str) -> None:

@@ -17,6 +17,10 @@ class Output:
     accepted: dict[str, int] = field(default_factory=lambda: {"roster": 0, "event": 0})
     replayed: int = 0  # events seen again from the same source position: no-ops
     kernel_s: float = 0.0  # time in the geofence kernel
+    # Per escalation opened, (kind, detected - deadline); per one resolved, (kind, resolved -
+    # detected): seconds on the worker clock, for the metrics.
+    latencies: list[tuple[str, float]] = field(default_factory=list)
+    resolutions: list[tuple[str, float]] = field(default_factory=list)
 
 
 def reject(codec: Codec, failure: tuple[str, str], raw: dict[str, Any] | tuple[bytes, int],

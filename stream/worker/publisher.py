@@ -25,7 +25,7 @@ import asyncio
 import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import msgspec
 import orjson
@@ -39,7 +39,6 @@ from stream.rules.detector import Output, PartitionDetector
 from stream.settings import Settings
 from stream.state.changelog import encode_delta
 from stream.state.store import PartitionStore
-from stream.timeutil import parse_instant
 from stream.worker.deadletters import Sent
 from stream.worker.metrics import Metrics
 
@@ -60,11 +59,45 @@ _CLOSE_TIMEOUT_S = 3.0
 
 # One record to send: (compression, topic, key, value, partition).
 _Send = tuple[str, str, bytes | None, bytes, int | None]
+# A producer batch holds at most this many bytes of records (aiokafka's default is 16 KiB:
+# twenty escalations).
+_BATCH_BYTES = 1 << 20
+
+
+class Acked(NamedTuple):
+    """Where the broker put a record."""
+
+    offset: int
+
+
+async def _send_some(producer: Producer, sends: list[_Send], indices: list[int], topic: str,
+                     partition: int | None) -> tuple[int, Awaitable[Any]]:
+    """Hand the producer the first records of ``indices`` (one partition's, in order) in
+    one batch, as many as fit: how many, and the future of their acknowledgement (its
+    offset the first record's). A record too large for a batch goes alone, as does any
+    record without a partition (the producer's partitioner chooses)."""
+    batch = producer.create_batch() if partition is not None else None
+    n = 0
+    if batch is not None:
+        for i in indices:
+            _, _, key, value, _ = sends[i]
+            if batch.append(key=key, value=value, timestamp=None) is None:
+                break
+            n += 1
+    if n:
+        return n, await producer.send_batch(batch, topic, partition=partition)
+    _, _, key, value, _ = sends[indices[0]]
+    return 1, await producer.send(topic, value=value, key=key, partition=partition)
 
 
 class Producer(Protocol):
-    """What the publisher needs of a producer: aiokafka's ``send`` (a future of the
-    record's metadata once the broker acknowledges it) and ``stop``."""
+    """What the publisher needs of a producer: aiokafka's ``create_batch`` and
+    ``send_batch`` (a future of the batch's metadata once the broker acknowledges it),
+    ``send`` for a record alone, and ``stop``."""
+
+    def create_batch(self) -> Any: ...
+
+    async def send_batch(self, batch: Any, topic: str, *, partition: int) -> Awaitable[Any]: ...
 
     async def send(self, topic: str, value: bytes | None = None, key: bytes | None = None,
                    partition: int | None = None) -> Awaitable[Any]: ...
@@ -193,38 +226,51 @@ class Publisher:
             log.info("dead-lettered %d records at %s", len(sends), stage)
         return sends
 
-    async def send_all(self, sends: list[_Send]) -> list[Any]:
+    async def send_all(self, sends: list[_Send]) -> list[Acked]:
         """Send each ``(compression, topic, key, value, partition)`` and wait until the
-        broker has acknowledged every one: their records' metadata, in order. What fails is
-        sent again, in order, after a pause, for as long as it takes."""
-        done: list[Any] = [None] * len(sends)
+        broker has acknowledged every one: their offsets, in order. What fails is sent
+        again, in order, after a pause, for as long as it takes.
+
+        A partition's records go to the producer as record batches, as many to a batch as
+        fit (``_BATCH_BYTES``), not one call each: a storm raises thousands of escalations
+        in one batch of check-ins."""
+        done: list[Acked | None] = [None] * len(sends)
         todo = list(range(len(sends)))
         pause = _RETRY_FIRST_S
         while True:
-            futures: list[tuple[int, Any]] = []
+            groups: dict[tuple[str, str, int | None], list[int]] = {}
+            for i in todo:
+                compression, topic, _, _, partition = sends[i]
+                groups.setdefault((compression, topic, partition), []).append(i)
+            futures: list[tuple[list[int], Any]] = []
             failed: list[int] = []
             error: BaseException | None = None
-            for n, i in enumerate(todo):
-                compression, topic, key, value, partition = sends[i]
+            for (compression, topic, partition), indices in groups.items():
+                k = 0
                 try:
                     producer = await self.producer(compression)
-                    futures.append((i, await producer.send(topic, value=value, key=key,
-                                                           partition=partition)))
+                    while k < len(indices):
+                        n, future = await _send_some(producer, sends, indices[k:], topic,
+                                                     partition)
+                        futures.append((indices[k:k + n], future))
+                        k += n
                 except KafkaError as exc:
                     error = exc
-                    failed += todo[n:]  # not sent: this one and the rest, in order
-                    break
-            for i, future in futures:
+                    failed += indices[k:]  # not sent: these, in order
+            for indices, future in futures:
                 try:
-                    done[i] = await future
+                    base = (await future).offset
                 except KafkaError as exc:
                     error = exc
-                    failed.append(i)
+                    failed += indices
+                    continue
+                for j, i in enumerate(indices):
+                    done[i] = Acked(base + j)
             if error is None:
                 if not self.reachable:
                     log.warning("the broker acknowledges writes again")
                     self.reachable = True
-                return done
+                return done  # type: ignore[return-value]
             if self.reachable:
                 log.error("the broker refused or did not acknowledge %d records (%s); sending "
                           "them again until it does", len(failed), type(error).__name__)
@@ -244,26 +290,24 @@ class Publisher:
             m.events_replayed.inc(out.replayed)
         if out.kernel_s:
             m.kernel_seconds.observe(out.kernel_s)
-        now = self.clock.now()  # deadlines are on the worker clock (simulated in a replay)
         # Counted once per label set, not once per escalation: a storm raises thousands.
         raised: Counter[tuple[str, str]] = Counter()
         resolved: Counter[tuple[str, str]] = Counter()
         for r in out.escalations:
-            if r.status == "open":
-                raised[(r.kind, r.priority)] += 1
-                deadline = parse_instant(r.deadline)
-                if deadline is not None:
-                    m.detection_latency.labels(r.kind).observe(max(0.0, now - deadline))
-            else:
-                resolved[(r.kind, r.priority)] += 1
-                opened = parse_instant(r.detected_at)
-                closed = parse_instant(r.resolved_at)
-                if opened is not None and closed is not None:
-                    m.time_to_resolution.labels(r.kind).observe(max(0.0, closed - opened))
+            (raised if r.status == "open" else resolved)[(r.kind, r.priority)] += 1
         for labels, n in raised.items():
             m.escalations_raised.labels(*labels).inc(n)
         for labels, n in resolved.items():
             m.escalations_resolved.labels(*labels).inc(n)
+        for histogram, samples in ((m.detection_latency, out.latencies),
+                                   (m.time_to_resolution, out.resolutions)):
+            by_kind: dict[str, list[float]] = {}
+            for kind, seconds in samples:
+                by_kind.setdefault(kind, []).append(seconds)
+            for kind, values in by_kind.items():
+                child = histogram.labels(kind)
+                for v in values:
+                    child.observe(v if v > 0.0 else 0.0)
         if out.escalations:
             log.debug("published %d escalations (%d opened)", len(out.escalations),
                       sum(raised.values()))
@@ -285,7 +329,8 @@ class Publisher:
         producer = AIOKafkaProducer(
             bootstrap_servers=s.bootstrap_servers, acks="all",
             compression_type=None if compression == "none" else compression,
-            max_request_size=max(1 << 20, s.max_message_bytes + (64 << 10)))
+            max_batch_size=_BATCH_BYTES,
+            max_request_size=max(_BATCH_BYTES, s.max_message_bytes) + (64 << 10))
         await producer.start()
         return producer  # type: ignore[return-value]
 

@@ -23,23 +23,37 @@ class _Meta:
 
 
 class Broker:
-    """Producers that hold every send until :meth:`ack`, and number them per partition."""
+    """Producers that hold every send until :meth:`ack`, and number the records per
+    partition; a batch is acknowledged as one, with its first record's offset."""
 
     def __init__(self) -> None:
         self.sent: list[tuple[str, str, int | None, bytes]] = []  # compression, topic, ...
-        self.unacked: list[tuple[asyncio.Future[Any], str, int | None]] = []
+        self.unacked: list[tuple[asyncio.Future[Any], str, int | None, int]] = []
         self.ends: dict[tuple[str, int | None], int] = {}
 
     async def start(self, compression: str) -> Any:
         broker = self
 
+        class Batch(list):  # type: ignore[type-arg]
+            def append(self, *, key: bytes | None, value: bytes, timestamp: Any) -> Any:
+                super().append((key, value))
+                return True
+
         class Producer:
+            def create_batch(self) -> Batch:
+                return Batch()
+
+            async def send_batch(self, batch: Batch, topic: str, *, partition: int) -> Any:
+                future = asyncio.get_running_loop().create_future()
+                for _, value in batch:
+                    broker.sent.append((compression, topic, partition, value or b""))
+                broker.unacked.append((future, topic, partition, len(batch)))
+                return future
+
             async def send(self, topic: str, value: bytes | None = None,
                            key: bytes | None = None, partition: int | None = None) -> Any:
-                future = asyncio.get_running_loop().create_future()
-                broker.sent.append((compression, topic, partition, value or b""))
-                broker.unacked.append((future, topic, partition))
-                return future
+                return await self.send_batch(Batch([(key, value)]), topic,
+                                             partition=partition)  # type: ignore[arg-type]
 
             async def stop(self) -> None:
                 pass
@@ -47,13 +61,14 @@ class Broker:
         return Producer()
 
     def topics_unacked(self) -> list[str]:
-        return [topic for _, topic, _ in self.unacked]
+        return [topic for _, topic, _, n in self.unacked for _ in range(n)]
 
     def ack(self) -> None:
-        for future, topic, partition in self.unacked:
-            n = self.ends.get((topic, partition), 0)
-            self.ends[(topic, partition)] = n + 1
-            future.set_result(_Meta(n))
+        for future, topic, partition, n in self.unacked:
+            base = self.ends.get((topic, partition), 0)
+            self.ends[(topic, partition)] = base + n
+            if not future.done():
+                future.set_result(_Meta(base))
         self.unacked = []
 
 
@@ -136,20 +151,20 @@ def test_a_broker_out_of_reach_is_waited_for_in_order_with_nothing_doubled():
 
         async def start(compression: str) -> Any:
             producer = await broker.start(compression)
-            send = producer.send
+            send_batch = producer.send_batch
 
-            async def flaky(topic: str, **kw: Any) -> Any:
+            async def flaky(batch: Any, topic: str, **kw: Any) -> Any:
                 if refusals:
                     refused = refusals.pop(0)
                     if refused is not None:
                         raise refused
-                future = await send(topic, **kw)
+                future = await send_batch(batch, topic, **kw)
                 if topic == "ecm.state" and not getattr(flaky, "timed_out", False):
                     flaky.timed_out = True  # type: ignore[attr-defined]
                     future.set_exception(KafkaTimeoutError())  # sent, never acknowledged
                 return future
 
-            producer.send = flaky
+            producer.send_batch = flaky
             return producer
 
         publisher = Publisher(h.settings, h.clock, metrics, start)
