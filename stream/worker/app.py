@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from collections.abc import Awaitable
@@ -65,6 +66,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> EcmApp:
         consumer_auto_offset_reset="earliest",
         broker_session_timeout=settings.session_timeout_s,
         broker_heartbeat_interval=settings.heartbeat_s,
+        consumer_group_instance_id=settings.group_instance_id or None,
         broker_commit_interval=1.0,
         stream_wait_empty=False,
         monitor=QuietMonitor(),
@@ -106,10 +108,16 @@ def create_app(settings: Settings, clock: Clock | None = None) -> EcmApp:
     async def started() -> None:
         log.info("geofence kernels ready in %.2f s", kernels_s)
 
-    # As often as the sweep: a deadline waits for the read marks the probe moves.
-    @app.timer(interval=settings.sweep_interval_s, name="ecm-probe")
+    # As often as the sweep: a deadline waits for the read marks the probe moves. A loop,
+    # not a timer: a probe that reads a batch may take the whole interval, and the next
+    # then starts at once (a Faust timer warns of every overlap).
+    @app.task
     async def probe() -> None:
-        await rt.probe()
+        while not app.should_stop:
+            began = asyncio.get_running_loop().time()
+            await rt.probe()
+            elapsed = asyncio.get_running_loop().time() - began
+            await asyncio.sleep(max(0.0, settings.sweep_interval_s - elapsed))
 
     @app.timer(interval=_LAG_INTERVAL_S, name="ecm-lag")
     async def lag() -> None:
