@@ -63,20 +63,23 @@ class Attendance:
         """The instant of one of a visit's timers (late, missed, no_check_out, forget)."""
         return self.deadlines(v)[_AT[kind]]
 
-    def timers_of(self, v: Visit, deadlines: tuple[float, float, float, float] | None = None
-                  ) -> list[tuple[float, TimerKind]]:
-        """The visit's timers, ``(due, kind)``: its deadlines (none once it is cancelled),
-        and its forgetting. ``deadlines``: :meth:`deadlines` of ``v``, if the caller has
-        them."""
+    def timers_of(self, v: Visit, deadlines: tuple[float, float, float, float] | None = None,
+                  cancelled_at: float = 0.0) -> list[tuple[float, TimerKind]]:
+        """The visit's timers, ``(due, kind)``: its deadlines, and its forgetting. Once it
+        is cancelled, only the deadlines that fell before the cancellation reached Kafka
+        (``cancelled_at``): those still stand, though the sweep may reach them after the
+        cancellation is read (they wait for their input). ``deadlines``: :meth:`deadlines`
+        of ``v``, if the caller has them."""
         late, missed, no_check_out, forget = deadlines or self.deadlines(v)
+        timers = [(late, _LATE), (missed, _MISSED), (no_check_out, _NO_CHECK_OUT)]
         if v.cancelled:
-            return [(forget, _FORGET)]
-        return [(late, _LATE), (missed, _MISSED), (no_check_out, _NO_CHECK_OUT),
-                (forget, _FORGET)]
+            timers = [(due, kind) for due, kind in timers if due < cancelled_at]
+        timers.append((forget, _FORGET))
+        return timers
 
-    def timeline(self, v: Visit) -> list[tuple[float, TimerKind]]:
+    def timeline(self, vs: VisitState) -> list[tuple[float, TimerKind]]:
         """The visit's timers in the order they fall due."""
-        return sorted(self.timers_of(v))
+        return sorted(self.timers_of(vs.visit, cancelled_at=vs.cancelled_at))
 
     def schedule(self, vs: VisitState) -> None:
         """Arm the visit's first timer."""
@@ -86,7 +89,7 @@ class Attendance:
             # As a rule lateness comes first: armed without the list of four.
             self.timers.push_deadline(late, _LATE, v.visit_id)
             return
-        due, kind = min(self.timers_of(v))
+        due, kind = min(self.timers_of(v, cancelled_at=vs.cancelled_at))
         self.timers.push(due, kind, v.visit_id)
 
     # ---- the timers ------------------------------------------------------------------------
@@ -104,11 +107,15 @@ class Attendance:
         deadlines = self.deadlines(v)
         if deadlines[_AT[kind]] != due:
             return []  # re-booked since: the new instant has its own entry
-        timeline = sorted(self.timers_of(v, deadlines))
+        timeline = sorted(self.timers_of(v, deadlines, vs.cancelled_at))
         if (due, kind) not in timeline:
-            return []  # cancelled since: its chain goes on from the cancellation
-        raised = [] if v.cancelled else self._deadline(vs, kind, due, now)
-        if raised and (vs.checkins or vs.checkouts):
+            return []  # cancelled before it: its chain goes on from the cancellation
+        raised = self._deadline(vs, kind, due, now)
+        if raised and v.cancelled:
+            # It fell due before the cancellation reached Kafka, and is raised as of then;
+            # the cancellation answers it at once.
+            raised += self.book.resolve_all(vs, now, "cancelled")
+        elif raised and (vs.checkins or vs.checkouts):
             # Raised as of the deadline, from what had reached Kafka by then; what was read
             # since (a backlog read after a hold) answers it at once.
             raised += self.reconcile(vs, now, "deadline")

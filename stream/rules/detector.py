@@ -124,16 +124,17 @@ class PartitionDetector:
         if stamps is None:
             for kind, obj, source in records:
                 if kind == "roster":
-                    self._roster(obj, source, now, out, rostered)
+                    self._roster(obj, source, now, out, rostered, now)
                 else:
                     events.append((obj, source, now))
         else:
             from_wall = self.clock.from_wall
             for (kind, obj, source), stamp in zip(records, stamps, strict=True):
+                received = min(now, from_wall(stamp)) if stamp else now
                 if kind == "roster":
-                    self._roster(obj, source, now, out, rostered)
+                    self._roster(obj, source, now, out, rostered, received)
                 else:
-                    events.append((obj, source, min(now, from_wall(stamp)) if stamp else now))
+                    events.append((obj, source, received))
         work: list[Work] = []
         if rostered and self.state.pending:
             self.matching.retry(rostered, now, out, work)
@@ -147,7 +148,7 @@ class PartitionDetector:
         return out
 
     def _roster(self, obj: dict[str, Any] | Visit, source: Source, now: float, out: Output,
-                rostered: dict[str, None] | None) -> None:
+                rostered: dict[str, None] | None, received: float) -> None:
         visit = self.codec.visit(obj)
         if not isinstance(visit, Visit):
             out.rejections.append(reject(self.codec, visit, obj, source))  # type: ignore[arg-type]
@@ -164,6 +165,8 @@ class PartitionDetector:
             vs = VisitState(visit)
             state.book(vs)
         else:
+            if visit.cancelled and not vs.visit.cancelled:
+                vs.cancelled_at = received
             vs.visit = visit
         state.dirty[visit.visit_id] = vs
         if visit.cancelled:

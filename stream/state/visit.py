@@ -135,6 +135,9 @@ class VisitState(msgspec.Struct, gc=False):
     # true duplicate by it), and is written with the visit: a tuple of one or two ids
     # costs 130 bytes less than a dict of them.
     events: tuple[str, ...] = ()
+    # When its cancellation reached Kafka (0: not cancelled, or cancelled before a
+    # rebuild, which does not keep it): deadlines before it still stand.
+    cancelled_at: float = 0.0
 
     def add_event(self, event_id: str) -> None:
         self.events += (event_id,)

@@ -116,3 +116,29 @@ def test_grace_for_an_unknown_visit_waits_for_the_roster_input():
     _read(h, T0 + grace + 60)
     h.at(T0 + grace + 61)
     assert h.rejections == [] and h.detector.visits["v9"].checkins
+
+
+def test_a_deadline_before_a_cancellation_stands_though_the_cancellation_is_read_first():
+    """The late deadline waits for a stalled input; the cancellation, which reached Kafka
+    after it, is read meanwhile. Late was due before the cancellation: raised as of its
+    deadline, and resolved by the cancellation at once. Missed, due after, is not."""
+    h = _waiting()
+    _read(h, LATE - 1)
+    h.at(LATE + 60)
+    assert h.escalations == []
+    h.feed(("roster", visit(status="cancelled")), stamps=[LATE + 30])
+    assert h.escalations == []
+    _read(h, T0 + 4000)
+    h.at(T0 + 4000)
+    assert h.statuses() == [("v1:late", "open"), ("v1:late", "resolved")]
+    assert h.by_id("v1:late", "resolved")["resolution"] == "cancelled"
+
+
+def test_a_cancellation_before_the_deadline_silences_it():
+    h = _waiting()
+    _read(h, LATE - 1)
+    h.at(LATE - 100)
+    h.feed(("roster", visit(status="cancelled")), stamps=[LATE - 50])
+    _read(h, T0 + 4000)
+    h.at(T0 + 4000)
+    assert h.escalations == []
