@@ -108,10 +108,6 @@ class Settings:
     # timeout; Faust's default (60 s) is too slow for a safety monitor.
     session_timeout_s: float = 10.0
     heartbeat_s: float = 1.0
-    # Static group membership (Kafka's group.instance.id): a worker restarted under the same
-    # id within the session timeout takes its partitions back without a rebalance. Unique
-    # per worker (a StatefulSet's pod name); empty for dynamic membership.
-    group_instance_id: str = ""
     log_level: str = "info"
     # Simulated time (stream/clock.py ScaledClock), for replaying a compressed day: when
     # clock_sim_start is set, "now" is clock_sim_start + (wall - clock_wall_start) * speed.

@@ -66,7 +66,6 @@ def create_app(settings: Settings, clock: Clock | None = None) -> EcmApp:
         consumer_auto_offset_reset="earliest",
         broker_session_timeout=settings.session_timeout_s,
         broker_heartbeat_interval=settings.heartbeat_s,
-        consumer_group_instance_id=settings.group_instance_id or None,
         broker_commit_interval=1.0,
         stream_wait_empty=False,
         monitor=QuietMonitor(),
