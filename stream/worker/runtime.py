@@ -68,6 +68,8 @@ class Runtime:
         self.catchup = CatchUp()
         self.sweep_open = False
         self._gate: asyncio.Task[None] | None = None
+        # The consumer generation in which this worker last held its partitions.
+        self._held_generation: int | None = None
         raw = {"key_serializer": "raw", "value_serializer": "raw"}
         self.inputs = app.topic(settings.topic_roster, settings.topic_events, **raw)
         self.work = app.topic(settings.topic_work, partitions=settings.partitions, **raw)
@@ -104,6 +106,13 @@ class Runtime:
 
     async def on_assigned(self, assigned: set[TP]) -> None:
         self.metrics.rebalances.inc()
+        generation = self.app.consumer_generation_id
+        if self._held_generation is None or generation != self._held_generation + 1:
+            # A generation passed without this worker (it was thought dead): another may
+            # have owned its partitions meanwhile, so what it holds is stale.
+            for p in list(self.detectors) + list(self.loading):
+                self._drop(p)
+        self._held_generation = generation
         s = self.settings
         self.assignment = {(tp.topic, tp.partition) for tp in assigned
                            if tp.topic in (s.topic_roster, s.topic_events, s.topic_work)}
@@ -121,11 +130,15 @@ class Runtime:
                 self.loading[p] = asyncio.ensure_future(self._load(p))
 
     async def on_revoked(self, revoked: set[TP]) -> None:
+        """Stop sweeping, and finish whatever is being published before the partitions
+        move on. The detectors are kept: Kafka's rebalance revokes every partition and
+        assigns them again, mostly to the same workers, and a partition given back in the
+        next generation is as this worker left it (on_assigned drops the others, and all of
+        them if a generation passed without this worker). Rebuilding every partition at
+        every rebalance would make each one cost a full replay."""
         self.sweep_open = False
-        # Finish whatever is being published before the partitions move on.
         async with self.lock:
-            for p in self._work_partitions(revoked):
-                self._drop(p)
+            pass
 
     async def _open_gate(self, assigned: set[TP]) -> None:
         """Learn where the group's committed offsets start the assigned input partitions
