@@ -219,10 +219,11 @@ class PartitionDetector:
         """Read marks from the partition's work topic, behind the records they cover."""
         self.inputs.note(marks)
 
-    def sweep(self, until: float | None = None) -> Output:
+    def sweep(self, until: float | None = None, limit: int | None = None) -> Output:
         """Raise every deadline that has passed and whose input has been read (up to
         ``until``, by default how far every input has been read); absence of events is
-        the signal."""
+        the signal. At most ``limit`` timers are taken: a storm of deadlines falling due
+        at once is swept in slices (:meth:`more_due` says whether one is left)."""
         now = self.clock.now()
         read = self.inputs.read_until() if until is None else until
         out = Output()
@@ -230,7 +231,9 @@ class PartitionDetector:
         attendance = self.attendance
         raised = out.escalations
         held = self.held_since
+        taken = 0
         for timer in self.timers.due(min(now, read)):
+            taken += 1
             kind = timer.kind
             try:
                 if kind is _GRACE:
@@ -249,10 +252,13 @@ class PartitionDetector:
                         self._forget(timer.key)
             except Exception as exc:  # one bad visit must not stop the sweep
                 self.skipped.append(("sweep", -1, f"a {kind} timer ({type(exc).__name__})"))
+            if limit is not None and taken >= limit:
+                break
         due = self.timers.next_due()
-        # Due, and waiting for its input: held from the first sweep that saw it so.
-        self.held_since = (held if held is not None else now) if (
-            due is not None and due <= now) else None
+        if due is None or due > now:
+            self.held_since = None
+        elif due > read and held is None:
+            self.held_since = now  # due, and waiting for its input from here
         if held is not None and now - held >= _HELD_EVIDENCE_S:
             # The evidence of a delay that is the input's: how long its deadlines waited.
             for e in raised:
@@ -260,6 +266,13 @@ class PartitionDetector:
                     e.evidence["input_held_s"] = round(now - held, 1)
         out.latencies, out.resolutions = self.book.take_timings()
         return out
+
+    def more_due(self, until: float | None = None) -> bool:
+        """Whether a timer is due that a sweep (up to ``until``, as :meth:`sweep`) would
+        take: one a sliced sweep left."""
+        due = self.timers.next_due()
+        read = self.inputs.read_until() if until is None else until
+        return due is not None and due <= min(self.clock.now(), read)
 
     def _forget(self, vid: str) -> None:
         """Drop a visit past its retention, with its events and escalation records."""

@@ -41,6 +41,8 @@ log = logging.getLogger(__name__)
 _SETTLE_AFTER_ROSTER = 1000
 # Longest a reachability probe may take before the broker counts as out of reach.
 _PROBE_TIMEOUT_S = 2.0
+# Timers a partition's sweep takes at once: about 0.1 s of work in a storm.
+_SWEEP_SLICE = 2000
 # Longest the dead letters written before an assignment may take to read back.
 _READ_BACK_TIMEOUT_S = 30.0
 # Records handed to the detectors at once on the direct path: about 0.15 s of work, and
@@ -329,14 +331,25 @@ class Runtime:
         if not self.sweep_open:
             return
         started = time.perf_counter()
-        async with self.lock:
-            swept = [(d, d.sweep(self._forced(d))) for d in self.detectors.values()]
-            for d, _ in swept:
-                for _, _, why in d.skipped:
-                    log.error("partition %d: skipped %s in the sweep", d.partition, why)
-                    self.metrics.records_skipped.labels("sweep").inc()
-                d.skipped = []
-            await self.publisher.publish(swept, self.stores)
+        pending = list(self.detectors.values())
+        while pending:
+            # In slices of at most _SWEEP_SLICE timers a partition, published one by one,
+            # the lock let go between them: a storm of deadlines falling due at once (an
+            # hour's after an outage, a region's at 08:15) must not hold the check-ins.
+            async with self.lock:
+                swept = []
+                for d in pending:
+                    if self.detectors.get(d.partition) is d:  # else revoked meanwhile
+                        swept.append((d, d.sweep(self._forced(d), _SWEEP_SLICE)))
+                for d, _ in swept:
+                    for _, _, why in d.skipped:
+                        log.error("partition %d: skipped %s in the sweep", d.partition, why)
+                        self.metrics.records_skipped.labels("sweep").inc()
+                    d.skipped = []
+                await self.publisher.publish(swept, self.stores)
+                pending = [d for d, _ in swept if d.more_due(self._forced(d))]
+            if pending:
+                await asyncio.sleep(0)
         self.metrics.sweep_seconds.observe(time.perf_counter() - started)
 
     def _forced(self, d: PartitionDetector) -> float | None:

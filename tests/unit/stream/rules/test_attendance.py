@@ -193,3 +193,22 @@ def test_a_visit_s_armed_timer_is_the_first_of_its_timeline():
     assert armed == {vid: min(d.attendance.timers_of(vs.visit)) for vid, vs in d.visits.items()}
     assert [armed[v][1] for v in ("v1", "v2", "v3", "v4", "v5")] == [
         "late", "missed", "late", "no_check_out", "forget"]
+
+
+def test_a_storm_of_deadlines_is_swept_in_slices_each_once():
+    """5,000 visits late at the same instant: a sweep takes at most its limit, says more
+    is due, and the slices together raise each once, in deadline order."""
+    h = Harness()
+    h.roster(*[visit(f"v{i}", client_id=f"c{i}") for i in range(5000)])
+    h.clock.set(T0 + 900)
+    sizes = []
+    while True:
+        out = h.detector.sweep(limit=2000)
+        h.escalations += [{"escalation_id": e.escalation_id} for e in out.escalations]
+        sizes.append(len(out.escalations))
+        if not h.detector.more_due():
+            break
+    assert sizes == [2000, 2000, 1000]
+    ids = [e["escalation_id"] for e in h.escalations]
+    assert len(ids) == len(set(ids)) == 5000
+    assert h.detector.held_since is None
