@@ -128,11 +128,13 @@ def _worker(settings: Settings) -> int:
     from stream.topics import ensure_topics
     from stream.worker.app import create_app
     from stream.worker.heap import Heap
+    from stream.worker.logs import logging_config
 
     Heap.tune()
     ensure_topics(settings)
     app = create_app(settings)
-    worker = Worker(app, loglevel=settings.log_level, redirect_stdouts=False)
+    worker = Worker(app, loglevel=settings.log_level, redirect_stdouts=False,
+                    logging_config=logging_config(settings.log_format, settings.log_level))
     worker.execute_from_commandline()
     return 0
 

@@ -20,6 +20,7 @@ PREFIX = "ECM_"
 _STORES = ("memory://", "rocksdb://")
 _LOG_LEVELS = ("crit", "error", "warn", "info", "debug")
 _INPUT_LANES = ("batch", "streams")
+_LOG_FORMATS = ("text", "json")
 _COMPRESSIONS = ("zstd", "lz4", "gzip", "none")
 
 
@@ -109,6 +110,8 @@ class Settings:
     session_timeout_s: float = 10.0
     heartbeat_s: float = 1.0
     log_level: str = "info"
+    # "text" (Faust's, coloured on a terminal) or "json": one object a line, for a shipper.
+    log_format: str = "text"
     # Simulated time (stream/clock.py ScaledClock), for replaying a compressed day: when
     # clock_sim_start is set, "now" is clock_sim_start + (wall - clock_wall_start) * speed.
     clock_sim_start: float = 0.0
@@ -127,6 +130,8 @@ class Settings:
             raise SettingsError(f"ECM_STORE must start with one of {_STORES}, not {self.store!r}")
         if self.log_level not in _LOG_LEVELS:
             raise SettingsError(f"ECM_LOG_LEVEL must be one of {_LOG_LEVELS}")
+        if self.log_format not in _LOG_FORMATS:
+            raise SettingsError(f"ECM_LOG_FORMAT must be one of {_LOG_FORMATS}")
         if self.input_lane not in _INPUT_LANES:
             raise SettingsError(f"ECM_INPUT_LANE must be one of {_INPUT_LANES}")
         if self.state_compression not in _COMPRESSIONS:
