@@ -10,6 +10,9 @@ One run, one embedded broker, real ``ecm worker`` processes, measured side by si
    them, with 100-event messages and then with one event per message. Inputs are produced
    keyed, as docs/contract.md recommends (each message to its clients' partition), so records
    skip the ``ecm.work`` hop; the two backlogs are then repeated unkeyed, side by side;
+   The storm follows: every check-in 2 km from its visit, each raising one
+   ``location_mismatch``, as backlogs of the same four kinds (keyed and unkeyed, 100 and 1
+   per message); check-ins (and escalations) per second, and their ratio to the quiet path;
 3. detection latency under load: visits whose late deadlines fall due continuously are added,
    and check-ins stream at a fixed rate meanwhile; escalation publish time (its Kafka
    timestamp) minus deadline, p50 / p99 / max;
@@ -87,6 +90,8 @@ class Scale:
     sweep_visits: int
     lane_visits: int
     lane_batched_events: int
+    storm_batched_events: int
+    storm_single_events: int
     rocksdb: bool = True
 
 
@@ -95,13 +100,14 @@ SCALES = {
                   unkeyed_batched_events=200_000, unkeyed_single_events=10_000,
                   latency_s=40.0, latency_rate=10_000, latency_visits=20_000,
                   baseline_single=2_000, baseline_batched=5_000,
-                  sweep_visits=1_000_000, lane_visits=200_000, lane_batched_events=100_000),
+                  sweep_visits=1_000_000, lane_visits=200_000, lane_batched_events=100_000,
+                  storm_batched_events=100_000, storm_single_events=10_000),
     "small": Scale(visits=20_000, batched_events=6_000, single_events=1_000,
                    unkeyed_batched_events=4_000, unkeyed_single_events=500,
                    latency_s=6.0, latency_rate=400, latency_visits=600,
                    baseline_single=200, baseline_batched=500,
                    sweep_visits=20_000, lane_visits=4_000, lane_batched_events=2_000,
-                   rocksdb=False),
+                   storm_batched_events=2_000, storm_single_events=400, rocksdb=False),
 }
 
 
@@ -648,6 +654,40 @@ def run(scale: Scale, workdir: Path, log: Callable[[str], None] = print,
                 produce(bootstrap, f"bench.raw.{per}", values)
         result["rss_mb_memory_after_events"] = round(rss_mb(m.proc.p.pid), 1)
 
+        # The storm: every check-in 2 km from its visit, each raising one location_mismatch,
+        # side by side with the quiet path above. Second check-ins at visits of the first
+        # backlog (their first ones were inside), with event ids of their own.
+        storm_lo = 0
+        for per, n, keyed in ((100, scale.storm_batched_events, True),
+                              (1, scale.storm_single_events, True),
+                              (100, scale.storm_batched_events // 2, False),
+                              (1, scale.storm_single_events // 2, False)):
+            lo, hi = storm_lo, storm_lo + n
+            storm_lo = hi
+            if hi > scale.batched_events:
+                raise RuntimeError("the storm needs visits the first backlog checked in")
+            docs = wl.check_ins(lo, hi, time.time(), tag="s", away=True)
+            values = (wl.keyed_messages(docs, per, base.partitions) if keyed
+                      else wl.messages(docs, per))
+            tag = f"storm_{per}" if keyed else f"storm_{per}_unkeyed"
+            before = m.progress("event")
+            m.proc.signal(signal.SIGSTOP)
+            try:
+                produce(bootstrap, base.topic_events, values)
+            finally:
+                m.proc.signal(signal.SIGCONT)
+                resumed = time.perf_counter()
+            profiler = (Profiler(m.proc.p.pid, workdir / f"profile-{tag}.txt")
+                        if profile and keyed else None)
+            got = wait_for(functools.partial(_progress_since, m, before), n, 1800,
+                           f"storm, {per}-event messages", m.alive, resumed)
+            if profiler is not None:
+                result[f"profile_events_{tag}"] = profiler.stop()
+            result[f"events_per_s_{tag}"] = round(got.rate)
+            log(f"storm, {per} per message{'' if keyed else ', unkeyed'}: {got.rate:,.0f} "
+                "check-ins (and escalations)/s")
+        stormed = storm_lo
+
         # Detection latency: deadlines falling due continuously while check-ins stream.
         lead = 10.0
         t0 = time.time() + lead
@@ -693,7 +733,7 @@ def run(scale: Scale, workdir: Path, log: Callable[[str], None] = print,
         m.proc.stop()
 
         records = read_escalations(bootstrap, base.topic_escalations)
-        result.update(check_escalations(records, next_visit, deadlines, streamed_lo))
+        result.update(check_escalations(records, next_visit, deadlines, streamed_lo, stormed))
         log(f"escalations: {result['escalations_missing']} missing, "
             f"{result['escalations_false']} false, {result['escalations_duplicate']} duplicate")
 
@@ -746,6 +786,13 @@ def run(scale: Scale, workdir: Path, log: Callable[[str], None] = print,
                                             result["events_per_s_1_unkeyed"]),
         "roster_vs_baseline": _ratio(result["roster_ingest_visits_per_s"],
                                      b["roster_visits_per_s"]),
+        "storm_100_vs_quiet": _ratio(result["events_per_s_storm_100"],
+                                     result["events_per_s_100"]),
+        "storm_1_vs_quiet": _ratio(result["events_per_s_storm_1"], result["events_per_s_1"]),
+        "storm_100_unkeyed_vs_quiet": _ratio(result["events_per_s_storm_100_unkeyed"],
+                                             result["events_per_s_100_unkeyed"]),
+        "storm_1_unkeyed_vs_quiet": _ratio(result["events_per_s_storm_1_unkeyed"],
+                                           result["events_per_s_1_unkeyed"]),
     }
     return result
 
@@ -755,15 +802,18 @@ def _ratio(a: float, b: float) -> float:
 
 
 def check_escalations(records: list[tuple[float, dict[str, Any]]], checked_in: int,
-                      deadlines: dict[str, float], streamed_from: int) -> dict[str, Any]:
-    """Compare the escalation topic with what the workload must raise.
+                      deadlines: dict[str, float], streamed_from: int,
+                      stormed: int = 0) -> dict[str, Any]:
+    """Compare the escalation topic with what the workload must raise (the storm's
+    check-ins, at visits ``0`` to ``stormed``, one location_mismatch each).
 
     Event-triggered latency is taken over the check-ins streamed live (from visit
     ``streamed_from`` on), not over the backlogs produced while the worker was paused.
     """
     opened = [(t, r) for t, r in records if r["status"] == "open"]
     ids = Counter(r["escalation_id"] for _, r in opened)
-    expected = {f"bv{i}:location_mismatch" for i in range(checked_in) if wl.wrong_place(i)}
+    expected = {f"bv{i}:location_mismatch" for i in range(checked_in)
+                if wl.wrong_place(i) or i < stormed}
     expected |= {f"{vid}:late" for vid in deadlines}
     got = set(ids)
     timer_latency = [t - deadlines[r["visit_id"]] for t, r in opened
@@ -795,6 +845,8 @@ TARGETS = [
     ("sweep.sweep_1000_due_ms", "<=", 20.0),
     ("rss_mb_memory_after_latency", "<=", 1536),
     ("rss_mb_rocksdb_roster", "<=", 1536),
+    ("ratios.storm_100_vs_quiet", ">=", 0.5),
+    ("events_per_s_storm_100", ">=", 40_000),
     ("escalations_missing", "<=", 0),
     ("escalations_false", "<=", 0),
     ("escalations_duplicate", "<=", 0),
@@ -821,6 +873,8 @@ def table(result: dict[str, Any]) -> str:
                 "client_limit_events_per_s_1", "faust_floor_events_per_s_100",
                 "faust_floor_events_per_s_1", "faust_floor_quiet_events_per_s_1",
                 "events_per_s_1", "events_per_s_100_unkeyed", "events_per_s_1_unkeyed",
+                "events_per_s_storm_1", "events_per_s_storm_100_unkeyed",
+                "events_per_s_storm_1_unkeyed",
                 "latency_event_s",
                 "sweep_worker_mean_ms", "rss_mb_memory_roster_at_ready", "rss_mb_memory_roster",
                 "rss_mb_memory_after_events", "rss_mb_rocksdb_roster_at_ready",

@@ -46,9 +46,12 @@ def wrong_place(i: int) -> bool:
     return i % WRONG_PLACE_EVERY == 0
 
 
-def check_in(i: int, at: str, *, prefix: str = "bv", tag: str = "") -> dict[str, Any]:
+def check_in(i: int, at: str, *, prefix: str = "bv", tag: str = "",
+             away: bool = False) -> dict[str, Any]:
+    """Visit ``i``'s check-in, at the home or 2 km away (every ``WRONG_PLACE_EVERY``-th
+    visit, or every one when ``away``: a storm in which each raises location_mismatch)."""
     lat, lon = home(i)
-    if wrong_place(i):
+    if away or wrong_place(i):
         lat += _AWAY_DEG
     return {"event_id": f"{prefix}e{tag}{i}", "type": "check_in", "client_id": f"{prefix}c{i}",
             "worker_id": f"bw{i % 40_000}", "visit_id": f"{prefix}{i}", "occurred_at": at,
@@ -76,6 +79,7 @@ def roster(n: int, start: float, *, prefix: str = "bv") -> Iterator[dict[str, An
     return (visit(i, start + (i % 3600), prefix=prefix) for i in range(n))
 
 
-def check_ins(lo: int, hi: int, at: float, *, prefix: str = "bv") -> Iterator[dict[str, Any]]:
+def check_ins(lo: int, hi: int, at: float, *, prefix: str = "bv", tag: str = "",
+              away: bool = False) -> Iterator[dict[str, Any]]:
     stamp = format_instant(at)
-    return (check_in(i, stamp, prefix=prefix) for i in range(lo, hi))
+    return (check_in(i, stamp, prefix=prefix, tag=tag, away=away) for i in range(lo, hi))

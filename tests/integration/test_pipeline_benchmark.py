@@ -21,13 +21,18 @@ def test_small_pipeline_benchmark_answers_exactly(tmp_path):
     assert result["escalations_expected"] > scale.latency_visits
     assert (result["escalations_missing"], result["escalations_false"],
             result["escalations_duplicate"]) == (0, 0, 0), result
-    # Every unattended visit was raised late once, and every live wrong-place check-in too.
+    # Every unattended visit was raised late once, every live wrong-place check-in too, and
+    # every check-in of the storm (counted among the expected).
+    assert result["escalations_expected"] > (scale.storm_batched_events
+                                             + scale.storm_single_events)
     assert result["latency_timer_s"]["n"] == scale.latency_visits
     assert result["latency_event_s"]["n"] > 0
     for key in ("roster_ingest_visits_per_s", "events_per_s_100", "events_per_s_1",
                 "events_per_s_100_unkeyed", "events_per_s_1_unkeyed",
                 "client_limit_events_per_s_100", "faust_floor_events_per_s_1",
-                "faust_floor_quiet_events_per_s_1"):
+                "faust_floor_quiet_events_per_s_1", "events_per_s_storm_100",
+                "events_per_s_storm_1", "events_per_s_storm_100_unkeyed",
+                "events_per_s_storm_1_unkeyed"):
         assert result[key] > 0, key
     lanes = result["lanes"]
     for lane in ("streams", "batch"):
