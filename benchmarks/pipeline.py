@@ -623,6 +623,28 @@ def run(scale: Scale, workdir: Path, log: Callable[[str], None] = print,
         result["rss_mb_memory_roster"] = settled_rss_mb(m.proc.p.pid)
         log(f"roster ingest: {ingest.rate:,.0f} visits/s")
 
+        def backlog(n: int, per: int, keyed: bool, tag: str, docs: Any) -> list[Any]:
+            """Produce a backlog of check-ins while the worker is paused (SIGSTOP), then
+            time it working them off: check-ins/s into ``events_per_s_<tag>``."""
+            values = (wl.keyed_messages(docs, per, base.partitions) if keyed
+                      else wl.messages(docs, per))
+            before = m.progress("event")
+            m.proc.signal(signal.SIGSTOP)
+            try:
+                produce(bootstrap, base.topic_events, values)
+            finally:
+                m.proc.signal(signal.SIGCONT)
+                resumed = time.perf_counter()
+            profiler = (Profiler(m.proc.p.pid, workdir / f"profile-{tag}.txt")
+                        if profile and keyed else None)
+            got = wait_for(functools.partial(_progress_since, m, before), n, 1800,
+                           f"{tag}: {per}-event messages", m.alive, resumed)
+            if profiler is not None:
+                result[f"profile_events_{tag}"] = profiler.stop()
+            result[f"events_per_s_{tag}"] = round(got.rate)
+            log(f"{tag}: {got.rate:,.0f} check-ins/s")
+            return values
+
         next_visit = 0
         # Keyed (each message sent to its clients' partition, as docs/contract.md recommends),
         # then the same without keys: every record then takes the ecm.work hop but 1 in N.
@@ -631,25 +653,8 @@ def run(scale: Scale, workdir: Path, log: Callable[[str], None] = print,
                               (1, scale.unkeyed_single_events, False)):
             lo, hi = next_visit, next_visit + n
             next_visit = hi
-            docs = wl.check_ins(lo, hi, time.time())
-            values = (wl.keyed_messages(docs, per, base.partitions) if keyed
-                      else wl.messages(docs, per))
-            tag = f"{per}" if keyed else f"{per}_unkeyed"
-            before = m.progress("event")
-            m.proc.signal(signal.SIGSTOP)
-            try:
-                produce(bootstrap, base.topic_events, values)
-            finally:
-                m.proc.signal(signal.SIGCONT)
-                resumed = time.perf_counter()
-            profiler = (Profiler(m.proc.p.pid, workdir / f"profile-{tag}.txt")
-                        if profile and keyed else None)
-            got = wait_for(functools.partial(_progress_since, m, before), n, 1800,
-                           f"{per}-event messages", m.alive, resumed)
-            if profiler is not None:
-                result[f"profile_events_{per}"] = profiler.stop()
-            result[f"events_per_s_{tag}"] = round(got.rate)
-            log(f"events, {per} per message{'' if keyed else ', unkeyed'}: {got.rate:,.0f}/s")
+            values = backlog(n, per, keyed, f"{per}" if keyed else f"{per}_unkeyed",
+                             wl.check_ins(lo, hi, time.time()))
             if keyed:
                 produce(bootstrap, f"bench.raw.{per}", values)
         result["rss_mb_memory_after_events"] = round(rss_mb(m.proc.p.pid), 1)
@@ -657,36 +662,17 @@ def run(scale: Scale, workdir: Path, log: Callable[[str], None] = print,
         # The storm: every check-in 2 km from its visit, each raising one location_mismatch,
         # side by side with the quiet path above. Second check-ins at visits of the first
         # backlog (their first ones were inside), with event ids of their own.
-        storm_lo = 0
+        stormed = 0
         for per, n, keyed in ((100, scale.storm_batched_events, True),
                               (1, scale.storm_single_events, True),
                               (100, scale.storm_batched_events // 2, False),
                               (1, scale.storm_single_events // 2, False)):
-            lo, hi = storm_lo, storm_lo + n
-            storm_lo = hi
+            lo, hi = stormed, stormed + n
+            stormed = hi
             if hi > scale.batched_events:
                 raise RuntimeError("the storm needs visits the first backlog checked in")
-            docs = wl.check_ins(lo, hi, time.time(), tag="s", away=True)
-            values = (wl.keyed_messages(docs, per, base.partitions) if keyed
-                      else wl.messages(docs, per))
-            tag = f"storm_{per}" if keyed else f"storm_{per}_unkeyed"
-            before = m.progress("event")
-            m.proc.signal(signal.SIGSTOP)
-            try:
-                produce(bootstrap, base.topic_events, values)
-            finally:
-                m.proc.signal(signal.SIGCONT)
-                resumed = time.perf_counter()
-            profiler = (Profiler(m.proc.p.pid, workdir / f"profile-{tag}.txt")
-                        if profile and keyed else None)
-            got = wait_for(functools.partial(_progress_since, m, before), n, 1800,
-                           f"storm, {per}-event messages", m.alive, resumed)
-            if profiler is not None:
-                result[f"profile_events_{tag}"] = profiler.stop()
-            result[f"events_per_s_{tag}"] = round(got.rate)
-            log(f"storm, {per} per message{'' if keyed else ', unkeyed'}: {got.rate:,.0f} "
-                "check-ins (and escalations)/s")
-        stormed = storm_lo
+            backlog(n, per, keyed, f"storm_{per}" if keyed else f"storm_{per}_unkeyed",
+                    wl.check_ins(lo, hi, time.time(), tag="s", away=True))
 
         # Detection latency: deadlines falling due continuously while check-ins stream.
         lead = 10.0
