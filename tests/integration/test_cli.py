@@ -44,3 +44,17 @@ def test_broker_starts_and_stops_on_sigterm():
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_a_worker_logs_json_lines_when_asked(spawn_worker):
+    import orjson
+
+    w = spawn_worker("json", log_format="json")
+    w.wait_ready()
+    w.stop()
+    lines = [line for line in w.log().splitlines() if line.strip()]
+    docs = [orjson.loads(line) for line in lines if line.startswith("{")]
+    # Every log record is one JSON object; only Faust's start-up banner is not a record.
+    assert len(docs) >= 10 and len(docs) >= 0.8 * len(lines), lines[:20]
+    assert any("Ready" in d["message"] for d in docs)
+    assert all({"ts", "level", "logger", "message"} <= d.keys() for d in docs)
