@@ -125,12 +125,16 @@ def _print_run(r: dict[str, Any]) -> None:
           f"p50 {f['p50']} s, p99 {f['p99']} s, max {f['max']} s; ratios "
           f"{f['ratio_p50']}/{f['ratio_p99']}/{f['ratio_max']}; {f['over_bound']} of "
           f"{f['n']} kills over the bound")
+    a = fo["failover_not_overlapped"]
+    print(f"  not overlapped by the next kill: n {a['n']}, p50 {a['p50']} s, p99 {a['p99']} s, "
+          f"max {a['max']} s; ratios {a['ratio_p50']}/{a['ratio_p99']}/{a['ratio_max']}")
     for name in ("lateness_in_kill_windows", "lateness_outside"):
         s = fo[name]
         print(f"  {name}: n {s['n']}, p50 {s['p50']} s, p99 {s['p99']} s, max {s['max']} s")
     for k, d in zip(r["kills"], fo["kills"], strict=True):
         print(f"  kill {d['kill']} {k.get('killed_at_sim', '-')} {k['worker']} ({k['store']}): "
-              f"fail-over {d['failover_s']} s ({d['ratio']}), {d['overdue']}/{d['deadlines']} "
+              f"fail-over {d['failover_s']} s ({d['ratio']}"
+              f"{', overlapped' if d['overlapped'] else ''}), {d['overdue']}/{d['deadlines']} "
               f"overdue, ready +{k['ready_after_s'] and round(k['ready_after_s'], 1)} s")
     for d in r["deadletters_doubled"]:
         print(f"  dead letter twice: {d['reason']} ({d['stage']}) {d['source']} x{d['copies']}, "
