@@ -17,6 +17,10 @@ One run, one embedded broker, real ``ecm worker`` processes, measured side by si
    with as many more again (the timer storm, ``timer_storm_visits``) all late at one instant
    halfway through, and check-ins stream at a fixed rate meanwhile; escalation publish time
    (its Kafka timestamp) minus deadline, p50 / p99 / max, for the storm and the others;
+   then an hour's outage: the worker stops, visits whose late deadlines fell over the past
+   hour are booked, check-ins pile up, and a restarted worker (rebuilt from ``ecm.state``)
+   works the backlog off (check-ins/s, against the quiet path's) and raises each deadline
+   once (seconds from the restart to each publication);
 4. the escalation topic is read back: every wrong-place check-in and every unattended
    latency visit must have raised exactly one escalation, and nothing else may have;
 5. the same roster into a rocksdb:// worker: ingest rate and RSS;
@@ -57,11 +61,12 @@ from typing import Any
 
 import numpy as np
 import orjson
-from kafka import KafkaConsumer, KafkaProducer
+from kafka import KafkaProducer
 from kafka.admin import KafkaAdminClient, NewTopic
 from prometheus_client.parser import text_string_to_metric_families
 
 from benchmarks import workload as wl
+from simulator.score import read_stamped
 from stream.broker import EmbeddedBroker, free_port
 from stream.settings import Settings
 from stream.timeutil import parse_instant
@@ -94,6 +99,8 @@ class Scale:
     storm_batched_events: int
     storm_single_events: int
     timer_storm_visits: int
+    outage_visits: int
+    outage_events: int
     rocksdb: bool = True
 
 
@@ -104,14 +111,15 @@ SCALES = {
                   baseline_single=2_000, baseline_batched=5_000,
                   sweep_visits=1_000_000, lane_visits=200_000, lane_batched_events=100_000,
                   storm_batched_events=100_000, storm_single_events=10_000,
-                  timer_storm_visits=100_000),
+                  timer_storm_visits=100_000, outage_visits=50_000, outage_events=50_000),
     "small": Scale(visits=20_000, batched_events=6_000, single_events=1_000,
                    unkeyed_batched_events=4_000, unkeyed_single_events=500,
                    latency_s=6.0, latency_rate=400, latency_visits=600,
                    baseline_single=200, baseline_batched=500,
                    sweep_visits=20_000, lane_visits=4_000, lane_batched_events=2_000,
                    storm_batched_events=2_000, storm_single_events=400,
-                   timer_storm_visits=2_000, rocksdb=False),
+                   timer_storm_visits=2_000, outage_visits=1_000, outage_events=1_000,
+                   rocksdb=False),
 }
 
 
@@ -301,14 +309,10 @@ class Worker:
 
 
 def read_escalations(bootstrap: str, topic: str) -> list[tuple[float, dict[str, Any]]]:
-    """Every record on ``topic``: (publish time from the Kafka timestamp, record)."""
-    consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None,
-                             auto_offset_reset="earliest", consumer_timeout_ms=3000,
-                             max_partition_fetch_bytes=8 << 20)
-    try:
-        return [(m.timestamp / 1000.0, orjson.loads(m.value)) for m in consumer]
-    finally:
-        consumer.close()
+    """Every record on ``topic``: (publish time from the Kafka timestamp, record). Read to
+    the partitions' ends, however long a fetch takes: iterating until the consumer fell
+    quiet for 3 s stopped short of 300,000 records' tail once."""
+    return [(t or 0.0, doc) for doc, t in read_stamped(Settings(broker=bootstrap), topic)]
 
 
 def percentiles(values: list[float]) -> dict[str, float]:
@@ -727,8 +731,37 @@ def run(scale: Scale, workdir: Path, log: Callable[[str], None] = print,
         result["rss_mb_memory_after_latency"] = round(rss_mb(m.proc.p.pid), 1)
         m.proc.stop()
 
+        # A restart after an hour's outage: while no worker runs, visits are booked whose
+        # late deadlines fell over the past hour, never attended, and check-ins pile up. A
+        # new worker (memory://: every partition rebuilt from ecm.state) works the backlog
+        # off, and raises each deadline that fell due meanwhile, once.
+        down = time.time()
+        n_out = scale.outage_visits
+        outage = {f"ov{i}": down - 3600 + i * 3600 / n_out for i in range(n_out)}
+        produce(bootstrap, base.topic_roster, wl.messages(
+            # Missed hours later: one late each, nothing else.
+            [wl.visit(i, outage[f"ov{i}"] - late_after, prefix="ov", late_after_s=late_after,
+                      missed_after_s=6 * 3600.0) for i in range(n_out)], 1000))
+        n_back = min(scale.outage_events, scale.visits - next_visit)
+        produce(bootstrap, base.topic_events, wl.keyed_messages(
+            wl.check_ins(next_visit, next_visit + n_back, down), 100, base.partitions))
+        next_visit += n_back
+        restarted = time.time()
+        m = Worker(base, workdir, "worker-restarted")
+        got = wait_for(lambda: m.progress("event"), n_back, 1800, "the outage's backlog",
+                       m.alive)
+        result["outage_backlog_events_per_s"] = round(got.rate)
+        result["outage_backlog_done_after_restart_s"] = round(time.time() - restarted, 1)
+        log(f"after an hour's outage: {got.rate:,.0f} check-ins/s")
+        # The restarted worker's own count: every late it raises is one of the outage's.
+        wait_for(lambda: sum(v for k, v in scrape(m.port).items()
+                             if k.startswith("ecm_escalations_raised_total{kind=late")),
+                 n_out, 600, "the outage's deadlines", m.alive)
+        m.proc.stop()
+
         records = read_escalations(bootstrap, base.topic_escalations)
-        result.update(check_escalations(records, next_visit, deadlines, streamed_lo, stormed))
+        result.update(check_escalations(records, next_visit, deadlines, streamed_lo, stormed,
+                                        outage, restarted))
         log(f"escalations: {result['escalations_missing']} missing, "
             f"{result['escalations_false']} false, {result['escalations_duplicate']} duplicate")
 
@@ -788,6 +821,8 @@ def run(scale: Scale, workdir: Path, log: Callable[[str], None] = print,
                                              result["events_per_s_100_unkeyed"]),
         "storm_1_unkeyed_vs_quiet": _ratio(result["events_per_s_storm_1_unkeyed"],
                                            result["events_per_s_1_unkeyed"]),
+        "outage_backlog_vs_quiet": _ratio(result["outage_backlog_events_per_s"],
+                                          result["events_per_s_100"]),
     }
     return result
 
@@ -798,9 +833,11 @@ def _ratio(a: float, b: float) -> float:
 
 def check_escalations(records: list[tuple[float, dict[str, Any]]], checked_in: int,
                       deadlines: dict[str, float], streamed_from: int,
-                      stormed: int = 0) -> dict[str, Any]:
+                      stormed: int = 0, outage: dict[str, float] | None = None,
+                      restarted: float = 0.0) -> dict[str, Any]:
     """Compare the escalation topic with what the workload must raise (the storm's
-    check-ins, at visits ``0`` to ``stormed``, one location_mismatch each).
+    check-ins, at visits ``0`` to ``stormed``, one location_mismatch each; the deadlines
+    that fell due during the outage, one late each, published after ``restarted``).
 
     Event-triggered latency is taken over the check-ins streamed live (from visit
     ``streamed_from`` on), not over the backlogs produced while the worker was paused.
@@ -810,6 +847,7 @@ def check_escalations(records: list[tuple[float, dict[str, Any]]], checked_in: i
     expected = {f"bv{i}:location_mismatch" for i in range(checked_in)
                 if wl.wrong_place(i) or i < stormed}
     expected |= {f"{vid}:late" for vid in deadlines}
+    expected |= {f"{vid}:late" for vid in outage or {}}
     got = set(ids)
     late = [(r["visit_id"], t - deadlines[r["visit_id"]]) for t, r in opened
             if r["kind"] == "late" and r["visit_id"] in deadlines]
@@ -829,6 +867,10 @@ def check_escalations(records: list[tuple[float, dict[str, Any]]], checked_in: i
         "escalations_duplicate": sum(n - 1 for n in ids.values() if n > 1),
         "latency_timer_s": percentiles(timer_latency),
         "latency_timer_storm_s": percentiles(storm_latency),
+        # Each deadline that fell due during the outage: from the restart to its publication.
+        "outage_raised_after_restart_s": percentiles(
+            [t - restarted for t, r in opened if r["kind"] == "late"
+             and r["visit_id"] in (outage or {})]),
         "latency_event_s": percentiles(event_latency),
     }
 
@@ -841,6 +883,7 @@ TARGETS = [
     ("latency_timer_s.p99", "<=", 1.0),
     ("latency_timer_s.max", "<=", 2.0),
     ("latency_timer_storm_s.p99", "<=", 2.0),
+    ("ratios.outage_backlog_vs_quiet", ">=", 0.5),
     ("sweep.sweep_1000_due_ms", "<=", 20.0),
     ("rss_mb_memory_after_latency", "<=", 1536),
     ("rss_mb_rocksdb_roster", "<=", 1536),

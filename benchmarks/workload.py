@@ -27,7 +27,8 @@ def home(i: int) -> tuple[float, float]:
 
 
 def visit(i: int, start: float, *, prefix: str = "bv", minutes: float = 60.0,
-          late_after_s: float | None = None) -> dict[str, Any]:
+          late_after_s: float | None = None,
+          missed_after_s: float | None = None) -> dict[str, Any]:
     lat, lon = home(i)
     doc: dict[str, Any] = {
         "visit_id": f"{prefix}{i}",
@@ -39,6 +40,8 @@ def visit(i: int, start: float, *, prefix: str = "bv", minutes: float = 60.0,
     }
     if late_after_s is not None:
         doc["late_after_s"] = late_after_s
+    if missed_after_s is not None:
+        doc["missed_after_s"] = missed_after_s
     return doc
 
 

@@ -27,6 +27,8 @@ def test_small_pipeline_benchmark_answers_exactly(tmp_path):
                                              + scale.storm_single_events)
     assert result["latency_timer_s"]["n"] == scale.latency_visits
     assert result["latency_timer_storm_s"]["n"] == scale.timer_storm_visits
+    assert result["outage_raised_after_restart_s"]["n"] == scale.outage_visits
+    assert result["outage_backlog_events_per_s"] > 0
     assert result["latency_event_s"]["n"] > 0
     for key in ("roster_ingest_visits_per_s", "events_per_s_100", "events_per_s_1",
                 "events_per_s_100_unkeyed", "events_per_s_1_unkeyed",
