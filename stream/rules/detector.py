@@ -75,8 +75,8 @@ class PartitionDetector:
         # How far the partition's inputs have been read (stream/rules/inputs.py): nothing
         # is awaited until the worker says which inputs there are (await_inputs).
         self.inputs = InputMarks()
-        # When the sweep first held a due deadline for its input (None: none held).
-        self.held_since: float | None = None
+        # When the oldest deadline left waiting for its input by the last sweep fell due.
+        self._waiting: float | None = None
         # What could not be read back or applied, since the caller last took it: ``(where,
         # position, why)``, where is "ecm.state" or "ecm.escalations" (position: the
         # document's index in what restore() was given) or "sweep" (position -1).
@@ -230,7 +230,7 @@ class PartitionDetector:
         visits = self.state.visits
         attendance = self.attendance
         raised = out.escalations
-        held = self.held_since
+        held = self._waiting  # the oldest deadline waiting for input at the last sweep
         taken = 0
         for timer in self.timers.due(min(now, read)):
             taken += 1
@@ -254,18 +254,25 @@ class PartitionDetector:
                 self.skipped.append(("sweep", -1, f"a {kind} timer ({type(exc).__name__})"))
             if limit is not None and taken >= limit:
                 break
-        due = self.timers.next_due()
-        if due is None or due > now:
-            self.held_since = None
-        elif due > read and held is None:
-            self.held_since = now  # due, and waiting for its input from here
+        self._waiting = self.held_since(until)
         if held is not None and now - held >= _HELD_EVIDENCE_S:
-            # The evidence of a delay that is the input's: how long its deadlines waited.
+            # The evidence of a delay that is the input's: how long the oldest deadline
+            # waited for it.
             for e in raised:
                 if e.status == "open":
                     e.evidence["input_held_s"] = round(now - held, 1)
         out.latencies, out.resolutions = self.book.take_timings()
         return out
+
+    def held_since(self, until: float | None = None) -> float | None:
+        """The instant the oldest deadline still waiting for its input fell due (None when
+        none waits): derived from the heap, so a partition whose marks trail by the usual
+        fraction of a second shows that, not a wait that never ends."""
+        due = self.timers.next_due()
+        read = self.inputs.read_until() if until is None else until
+        if due is not None and read < due <= self.clock.now():
+            return due
+        return None
 
     def more_due(self, until: float | None = None) -> bool:
         """Whether a timer is due that a sweep (up to ``until``, as :meth:`sweep`) would

@@ -22,10 +22,10 @@ from stream.worker.web import serve
 
 log = logging.getLogger(__name__)
 
-# How often a worker asks for its work partitions' end offsets (the lag gauge; its input
-# partitions' are asked for at every probe).
 # A worker asked to stop is gone this long after, broker or no broker.
 _STOP_WITHIN_S = 8.0
+# How often a worker asks for its work partitions' end offsets (the lag gauge; its input
+# partitions' are asked for at every probe).
 _LAG_INTERVAL_S = 5.0
 
 
@@ -114,7 +114,10 @@ def create_app(settings: Settings, clock: Clock | None = None) -> EcmApp:
     async def probe() -> None:
         while not app.should_stop:
             began = asyncio.get_running_loop().time()
-            await rt.probe()
+            try:
+                await rt.probe()
+            except Exception:  # the marks must keep moving: logged, and probed again
+                log.exception("the read-mark probe failed")
             elapsed = asyncio.get_running_loop().time() - began
             await asyncio.sleep(max(0.0, settings.sweep_interval_s - elapsed))
 

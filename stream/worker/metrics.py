@@ -164,6 +164,6 @@ class _StateCollector(Collector):
             "ecm_deadlines_held_seconds", "How long the longest-waiting due deadline of this "
             "worker's partitions has waited for its input to be read (worker clock; 0 when "
             "none waits): an input partition stalled or behind.")
-        held.add_metric([], max((d.clock.now() - d.held_since for d in owned
-                                 if d.held_since is not None), default=0.0))
+        waits = [d.clock.now() - t for d in owned if (t := d.held_since()) is not None]
+        held.add_metric([], max(waits, default=0.0))
         return [visits, checked_in, pending, waiting, parts, open_, lag, age, held]

@@ -91,9 +91,7 @@ class Runtime:
         # Every input partition a work partition's deadlines wait for.
         self.all_inputs = [(t, p) for t in (s.topic_roster, s.topic_events)
                            for p in range(s.partitions)]
-        # Per partition: since when (loop time) its deadlines waited for input, and
-        # whether they are swept without it now (_forced).
-        self._held_at: dict[int, float] = {}
+        # The partitions whose deadlines are swept without waiting for input now (_forced).
         self._forcing: set[int] = set()
         self.probe_ok = True  # the last reachability probe answered (probe())
         self._reachable = True  # as last seen by _follow_reachability
@@ -115,6 +113,8 @@ class Runtime:
             for p in list(self.detectors) + list(self.loading):
                 self._drop(p)
         self._held_generation = generation
+        # Read again from the committed offsets: positions count from there (_open_gate).
+        self.catchup.processed.clear()
         s = self.settings
         self.assignment = {(tp.topic, tp.partition) for tp in assigned
                            if tp.topic in (s.topic_roster, s.topic_events, s.topic_work)}
@@ -299,7 +299,8 @@ class Runtime:
                 out = detector.process(records, stamps[p])
                 rostered += out.accepted["roster"]
                 results.append((detector, out))
-            await self.publisher.publish(results, self.stores)
+            if results:
+                await self.publisher.publish(results, self.stores)
             for p, read in (marks or {}).items():
                 d = owned.get(p)
                 if read and d is not None and self.detectors.get(p) is d:
@@ -322,8 +323,14 @@ class Runtime:
         self._rostered = 0
 
     def _seen(self, messages: list[Message]) -> None:
+        """Note the messages processed. Only those fetched in the current generation: a
+        batch that finishes after a rebalance may have dropped records of partitions no
+        longer held, and its partitions are read again from the committed offsets (a read
+        mark must never cover a record that was not applied or forwarded)."""
+        generation = self.app.consumer_generation_id
         for m in messages:
-            self.catchup.seen((m.topic, m.partition), m.offset)
+            if m.generation_id == generation:
+                self.catchup.seen((m.topic, m.partition), m.offset)
 
     async def sweep(self) -> None:
         self.heap.trim_if_due()
@@ -337,39 +344,44 @@ class Runtime:
             # the lock let go between them: a storm of deadlines falling due at once (an
             # hour's after an outage, a region's at 08:15) must not hold the check-ins.
             async with self.lock:
+                if not self.sweep_open:
+                    break  # revoked meanwhile: the next owner sweeps the rest
                 swept = []
+                forced: dict[int, float | None] = {}
                 for d in pending:
-                    if self.detectors.get(d.partition) is d:  # else revoked meanwhile
-                        swept.append((d, d.sweep(self._forced(d), _SWEEP_SLICE)))
+                    if self.detectors.get(d.partition) is d:
+                        forced[d.partition] = until = self._forced(d)
+                        if until is not None:
+                            self.metrics.deadlines_forced.inc()
+                        swept.append((d, d.sweep(until, _SWEEP_SLICE)))
                 for d, _ in swept:
                     for _, _, why in d.skipped:
                         log.error("partition %d: skipped %s in the sweep", d.partition, why)
                         self.metrics.records_skipped.labels("sweep").inc()
                     d.skipped = []
                 await self.publisher.publish(swept, self.stores)
-                pending = [d for d, _ in swept if d.more_due(self._forced(d))]
+                pending = [d for d, _ in swept if d.more_due(forced[d.partition])]
             if pending:
                 await asyncio.sleep(0)
         self.metrics.sweep_seconds.observe(time.perf_counter() - started)
 
     def _forced(self, d: PartitionDetector) -> float | None:
-        """None: the partition's deadlines wait for its inputs' read marks. After
-        ``ECM_CATCHUP_MAX_HOLD_S`` (wall) of waiting, now: a late alert beats none, and an
-        input nobody reads (a partition no worker owns) must not silence a region."""
+        """None: the partition's deadlines wait for its inputs' read marks. Once its oldest
+        waiting deadline has waited ``ECM_CATCHUP_MAX_HOLD_S`` (wall seconds, on the worker
+        clock's scale), now: a late alert beats none, and an input nobody reads (a
+        partition no worker owns) must not silence a region."""
         p = d.partition
-        if d.held_since is None:
-            self._held_at.pop(p, None)
+        since = d.held_since()
+        now = self.clock.now()
+        hold = self.settings.catchup_max_hold_s * getattr(self.clock, "speed", 1.0)
+        if since is None or now - since < hold:
             self._forcing.discard(p)
-            return None
-        started = self._held_at.setdefault(p, self.clock_monotonic())
-        if self.clock_monotonic() - started < self.settings.catchup_max_hold_s:
             return None
         if p not in self._forcing:
             self._forcing.add(p)
             log.error("partition %d: its deadlines waited %.0f s for input that was not read; "
                       "sweeping without it", p, self.settings.catchup_max_hold_s)
-        self.metrics.deadlines_forced.inc()
-        return self.clock.now()
+        return now
 
     def progress(self) -> dict[str, Any]:
         """Records received by the router and applied by the detectors since start, by

@@ -211,4 +211,4 @@ def test_a_storm_of_deadlines_is_swept_in_slices_each_once():
     assert sizes == [2000, 2000, 1000]
     ids = [e["escalation_id"] for e in h.escalations]
     assert len(ids) == len(set(ids)) == 5000
-    assert h.detector.held_since is None
+    assert h.detector.held_since() is None

@@ -48,7 +48,7 @@ def test_a_deadline_waits_until_every_input_is_read_past_it():
     h.at(LATE + 120)
     assert h.statuses() == [("v1:late", "open")]
     late = h.by_id("v1:late")
-    assert late["evidence"]["input_held_s"] == 60.0  # held since the first sweep
+    assert late["evidence"]["input_held_s"] == 120.0  # waited since its deadline
 
 
 def test_a_check_in_stuck_in_a_stalled_partition_raises_nothing():
