@@ -52,6 +52,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from collections import Counter
 from collections.abc import Callable
@@ -172,6 +173,27 @@ def scrape(port: int) -> dict[str, float]:
 def get_json(port: int, path: str) -> dict[str, Any]:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as r:
         return json.loads(r.read())
+
+
+class Unanswered:
+    """A poll that outlasts a worker busy past the page's timeout: the last answer stands
+    meanwhile, and :attr:`longest` is the longest stretch without one."""
+
+    def __init__(self, poll: Callable[[], Any]) -> None:
+        self.poll = poll
+        self.last: Any = (0.0, 0.0)
+        self.answered = time.perf_counter()
+        self.longest = 0.0
+
+    def __call__(self) -> Any:
+        try:
+            self.last = self.poll()
+        except (TimeoutError, urllib.error.URLError):
+            pass
+        else:
+            self.answered = time.perf_counter()
+        self.longest = max(self.longest, time.perf_counter() - self.answered)
+        return self.last
 
 
 def rss_mb(pid: int) -> float:
@@ -703,7 +725,17 @@ def run(scale: Scale, workdir: Path, log: Callable[[str], None] = print,
         tick = time.perf_counter()
         end = tick + lead + scale.latency_s + 2.0
         behind = 0.0
+        # With --profile, the worker is sampled from just before the timer storm to 6 s on.
+        storm_profile: Profiler | None = None
+        storm_window = (storm_at - 0.5, storm_at + 6.0) if profile else None
         while tick < end:
+            if storm_window is not None:
+                wall = time.time()
+                if storm_profile is None and wall >= storm_window[0]:
+                    storm_profile = Profiler(m.proc.p.pid, workdir / "profile-timer-storm.txt")
+                elif storm_profile is not None and wall >= storm_window[1]:
+                    result["profile_timer_storm"] = storm_profile.stop()
+                    storm_window = None
             if next_visit + per_tick > scale.visits:
                 raise RuntimeError("the roster is too small for the latency stream")
             docs = wl.check_ins(next_visit, next_visit + per_tick, time.time())
@@ -748,8 +780,11 @@ def run(scale: Scale, workdir: Path, log: Callable[[str], None] = print,
         next_visit += n_back
         restarted = time.time()
         m = Worker(base, workdir, "worker-restarted")
-        got = wait_for(lambda: m.progress("event"), n_back, 1800, "the outage's backlog",
-                       m.alive)
+        polled = Unanswered(lambda: m.progress("event"))
+        got = wait_for(polled, n_back, 1800, "the outage's backlog", m.alive)
+        # The rebuild of a partition's visits holds the worker's event loop: the longest
+        # stretch its web page did not answer.
+        result["outage_restart_unanswered_s"] = round(polled.longest, 1)
         result["outage_backlog_events_per_s"] = round(got.rate)
         result["outage_backlog_done_after_restart_s"] = round(time.time() - restarted, 1)
         log(f"after an hour's outage: {got.rate:,.0f} check-ins/s")

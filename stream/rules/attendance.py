@@ -164,13 +164,14 @@ class Attendance:
         if arrived is not None:
             late, missed = self.deadlines(v)[:2]
             known = known_arrival(vs)
-            if known > late or known > missed or self.book.has_open(v.visit_id):
-                for kind, deadline in (("late", late), ("missed", missed)):
-                    if known > deadline and not self.book.known(v.visit_id, kind):
-                        # The rule became true before its timer could fire: a late arrival
-                        # inside one sweep interval, or a visit booked after its deadline.
-                        out += self.book.open(vs, kind, deadline, now, {"workers_absent": []})
-                    out += self.book.resolve(vs, kind, now, "arrived", {
+            book, vid = self.book, v.visit_id
+            for kind, deadline in (("late", late), ("missed", missed)):
+                if known > deadline and not book.known(vid, kind):
+                    # The rule became true before its timer could fire: a late arrival
+                    # inside one sweep interval, or a visit booked after its deadline.
+                    out += book.open(vs, kind, deadline, now, {"workers_absent": []})
+                if book.is_open(vid, kind):  # the evidence is built only for a resolution
+                    out += book.resolve(vs, kind, now, "arrived", {
                         "arrived_at": arrived, "lateness_s": round(arrived - v.start, 1),
                         "delivery_delay_s": round(max(
                             m.received - m.occurred for m in vs.checkins.values()), 1)})

@@ -48,6 +48,12 @@ class EscalationBook:
     def has_open(self, visit_id: str) -> bool:
         return visit_id in self.open_per_visit
 
+    def is_open(self, visit_id: str, kind: str) -> bool:
+        if visit_id not in self.open_per_visit:
+            return False
+        record = self.records.get(escalation_id(visit_id, kind))
+        return record is not None and record.status == "open"
+
     def _count(self, record: Escalation, step: int) -> None:
         """Count an open record in (``step`` 1) or out (``step`` -1)."""
         key = (record.kind, record.priority)
@@ -161,5 +167,7 @@ class EscalationBook:
 
 
 def _published(evidence: dict[str, Any]) -> dict[str, Any]:
+    if _INSTANT_KEYS.isdisjoint(evidence):
+        return evidence  # the common case: nothing to format, the dict is the rule's own
     return {k: format_instant(v) if k in _INSTANT_KEYS and isinstance(v, float) else v
             for k, v in evidence.items()}

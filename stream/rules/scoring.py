@@ -17,6 +17,7 @@ is detection plus 15 minutes: the seed's deadline for assigning a recovery pathw
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from stream.contract.records import ESCALATION_KINDS
@@ -52,6 +53,8 @@ class Assessment:
     recommended_route: str
 
 
+# Few combinations of its arguments exist: a storm of escalations assesses each once.
+@functools.lru_cache(maxsize=1024)
 def assess(kind: str, risk_level: str, *, time_critical: bool = False,
            lives_alone: bool = False, cognitive_impairment: bool = False) -> Assessment:
     score = KIND_BASE[kind] + RISK_POINTS.get(risk_level, RISK_POINTS["medium"])
