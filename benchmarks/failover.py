@@ -40,6 +40,7 @@ from typing import Any
 from simulator.ledger import Ledger
 from simulator.score import read_stamped
 from stream.clock import ScaledClock
+from stream.contract.records import lifecycle
 from stream.settings import Settings
 from stream.timeutil import parse_instant
 
@@ -69,7 +70,7 @@ def lateness(published: Sequence[Published], ledger: Ledger,
     out = []
     for p in published:
         eid = p.doc.get("escalation_id")
-        if p.doc.get("status") != "open" or eid not in due or eid in seen:
+        if lifecycle(p.doc) != "open" or eid not in due or eid in seen:
             continue
         seen.add(eid)
         deadline = parse_instant(p.doc["deadline"])

@@ -69,6 +69,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from benchmarks import workload as wl
 from simulator.score import read_stamped
 from stream.broker import EmbeddedBroker, free_port
+from stream.contract.records import lifecycle
 from stream.settings import Settings
 from stream.timeutil import parse_instant
 from stream.topics import ensure_topics
@@ -877,7 +878,7 @@ def check_escalations(records: list[tuple[float, dict[str, Any]]], checked_in: i
     Event-triggered latency is taken over the check-ins streamed live (from visit
     ``streamed_from`` on), not over the backlogs produced while the worker was paused.
     """
-    opened = [(t, r) for t, r in records if r["status"] == "open"]
+    opened = [(t, r) for t, r in records if lifecycle(r) == "open"]
     ids = Counter(r["escalation_id"] for _, r in opened)
     expected = {f"bv{i}:location_mismatch" for i in range(checked_in)
                 if wl.wrong_place(i) or i < stormed}

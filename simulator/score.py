@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 
 from simulator.ledger import Ledger
+from stream.contract.records import lifecycle
 from stream.settings import Settings
 from stream.timeutil import parse_instant
 
@@ -70,7 +71,7 @@ def score(ledger: Ledger, escalations: list[dict[str, Any]],
     expected = {e.escalation_id: e for e in ledger.expected if e.scored}
     opens: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for r in escalations:
-        if r.get("status") == "open":
+        if lifecycle(r) == "open":
             opens[r["escalation_id"]].append(r)
     raised = {}
     for eid, records in opens.items():

@@ -8,11 +8,13 @@ building a new object with :func:`dataclasses.replace`.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 
 from stream.clock import Clock, ScaledClock, SystemClock
+from stream.contract.records import ESCALATION_KINDS
 from stream.errors import SettingsError
 
 PREFIX = "ECM_"
@@ -35,6 +37,8 @@ class Settings:
     partitions: int = 8
     topic_roster: str = "ecm.roster"
     topic_events: str = "ecm.events"
+    # What people decided about escalations' cases (stream/rules/cases.py).
+    topic_actions: str = "ecm.actions"
     topic_escalations: str = "ecm.escalations"
     topic_deadletter: str = "ecm.deadletter"
     topic_work: str = "ecm.work"
@@ -108,6 +112,17 @@ class Settings:
     # Consumer-group liveness: a crashed worker's partitions move after the session
     # timeout; Faust's default (60 s) is too slow for a safety monitor.
     session_timeout_s: float = 10.0
+    # Controlled recovery (missed-visit-recovery-escalation.txt): a named owner within 10
+    # minutes of the escalation, a recovery pathway within 15; shorter for P1. The kinds
+    # whose route asks for a recovery get the pathway deadline; the others an owner only.
+    case_owner_sla_s: float = 600.0
+    case_pathway_sla_s: float = 900.0
+    case_owner_sla_p1_s: float = 300.0
+    case_pathway_sla_p1_s: float = 600.0
+    case_kinds: str = "missed,late,no_check_out"
+    # Per contract, where the roster names one: JSON, {"<contract_id>": {"owner_s": 300,
+    # "pathway_s": 600}}; either may be left out. They apply to every priority.
+    case_contract_slas: str = ""
     heartbeat_s: float = 1.0
     log_level: str = "info"
     # "text" (Faust's, coloured on a terminal) or "json": one object a line, for a shipper.
@@ -143,6 +158,15 @@ class Settings:
                      "checkpoint_max_age_s"):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"{PREFIX}{name.upper()} must be positive")
+        for name in ("case_owner_sla_s", "case_pathway_sla_s", "case_owner_sla_p1_s",
+                     "case_pathway_sla_p1_s"):
+            if getattr(self, name) <= 0:
+                raise SettingsError(f"{PREFIX}{name.upper()} must be positive")
+        unknown = set(self.case_kind_set) - set(ESCALATION_KINDS)
+        if unknown:
+            raise SettingsError(f"ECM_CASE_KINDS names kinds that do not exist: "
+                                f"{sorted(unknown)}; they are {ESCALATION_KINDS}")
+        self.contract_slas  # noqa: B018 (checked once here, not at the first escalation)
         keep = self.state_retention_s
         if keep < 0 or 0 < keep < 2 * self.checkpoint_max_age_s:
             raise SettingsError("ECM_STATE_RETENTION_S must be 0 (keep for good) or at least "
@@ -159,6 +183,41 @@ class Settings:
                                 "to 9000, the earliest first")
         if self.missed_after_s < self.late_after_s:
             raise SettingsError("ECM_MISSED_AFTER_S must not be below ECM_LATE_AFTER_S")
+
+    @property
+    def input_topics(self) -> tuple[str, str, str]:
+        """The topics the worker reads from producers: roster, events and actions."""
+        return (self.topic_roster, self.topic_events, self.topic_actions)
+
+    @property
+    def case_kind_set(self) -> frozenset[str]:
+        return frozenset(k.strip() for k in self.case_kinds.split(",") if k.strip())
+
+    @property
+    def contract_slas(self) -> dict[str, tuple[float | None, float | None]]:
+        """ECM_CASE_CONTRACT_SLAS: per contract id, its owner and pathway deadlines (None
+        where it names none)."""
+        if not self.case_contract_slas.strip():
+            return {}
+        try:
+            doc = json.loads(self.case_contract_slas)
+        except ValueError as exc:
+            raise SettingsError(f"ECM_CASE_CONTRACT_SLAS is not JSON: {exc}") from exc
+        out: dict[str, tuple[float | None, float | None]] = {}
+        if not isinstance(doc, dict):
+            raise SettingsError("ECM_CASE_CONTRACT_SLAS must be a JSON object")
+        for contract, slas in doc.items():
+            if not isinstance(slas, dict) or set(slas) - {"owner_s", "pathway_s"}:
+                raise SettingsError(f"ECM_CASE_CONTRACT_SLAS[{contract!r}] must be an object "
+                                    "of owner_s and pathway_s")
+            pair = tuple(slas.get(k) for k in ("owner_s", "pathway_s"))
+            if any(v is not None and (isinstance(v, bool) or not isinstance(v, int | float)
+                                      or v <= 0) for v in pair):
+                raise SettingsError(f"ECM_CASE_CONTRACT_SLAS[{contract!r}]: deadlines are "
+                                    "positive numbers of seconds")
+            out[contract] = (None if pair[0] is None else float(pair[0]),
+                             None if pair[1] is None else float(pair[1]))
+        return out
 
     @property
     def bootstrap_servers(self) -> list[str]:

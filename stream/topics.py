@@ -50,7 +50,7 @@ def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> list[str]:
     from kafka.admin import KafkaAdminClient, NewTopic
     from kafka.errors import KafkaError, TopicAlreadyExistsError
 
-    names = [settings.topic_roster, settings.topic_events, settings.topic_work,
+    names = [*settings.input_topics, settings.topic_work,
              settings.topic_state, settings.topic_escalations, settings.topic_deadletter]
     deadline = time.monotonic() + timeout_s
     while True:

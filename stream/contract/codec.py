@@ -17,8 +17,9 @@ from typing import Any
 import orjson
 
 from stream.contract import checks, onepass
+from stream.contract.actions import action_checked
 from stream.contract.bounds import Bounds
-from stream.contract.records import Event, Rejection, Source, Visit, WorkerIds
+from stream.contract.records import Action, Event, Rejection, Source, Visit, WorkerIds
 from stream.timeutil import parse_instant
 
 # A roster's visits start and end at a few thousand distinct instants (on the minute or the
@@ -68,6 +69,17 @@ class Codec:
     def event(self, obj: dict[str, Any] | Event) -> Event | tuple[str, str]:
         """An :class:`Event`, or ``(reason, detail)``."""
         return validate_event(obj, self.bounds)
+
+    def action(self, obj: dict[str, Any] | Action) -> Action | tuple[str, str]:
+        """An :class:`Action` (stream/contract/actions.py), or ``(reason, detail)``."""
+        if type(obj) is Action:
+            return obj
+        if type(obj) is not dict:
+            return "wrong_type", "an action must be a JSON object"
+        try:
+            return action_checked(obj, self.bounds)
+        except checks.Invalid as exc:
+            return exc.reason, exc.detail
 
     def raw_object(self, raw: dict[str, Any] | tuple[bytes, int]) -> dict[str, Any]:
         """A record's object: itself, or decoded again from its message (:meth:`records`).

@@ -23,6 +23,8 @@ REASONS = (
     "end_before_start", "visit_too_long",
     # an event against the partition's state (detector: stream/rules/matching.py)
     "duplicate_event", "unknown_visit", "client_mismatch", "clock_in_future", "clock_too_old",
+    # an action against its case (detector: stream/rules/cases.py)
+    "duplicate_action", "unknown_escalation", "not_allowed",
     # an ecm.work message the detector cannot read (a bug or a foreign producer)
     "invalid_work_message",
 )

@@ -5,6 +5,7 @@ from, and a rejection. The checks that build them live in :mod:`stream.contract.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from sys import intern
 from typing import Annotated, Any, Literal
@@ -67,16 +68,57 @@ class Source(msgspec.Struct, gc=False, array_like=True):
                 "offset": self.offset, "index": self.index}
 
 
+# A case's stages (stream/rules/cases.py), in order; "resolved" (the visit was attended
+# after all, or cancelled) and "closed" (people closed it on evidence) are final.
+CASE_STATUSES = ("open", "acknowledged", "recovery_assigned", "recovery_completed", "closed",
+                 "resolved")
+FINAL_STATUSES = frozenset({"closed", "resolved"})
+# What a duty desk or case system may write on ecm.actions (schemas/action.schema.json).
+ACTION_TYPES = ("acknowledge", "assign_recovery", "record_decision", "complete_recovery",
+                "close")
+RECOVERY_CODES = ("immediate_replacement", "delayed_recovery", "emergency_escalation",
+                  "family_or_neighbour", "welfare_call", "client_declined")
+# Codes whose recovery needs no worker sent to the home.
+NO_WORKER_CODES = frozenset({"family_or_neighbour", "welfare_call", "client_declined"})
+OUTCOME_CODES = ("recovered", "recovered_late", "client_declined", "no_action_needed")
+# Outcomes that claim no recovery: they close on a recorded decision.
+NO_RECOVERY_OUTCOMES = frozenset({"client_declined", "no_action_needed"})
+VALIDATION_STATUSES = ("validated", "outstanding_risk")
+BREACH_STAGES = ("owner", "pathway", "recovery", "closure")
+MAX_LEVEL = 3
+
+
+class Case(msgspec.Struct, gc=False, kw_only=True):
+    """An escalation's case, as each snapshot carries it (every field written, null until
+    it is known). Instants are RFC 3339. A new escalation's case shares its empty lists."""
+
+    owner_due: str | None
+    pathway_due: str | None
+    recovery_due: str | None = None
+    owner: dict[str, Any] | None = None
+    pathway: dict[str, Any] | None = None
+    decisions: tuple[dict[str, Any], ...] = ()
+    completion: dict[str, Any] | None = None
+    verification: dict[str, Any] | None = None
+    # Arrivals at the visit by anyone but the recovery worker, once a pathway was assigned.
+    arrivals: tuple[dict[str, Any], ...] = ()
+    closure: dict[str, Any] | None = None
+    # Every action applied, in order: its id, type, who, when decided and when received,
+    # and where it came from (a replay from the same position is skipped).
+    history: tuple[dict[str, Any], ...] = ()
+
+
 class Escalation(msgspec.Struct, gc=False, kw_only=True, omit_defaults=True):
     """An escalation as ``ecm.escalations`` carries it (``schemas/escalation.schema.json``),
     keyed by its ``escalation_id``: built by the rules, encoded once when it is published.
     Instants are RFC 3339 strings; ``resolved_at`` and ``resolution`` are written once it is
-    resolved."""
+    resolved. Each change publishes the whole record again (a snapshot), its ``revision``
+    one higher: the opening is revision 1."""
 
     schema_version: int
     escalation_id: str
     kind: str
-    status: str  # "open", then "resolved" once
+    status: str  # CASE_STATUSES: "open", then a case's stages, or "resolved"
     visit_id: str
     client_id: str
     worker_ids: list[str]
@@ -91,6 +133,10 @@ class Escalation(msgspec.Struct, gc=False, kw_only=True, omit_defaults=True):
     recommended_route: str
     respond_by: str
     evidence: dict[str, Any]
+    revision: int
+    level: int  # 1 the duty desk; each breach raises it, to MAX_LEVEL
+    breaches: tuple[dict[str, Any], ...]
+    case: Case
     resolved_at: str | None = None
     resolution: str | None = None
 
@@ -220,3 +266,38 @@ class WorkerIds:
                 self._two.clear()
             both = self._two[pair] = (intern(pair[0]), intern(pair[1]))
         return both
+
+
+class Action(_Record, kw_only=True):
+    """What a person decided about an escalation's case (``ecm.actions``), validated:
+    the fields its type requires are present. Instants are epoch seconds, UTC."""
+
+    action_id: str
+    escalation_id: str
+    client_id: str
+    type: str
+    at: float
+    by: str
+    owner_id: str | None = None
+    recovery_action_code: str | None = None
+    assigned_worker_id: str | None = None
+    recovery_deadline: float | None = None
+    action_type: str | None = None
+    reviewer_id: str | None = None
+    service_outcome: str | None = None
+    member_condition: str | None = None
+    validation_status: str | None = None
+    final_outcome_code: str | None = None
+    note: str | None = None
+    raw: dict[str, Any] | None = None
+
+
+def lifecycle(doc: Mapping[str, Any]) -> str | None:
+    """What a published escalation record says to a consumer that follows only ``open``
+    and ``resolved``: "open" for its opening (revision 1), "resolved" for its resolution,
+    None for a change to its case (stream/rules/cases.py). A record from before cases
+    carries no revision: its status."""
+    status = doc.get("status")
+    if status == "resolved":
+        return "resolved"
+    return "open" if doc.get("revision", 1) == 1 and status == "open" else None

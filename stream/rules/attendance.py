@@ -130,7 +130,7 @@ class Attendance:
         if kind is _LATE or kind is _MISSED:
             if known_arrival(vs) <= due:
                 return []  # attended, as far as Kafka knew by the deadline
-            present = sorted(w for w, m in vs.checkins.items() if _known(m) <= due)
+            present = sorted(w for w, m in vs.checkins.items() if known_at(m) <= due)
             return self.book.open(vs, kind.value, due, now, {
                 "workers_absent": [w for w in v.worker_ids if w not in present],
                 "workers_present": present,
@@ -197,7 +197,7 @@ class Attendance:
         return out
 
 
-def _known(m: Mark) -> float:
+def known_at(m: Mark) -> float:
     """When a check-in or check-out was both true and known: its device time, or when it
     reached Kafka if that was later."""
     return m.occurred if m.occurred >= m.received else m.received
@@ -205,7 +205,7 @@ def _known(m: Mark) -> float:
 
 def known_arrival(vs: VisitState) -> float:
     """When the visit was known to be attended (:meth:`VisitState.arrival`, each check-in
-    taken at :func:`_known`): infinity until it is."""
+    taken at :func:`known_at`): infinity until it is."""
     need = len(vs.visit.worker_ids)
-    known = sorted(_known(m) for m in vs.checkins.values())
+    known = sorted(known_at(m) for m in vs.checkins.values())
     return known[need - 1] if len(known) >= need else math.inf

@@ -1,20 +1,23 @@
 """Escalation records, and the book of what has been said about each escalation id.
 
 An escalation id is ``<visit_id>:<kind>``: the same failure always gets the same id, so a
-replay, a rebalance or a second worker can never open it twice. Its status moves ``open`` ->
-``resolved`` once. The book is rebuilt at start from the escalation topic itself, which is
-the record of what has been published.
+replay, a rebalance or a second worker can never open it twice. Its record is published
+again at each change (a snapshot, its revision one higher): ``resolved`` when the visit
+answers it, or through its case's stages (stream/rules/cases.py) to ``closed``. The book is
+rebuilt at start from the escalation topic itself, which is the record of what has been
+published: the highest revision of each escalation wins.
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
 
 from stream.contract import SCHEMA_VERSION
-from stream.contract.records import Escalation
+from stream.contract.records import FINAL_STATUSES, Case, Escalation
 from stream.rules.scoring import KINDS, RESPOND_WITHIN_S, Assessment, assess
 from stream.state.visit import VisitState
 from stream.timeutil import format_instant, parse_instant
@@ -41,6 +44,10 @@ class EscalationBook:
         self.detected: dict[str, float] = {}
         self.latencies: list[tuple[str, float]] = []
         self.resolutions: list[tuple[str, float]] = []
+        # The case a new escalation opens with, and what else forgets a record: the case
+        # rules' (stream/rules/cases.py), once they are attached.
+        self.new_case: Callable[[str, str, str | None, str, float], Case] = _no_case
+        self.forgotten: Callable[[Escalation], None] = _nothing
 
     def known(self, visit_id: str, kind: str) -> bool:
         return escalation_id(visit_id, kind) in self.records
@@ -52,7 +59,7 @@ class EscalationBook:
         if visit_id not in self.open_per_visit:
             return False
         record = self.records.get(escalation_id(visit_id, kind))
-        return record is not None and record.status == "open"
+        return record is not None and record.status not in FINAL_STATUSES
 
     def _count(self, record: Escalation, step: int) -> None:
         """Count an open record in (``step`` 1) or out (``step`` -1)."""
@@ -93,7 +100,8 @@ class EscalationBook:
             priority=a.priority, service_impact_score=a.service_impact_score,
             recommended_route=a.recommended_route,
             respond_by=format_instant(now + RESPOND_WITHIN_S), evidence=_published(evidence),
-            **visit)
+            revision=1, level=1, breaches=(),
+            case=self.new_case(eid, kind, visit.get("contract_id"), a.priority, now), **visit)
         self.records[eid] = record
         self._count(record, 1)
         self.detected[eid] = now
@@ -114,11 +122,11 @@ class EscalationBook:
     def _resolve(self, eid: str, now: float, resolution: str,
                  evidence: dict[str, Any]) -> list[Escalation]:
         record = self.records.get(eid)
-        if record is None or record.status != "open":
-            return []
+        if record is None or record.status in FINAL_STATUSES or record.case.pathway is not None:
+            return []  # a case with a recovery pathway is people's to close (cases.py)
         resolved = msgspec.structs.replace(
             record, status="resolved", resolved_at=format_instant(now), resolution=resolution,
-            evidence={**record.evidence, **_published(evidence)})
+            evidence={**record.evidence, **_published(evidence)}, revision=record.revision + 1)
         self.records[eid] = resolved
         self._count(record, -1)
         opened = self.detected.pop(eid, None)
@@ -126,20 +134,31 @@ class EscalationBook:
             self.resolutions.append((record.kind, now - opened))
         return [resolved]
 
+    def replace(self, record: Escalation) -> None:
+        """Hold a new snapshot of a record held (a case's change), counted out if it is
+        final now."""
+        held = self.records[record.escalation_id]
+        self.records[record.escalation_id] = record
+        if record.status in FINAL_STATUSES and held.status not in FINAL_STATUSES:
+            self._count(held, -1)
+            self.detected.pop(record.escalation_id, None)
+
     def restore(self, doc: Any) -> bool:
-        """Take a record read back from the escalation topic; the later status wins. False
-        for a document that is not an escalation record, which is skipped."""
+        """Take a record read back from the escalation topic; the highest revision wins.
+        False for a document that is not an escalation record, which is skipped."""
+        if type(doc) is dict and "revision" not in doc:
+            doc = _before_cases(doc)
         try:
             record = msgspec.convert(doc, Escalation)
         except msgspec.ValidationError:
             return False
         eid = record.escalation_id
         held = self.records.get(eid)
-        if held is None or held.status == "open":
+        if held is None or record.revision > held.revision:
             self.records[eid] = record
-            if held is not None:
+            if held is not None and held.status not in FINAL_STATUSES:
                 self._count(held, -1)
-            if record.status == "open":
+            if record.status not in FINAL_STATUSES:
                 self._count(record, 1)
                 detected = parse_instant(record.detected_at)
                 if detected is not None:
@@ -152,9 +171,11 @@ class EscalationBook:
         for kind in KINDS:
             eid = escalation_id(visit_id, kind)
             record = self.records.pop(eid, None)
-            if record is not None and record.status == "open":
-                self._count(record, -1)
-                self.detected.pop(eid, None)
+            if record is not None:
+                if record.status not in FINAL_STATUSES:
+                    self._count(record, -1)
+                    self.detected.pop(eid, None)
+                self.forgotten(record)
 
     def take_timings(self) -> tuple[list[tuple[str, float]], list[tuple[str, float]]]:
         """The detection latencies and times to resolution since the last call."""
@@ -164,6 +185,25 @@ class EscalationBook:
 
     def open_count(self) -> int:
         return sum(self.open_by_kind.values())
+
+
+def _no_case(eid: str, kind: str, contract_id: str | None, priority: str,
+             detected: float) -> Case:
+    return _EMPTY_CASE
+
+
+def _nothing(record: Escalation) -> None:
+    return None
+
+
+_EMPTY_CASE = Case(owner_due=None, pathway_due=None)
+
+
+def _before_cases(doc: dict[str, Any]) -> dict[str, Any]:
+    """A record written before escalations carried cases: its revision from its status,
+    an untouched case."""
+    return {"revision": 1 if doc.get("status") == "open" else 2, "level": 1, "breaches": [],
+            "case": {"owner_due": None, "pathway_due": None}, **doc}
 
 
 def _published(evidence: dict[str, Any]) -> dict[str, Any]:

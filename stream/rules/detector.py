@@ -25,8 +25,9 @@ from geofence.fences import Decision
 from stream.clock import Clock
 from stream.contract import Codec, Event, Source, Visit
 from stream.contract.bounds import Bounds
-from stream.rules.attendance import Attendance
+from stream.rules.attendance import Attendance, known_at
 from stream.rules.book import EscalationBook
+from stream.rules.cases import Cases
 from stream.rules.durations import Durations
 from stream.rules.inputs import InputMarks
 from stream.rules.location import INSIDE, Location
@@ -42,11 +43,14 @@ from stream.state.visit import Mark, VisitState
 
 __all__ = ["Output", "PartitionDetector"]
 
+# Check-in methods whose place the location rule checks against the roster.
+_PLACED = frozenset({"telephony", "nfc", "qr"})
+
 # A deadline that waited this long for its input says so in its evidence.
 _HELD_EVIDENCE_S = 1.0
 
-_GRACE, _ADHOC, _SEEN, _FORGET = (TimerKind.GRACE, TimerKind.ADHOC, TimerKind.SEEN,
-                                  TimerKind.FORGET)
+_GRACE, _ADHOC, _SEEN, _FORGET, _CASE = (TimerKind.GRACE, TimerKind.ADHOC, TimerKind.SEEN,
+                                         TimerKind.FORGET, TimerKind.CASE)
 
 
 class PartitionDetector:
@@ -70,8 +74,9 @@ class PartitionDetector:
         self.unscheduled = Unscheduled(settings, self.book, self.timers)
         self.matching = Matching(settings, self.state, self.timers, self.unscheduled,
                                  self.codec)
+        self.cases = Cases(settings, self.book, self.timers)
         self.short = ShortPath(settings, self.state, self.codec, self.matching,
-                               self.attendance, self.book)
+                               self.attendance, self.book, self.cases.recovering)
         # How far the partition's inputs have been read (stream/rules/inputs.py): nothing
         # is awaited until the worker says which inputs there are (await_inputs).
         self.inputs = InputMarks()
@@ -108,17 +113,18 @@ class PartitionDetector:
 
     def process(self, records: Iterable[tuple[str, Any, Source]],
                 stamps: Sequence[float] | None = None) -> Output:
-        """Apply one batch: ``(kind, record, source)`` with kind ``roster`` or ``event``, the
-        record a validated Visit or Event or its decoded object. ``stamps``: each record's
-        Kafka timestamp (wall epoch seconds, 0 when unknown), when the caller has them: an
-        event counts as received when it reached Kafka, never later than now.
+        """Apply one batch: ``(kind, record, source)`` with kind ``roster``, ``event`` or
+        ``action``, the record a validated Visit or Event or its decoded object. ``stamps``:
+        each record's Kafka timestamp (wall epoch seconds, 0 when unknown), when the caller
+        has them: a record counts as received when it reached Kafka, never later than now.
 
         Roster records are applied before the batch's events, so an event and the roster
-        record it needs may arrive in the same batch in either order.
+        record it needs may arrive in the same batch in either order; actions come last.
         """
         now = self.clock.now()
         out = Output()
         events: list[tuple[Any, Source, float]] = []
+        actions: list[tuple[Any, Source, float]] = []
         # The clients rostered, in order, while events wait that their records may match.
         rostered: dict[str, None] | None = {} if self.state.pending else None
         if stamps is None:
@@ -126,7 +132,7 @@ class PartitionDetector:
                 if kind == "roster":
                     self._roster(obj, source, now, out, rostered, now)
                 else:
-                    events.append((obj, source, now))
+                    (events if kind == "event" else actions).append((obj, source, now))
         else:
             from_wall = self.clock.from_wall
             for (kind, obj, source), stamp in zip(records, stamps, strict=True):
@@ -134,7 +140,7 @@ class PartitionDetector:
                 if kind == "roster":
                     self._roster(obj, source, now, out, rostered, received)
                 else:
-                    events.append((obj, source, received))
+                    (events if kind == "event" else actions).append((obj, source, received))
         work: list[Work] = []
         if rostered and self.state.pending:
             self.matching.retry(rostered, now, out, work)
@@ -144,8 +150,23 @@ class PartitionDetector:
         decisions = self.location.locate(work)
         out.kernel_s = time.perf_counter() - t
         self.short.apply(work, decisions, now, out, self._record)
+        for obj, source, received in actions:
+            self._action(obj, source, received, now, out)
         out.latencies, out.resolutions = self.book.take_timings()
         return out
+
+    def _action(self, obj: Any, source: Source, received: float, now: float,
+                out: Output) -> None:
+        action = self.codec.action(obj)
+        if type(action) is tuple:
+            out.rejections.append(reject(self.codec, action, obj, source))
+            return
+        raised, refusal = self.cases.apply(action, source, received, now)  # type: ignore[arg-type]
+        out.escalations.extend(raised)
+        if refusal is not None:
+            out.rejections.append(reject(self.codec, refusal, obj, source))
+        elif raised:
+            out.accepted["action"] += 1
 
     def _roster(self, obj: dict[str, Any] | Visit, source: Source, now: float, out: Output,
                 rostered: dict[str, None] | None, received: float) -> None:
@@ -190,11 +211,19 @@ class PartitionDetector:
             return
         mark = Mark(ev.occurred_at, ev.received or now, ev.event_id, ev.method)
         check_in = ev.type == "check_in"
-        if check_in:
+        cases = self.cases
+        if check_in and not cases.recovery_worker(vs, ev.worker_id):
             out.escalations.extend(self.attendance.wrong_worker(
                 vs, ev.worker_id, ev.event_id, ev.occurred_at, now))
-        if decision is not INSIDE:
-            out.escalations.extend(self.location.judge(vs, ev, decision, now))
+        located = decision is INSIDE
+        if not located:
+            judged = self.location.judge(vs, ev, decision, now)
+            out.escalations.extend(judged)
+            # A tag or a line on the roster places the worker as a fix inside would.
+            located = ev.method in _PLACED and not judged
+        if check_in and (v.client_id in cases.recovering
+                         or v.visit_id in self.book.open_per_visit):
+            out.escalations.extend(cases.checked_in(vs, ev, located, known_at(mark), now))
         if check_in:
             if not vs.checkins:
                 self.state.checked_in += 1
@@ -242,6 +271,8 @@ class PartitionDetector:
                     self.unscheduled.forget(timer.key)
                 elif kind is _SEEN:
                     self.state.event_index.pop(timer.key, None)
+                elif kind is _CASE:
+                    raised.extend(self.cases.fire(timer.key, timer.due, now))
                 else:
                     vs = visits.get(timer.key)
                     if vs is None:
@@ -259,7 +290,7 @@ class PartitionDetector:
             # The evidence of a delay that is the input's: how long the oldest deadline
             # waited for it.
             for e in raised:
-                if e.status == "open":
+                if e.revision == 1:  # an opening, not a case's change
                     e.evidence["input_held_s"] = round(now - held, 1)
         out.latencies, out.resolutions = self.book.take_timings()
         return out
@@ -321,6 +352,7 @@ class PartitionDetector:
                 self.unscheduled.arm_forgetting(vid)  # forgotten at the first sweep if due
             else:
                 self.book.forget(vid)
+        self.cases.restored()
         for vs in visits.values():
             self.attendance.schedule(vs)
         for p in self.state.pending.values():

@@ -14,7 +14,8 @@ from stream.contract.records import Escalation
 class Output:
     escalations: list[Escalation] = field(default_factory=list)
     rejections: list[Rejection] = field(default_factory=list)
-    accepted: dict[str, int] = field(default_factory=lambda: {"roster": 0, "event": 0})
+    accepted: dict[str, int] = field(
+        default_factory=lambda: {"roster": 0, "event": 0, "action": 0})
     replayed: int = 0  # events seen again from the same source position: no-ops
     kernel_s: float = 0.0  # time in the geofence kernel
     # Per escalation opened, (kind, detected - deadline); per one resolved, (kind, resolved -

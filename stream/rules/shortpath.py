@@ -13,7 +13,7 @@ Each function walks a whole batch, so the common case costs no call of its own.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Container
 
 from geofence.fences import Decision
 from stream.contract import Codec, Event, Source
@@ -32,13 +32,17 @@ Full = Callable[[Event, VisitState, Source, Decision | None, float, Output], Non
 
 class ShortPath:
     def __init__(self, settings: Settings, state: PartitionState, codec: Codec,
-                 matching: Matching, attendance: Attendance, book: EscalationBook) -> None:
+                 matching: Matching, attendance: Attendance, book: EscalationBook,
+                 recovering: Container[str] = ()) -> None:
         self.settings = settings
         self.state = state
         self.codec = codec
         self.matching = matching
         self.attendance = attendance
         self.book = book
+        # Clients with a recovery worker on the way (stream/rules/cases.py): their
+        # check-ins may verify a recovery, so the full rules take them.
+        self.recovering = recovering
         self.enabled = True
 
     def admit(self, events: list[tuple[object, Source, float]], now: float, out: Output,
@@ -79,6 +83,7 @@ class ShortPath:
         state = self.state
         dirty = state.dirty
         opened = self.book.open_per_visit
+        recovering = self.recovering
         deadlines = self.attendance.deadlines
         enabled = self.enabled
         f = state.firsts
@@ -88,7 +93,8 @@ class ShortPath:
             v = vs.visit
             if (enabled and not vs.checkins and not vs.checkouts
                     and ev.type == "check_in" and decision is INSIDE and not v.cancelled
-                    and ev.worker_id in v.worker_ids and v.visit_id not in opened):
+                    and ev.worker_id in v.worker_ids and v.visit_id not in opened
+                    and v.client_id not in recovering):
                 late, missed = deadlines(v)[:2]
                 first = late if late <= missed else missed
                 if ev.occurred_at <= first and ev.received <= first:

@@ -28,6 +28,7 @@ class TimerKind(StrEnum):
     GRACE = "grace"  # an event waited for its roster long enough (stream/rules/matching.py)
     ADHOC = "adhoc"  # an unscheduled visit's records are dropped (stream/rules/unscheduled.py)
     SEEN = "seen"  # an expired event's id is dropped from the event index
+    CASE = "case"  # an escalation's case has a deadline (stream/rules/cases.py)
 
 
 # Entries that forget rather than decide: left out of the armed-deadlines gauge.

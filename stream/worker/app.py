@@ -94,7 +94,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> EcmApp:
             await detect([e.message for e in batch])
 
     if settings.input_lane == "batch":
-        app.lanes = Lanes({settings.topic_roster: route, settings.topic_events: route,
+        app.lanes = Lanes({**{t: route for t in settings.input_topics},
                            settings.topic_work: detect}, settings.batch_max)
 
     @app.timer(interval=settings.sweep_interval_s, name="ecm-sweep")

@@ -28,8 +28,8 @@ class Metrics:
         r = self.registry = CollectorRegistry(auto_describe=True)
         # The records counters of /progress (also in /metrics): plain numbers, so that a
         # caller polling often does not have every series rendered for it.
-        self.received = {"roster": 0, "event": 0}
-        self.accepted = {"roster": 0, "event": 0}
+        self.received = {"roster": 0, "event": 0, "action": 0}
+        self.accepted = {"roster": 0, "event": 0, "action": 0}
         self.records_received = PCounter(
             "ecm_records_received", "Records decoded from the input topics, by kind.",
             ["kind"], registry=r)

@@ -294,7 +294,10 @@ class Publisher:
         raised: Counter[tuple[str, str]] = Counter()
         resolved: Counter[tuple[str, str]] = Counter()
         for r in out.escalations:
-            (raised if r.status == "open" else resolved)[(r.kind, r.priority)] += 1
+            if r.revision == 1:
+                raised[(r.kind, r.priority)] += 1
+            elif r.status == "resolved":
+                resolved[(r.kind, r.priority)] += 1
         for labels, n in raised.items():
             m.escalations_raised.labels(*labels).inc(n)
         for labels, n in resolved.items():

@@ -19,6 +19,7 @@ from stream.topics import partition_for
 
 KIND_ROSTER = "roster"
 KIND_EVENT = "event"
+KIND_ACTION = "action"
 
 
 @dataclass(slots=True)
@@ -31,7 +32,8 @@ class Routed:
     local_stamps: dict[int, list[float]] = field(default_factory=dict)
     rejections: list[Rejection] = field(default_factory=list)
     records: int = 0
-    received: dict[str, int] = field(default_factory=lambda: {KIND_ROSTER: 0, KIND_EVENT: 0})
+    received: dict[str, int] = field(
+        default_factory=lambda: {KIND_ROSTER: 0, KIND_EVENT: 0, KIND_ACTION: 0})
     max_bytes: int = 900_000
 
     # Per work partition: the estimated encoded size of its items (bytes).
@@ -81,8 +83,8 @@ def _encode(p: int, items: list[list[Any]], max_bytes: int, out: list[tuple[int,
 
 def route(messages: Iterable[tuple[Source, bytes | None, float]], roster_topic: str,
           partitions: int, max_bytes: int = 900_000, owned: Container[int] = (),
-          keyed: dict[tuple[str, int], bool] | None = None, codec: Codec | None = None
-          ) -> Routed:
+          keyed: dict[tuple[str, int], bool] | None = None, codec: Codec | None = None,
+          actions_topic: str | None = None) -> Routed:
     """Split each message into records, reject what cannot be routed, group the rest.
 
     Each message is ``(source, value, timestamp)``; the Kafka timestamp (epoch seconds) goes
@@ -108,7 +110,8 @@ def route(messages: Iterable[tuple[Source, bytes | None, float]], roster_topic: 
     received = out.received
     routed = 0
     for source, value, timestamp in messages:
-        kind = KIND_ROSTER if source.topic == roster_topic else KIND_EVENT
+        kind = (KIND_ROSTER if source.topic == roster_topic
+                else KIND_ACTION if source.topic == actions_topic else KIND_EVENT)
         topic, partition, offset = source.topic, source.partition, source.offset
         if value is not None and len(value) > codec.bounds.max_input_bytes:
             out.rejections.append(Rejection(
@@ -119,9 +122,11 @@ def route(messages: Iterable[tuple[Source, bytes | None, float]], roster_topic: 
         # Records bound for this worker's own detector are validated straight from the
         # bytes where they are well-formed (the one-pass decoder); the rest are decoded to objects.
         tp = (topic, partition)
+        # Actions are few: always decoded to objects, and checked by the case rules.
         records: list[Any] | None = (
             codec.records(value, kind == KIND_ROSTER)
-            if local and (keyed is None or keyed.get(tp, True)) else None)
+            if local and kind != KIND_ACTION and (keyed is None or keyed.get(tp, True))
+            else None)
         fast = records is not None
         objects: list[dict[str, Any] | None] | None = None
         rejections: list[Rejection] = []

@@ -73,7 +73,7 @@ class Runtime:
         # The consumer generation in which this worker last held its partitions.
         self._held_generation: int | None = None
         raw = {"key_serializer": "raw", "value_serializer": "raw"}
-        self.inputs = app.topic(settings.topic_roster, settings.topic_events, **raw)
+        self.inputs = app.topic(*settings.input_topics, **raw)
         self.work = app.topic(settings.topic_work, partitions=settings.partitions, **raw)
         self.assignment: set[tuple[str, int]] = set()
         self.end_offsets: dict[tuple[str, int], int] = {}
@@ -89,8 +89,7 @@ class Runtime:
         self._ends = Ends()
         s = settings
         # Every input partition a work partition's deadlines wait for.
-        self.all_inputs = [(t, p) for t in (s.topic_roster, s.topic_events)
-                           for p in range(s.partitions)]
+        self.all_inputs = [(t, p) for t in s.input_topics for p in range(s.partitions)]
         # The partitions whose deadlines are swept without waiting for input now (_forced).
         self._forcing: set[int] = set()
         self.probe_ok = True  # the last reachability probe answered (probe())
@@ -117,7 +116,7 @@ class Runtime:
         self.catchup.processed.clear()
         s = self.settings
         self.assignment = {(tp.topic, tp.partition) for tp in assigned
-                           if tp.topic in (s.topic_roster, s.topic_events, s.topic_work)}
+                           if tp.topic in (*s.input_topics, s.topic_work)}
         self.end_offsets = {tp: n for tp, n in self.end_offsets.items() if tp in self.assignment}
         self.marks.keep(self.assignment)
         self.publisher.read_back(asyncio.ensure_future(asyncio.wait_for(
@@ -148,8 +147,7 @@ class Runtime:
         loaded. No backlog is waited for here: each deadline waits for its input's read
         marks (stream/rules/inputs.py)."""
         s = self.settings
-        inputs = [(tp.topic, tp.partition) for tp in assigned
-                  if tp.topic in (s.topic_roster, s.topic_events)]
+        inputs = [(tp.topic, tp.partition) for tp in assigned if tp.topic in s.input_topics]
         while True:
             try:
                 start = await asyncio.wait_for(committed(s, inputs), 2 * _PROBE_TIMEOUT_S)
@@ -214,7 +212,8 @@ class Runtime:
                    for m in messages]
         owned = self.detectors.keys() | self.loading.keys()
         routed = route(sourced, self.settings.topic_roster, self.settings.partitions,
-                       self.settings.max_message_bytes, owned, self._keyed, self.codec)
+                       self.settings.max_message_bytes, owned, self._keyed, self.codec,
+                       self.settings.topic_actions)
         for kind, n in routed.received.items():
             self.metrics.records_received.labels(kind).inc(n)
             self.metrics.received[kind] += n
@@ -430,7 +429,7 @@ class Runtime:
         nothing. Once it is back, the marks move as the backlog is read."""
         s = self.settings
         inputs = [TopicPartition(t, p) for t, p in sorted(self.assignment)
-                  if t in (s.topic_roster, s.topic_events)]
+                  if t in s.input_topics]
         at = self.clock.now()  # before asking: what reached Kafka by now lies below the ends
         try:
             consumer = await self._consumer()

@@ -7,6 +7,7 @@ from collections import Counter
 
 import pytest
 
+from stream.contract.records import lifecycle
 from stream.timeutil import parse_instant
 from tests.cluster import Reader, produce
 from tests.factories import event, north_of_home, visit
@@ -91,12 +92,12 @@ def test_escalations_and_dead_letters_are_exactly_those_expected(settings, spawn
     finally:
         reader.close()
     escalations = reader.records[settings.topic_escalations]
-    got = Counter((e["escalation_id"], e["status"]) for e in escalations)
+    got = Counter((e["escalation_id"], lifecycle(e)) for e in escalations if lifecycle(e))
     assert got == expected, worker.log()[-3000:]
     dead = Counter(d["reason"] for d in reader.records[settings.topic_deadletter])
     assert dead == expected_dead
 
-    by = {(e["escalation_id"], e["status"]): e for e in escalations}
+    by = {(e["escalation_id"], lifecycle(e)): e for e in escalations if lifecycle(e)}
     p1 = by[("missed-p1:missed", "open")]
     assert (p1["priority"], p1["recommended_route"]) == ("P1", "emergency_escalation")
     assert by[("late:late", "resolved")]["evidence"]["lateness_s"] == pytest.approx(6.0)

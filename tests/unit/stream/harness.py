@@ -19,12 +19,19 @@ from stream.state.changelog import encode_delta
 from stream.timeutil import parse_instant
 from tests.factories import T0
 
+_NEVER = 10 * 365 * 86400.0
+
 
 class Harness:
     def __init__(self, start: float = T0 - 3600, *, from_bytes: bool = True,
-                 **settings: Any) -> None:
+                 cases: bool = False, **settings: Any) -> None:
         self.from_bytes = from_bytes
         self.clock = ManualClock(start)
+        if not cases:
+            # The tests of the other rules see no case deadline fall due (a breach publishes
+            # the escalation again): tests/unit/stream/rules/test_cases.py has them.
+            settings = {**{f"case_{s}_sla{p}_s": _NEVER for s in ("owner", "pathway")
+                           for p in ("", "_p1")}, **settings}
         self.settings = Settings(**settings)
         self.codec = Codec()
         self.detector = PartitionDetector(0, self.settings, self.clock, self.codec)
@@ -45,8 +52,8 @@ class Harness:
         for r in records:
             kind, obj = r[0], r[1]
             src = r[2] if len(r) == 3 else self.source(
-                "ecm.roster" if kind == "roster" else "ecm.events")
-            if self.from_bytes:
+                {"roster": "ecm.roster", "event": "ecm.events"}.get(kind, "ecm.actions"))
+            if self.from_bytes and kind != "action":
                 (fast,) = self.codec.records(orjson.dumps(obj), kind == "roster") or (None,)
                 obj = obj if fast is None else fast
             batch.append((kind, obj, src))
@@ -71,7 +78,7 @@ class Harness:
 
     def _collect(self, out: Output) -> Output:
         # As published: the records' JSON, as the topic's consumers read them.
-        self.escalations += [msgspec.to_builtins(e) for e in out.escalations]
+        self.escalations += [orjson.loads(msgspec.json.encode(e)) for e in out.escalations]
         self.rejections += out.rejections
         self.last = out
         return out

@@ -81,3 +81,31 @@ def test_the_dead_letter_schema_lists_every_reason_the_contract_names():
         "schemas/deadletter.schema.json").read_text())
     assert sorted(schema["properties"]["reason"]["enum"]) == sorted(REASONS)
 
+
+
+def test_cases_snapshots_and_actions_match_their_schemas():
+    from tests.unit.stream.rules import test_cases as tc
+
+    h = tc._missed()
+    tc.act(h, tc.ack(tc.MISSED_AT + 60))
+    tc.act(h, tc.decide(tc.MISSED_AT + 70))
+    tc.act(h, tc.assign(tc.MISSED_AT + 120, deadline=tc.MISSED_AT + 1200))
+    h.events(event(at=tc.MISSED_AT + 300))  # the rostered worker: an arrival, kept
+    h.events(event(at=tc.MISSED_AT + 600, worker_id="w5"))  # the recovery, verified
+    tc.act(h, tc.complete(tc.MISSED_AT + 700))
+    tc.act(h, tc.close(tc.MISSED_AT + 800))
+    breached = tc._missed()
+    breached.at(tc.MISSED_AT + 1000)  # nobody acts: owner and pathway breaches
+    esc = _schema("escalation")
+    assert {e["status"] for e in h.escalations} >= {
+        "open", "acknowledged", "recovery_assigned", "recovery_completed", "closed"}
+    assert any(e["breaches"] for e in breached.escalations)
+    for record in h.escalations + breached.escalations:
+        esc.validate(record)
+    actions = _schema("action")
+    for doc in (tc.ack(T0), tc.decide(T0), tc.complete(T0), tc.close(T0),
+                tc.assign(T0, deadline=T0 + 60),
+                tc.assign(T0, worker=None, code="welfare_call", deadline=T0 + 60)):
+        actions.validate(doc)
+    with pytest.raises(jsonschema.ValidationError):
+        actions.validate(tc.assign(T0, worker=None, deadline=T0 + 60))

@@ -44,7 +44,8 @@ def test_an_expired_events_id_is_held_against_resends_until_it_is_too_old():
                        worker_id="w3", event_id=f"gone{i}"))
     h.at(T0 + 121)
     assert h.reasons() == ["unknown_visit"] and len(h.escalations) == 1
-    assert h.detector.deadlines_pending == 0  # forgetting entries are not deadlines
+    # The unscheduled escalation's case deadline; forgetting entries are not deadlines.
+    assert h.detector.deadlines_pending == 1
     h.events(event(at=T0, visit_id="nope", worker_id="w3", event_id="gone0"))
     assert h.reasons()[-1] == "duplicate_event"
     h.at(T0 + 7200)  # a resend of either would still be accepted

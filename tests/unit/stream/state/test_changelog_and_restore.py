@@ -200,11 +200,12 @@ def test_old_visits_are_purged_and_the_purge_is_in_the_delta():
 def test_forgetting_rides_the_timer_chain_and_is_not_counted_as_a_deadline():
     from stream.rules.attendance import RETENTION_S
 
-    h = Harness()
+    h = Harness(cases=True)
     h.roster(visit("v1"), visit("v2", client_id="c2", status="cancelled"))
     assert h.detector.deadlines_pending == 1  # v1's late; v2 has none, only its forgetting
     end = T0 + 1800
-    h.at(end + 7200)  # late, missed and no check-out all passed
+    for due in (T0 + 900, T0 + 1800, end + 7200):  # late, missed and no check-out all passed,
+        h.at(due)  # and the deadlines of their cases
     assert h.detector.deadlines_pending == 0 and sorted(h.detector.visits) == ["v1", "v2"]
     h.at(end + RETENTION_S - 1)
     assert sorted(h.detector.visits) == ["v1", "v2"]
@@ -229,12 +230,13 @@ def test_a_visit_booked_later_is_not_forgotten_at_its_old_instant():
 def test_a_restored_partition_still_forgets_its_visits():
     from stream.rules.attendance import RETENTION_S
 
-    h = Harness()
+    h = Harness(cases=True)
     h.roster(visit("v1"), visit("v2", client_id="c2", status="cancelled"))
     copy = _rebuild(h, [h.detector.take_delta()])
     assert copy.deadlines_pending == 1
-    copy.clock.set(T0 + 1800 + RETENTION_S + 1)
-    copy.sweep()
+    for due in (T0 + 900, T0 + 1800, T0 + 1800 + 900, T0 + 1800 + RETENTION_S + 1):
+        copy.clock.set(due)  # its escalations raised, then their cases' deadlines
+        copy.sweep()
     assert copy.visits == {} and copy.deadlines_pending == 0
 
 

@@ -19,12 +19,25 @@ def test_route_groups_by_client_partition_and_keeps_sources():
             (_src(2), orjson.dumps(event(at=T0, client_id="a")), 2.0),
             (_src(3), b'[1, {"client_id": 7}]', 3.0)]
     routed = route(msgs, "ecm.roster", 4)
-    assert routed.received == {"roster": 2, "event": 2}
+    assert routed.received == {"roster": 2, "event": 2, "action": 0}
     assert [r.reason for r in routed.rejections] == ["not_an_object", "wrong_type"]
     records = [rec for _, value in routed.encoded() for rec in decode_work(value)[0]]
     assert sorted((k, s.topic, s.offset, s.index) for k, _, s in records) == [
         ("event", "ecm.events", 2, 0), ("roster", "ecm.roster", 1, 0),
         ("roster", "ecm.roster", 1, 1)]
+
+
+def test_actions_are_routed_by_client_as_their_own_kind():
+    doc = {"action_id": "a1", "escalation_id": "v1:missed", "client_id": "a",
+           "type": "acknowledge", "at": "2026-11-18T11:40:00Z", "by": "u1", "owner_id": "m1"}
+    p = partition_for("a", 4)
+    for owned in ((), (p,)):  # forwarded, or kept by the worker that owns the partition
+        routed = route([(Source("ecm.actions", p, 5), orjson.dumps(doc), 1.0)], "ecm.roster",
+                       4, owned=owned, actions_topic="ecm.actions")
+        assert routed.received["action"] == 1
+        records = [rec for _, value in routed.encoded() for rec in decode_work(value)[0]]
+        records += routed.local.get(p, [])
+        assert [(k, obj, s.topic) for k, obj, s in records] == [("action", doc, "ecm.actions")]
 
 
 def test_work_messages_are_split_below_the_size_limit():
