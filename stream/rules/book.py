@@ -38,6 +38,8 @@ class EscalationBook:
         # per (kind, priority), so the open-escalations gauge costs nothing to scrape.
         self.open_per_visit: dict[str, int] = {}
         self.open_by_kind: Counter[tuple[str, str]] = Counter()
+        # And per (status, priority): the cases' stages (stream/rules/cases.py).
+        self.open_by_status: Counter[tuple[str, str]] = Counter()
         # For the metrics, as numbers (never parsed back from the records' strings): when
         # each open record was detected, and, since they were last taken, each opening's
         # detection latency and each resolution's time to resolution, by kind.
@@ -63,12 +65,13 @@ class EscalationBook:
 
     def _count(self, record: Escalation, step: int) -> None:
         """Count an open record in (``step`` 1) or out (``step`` -1)."""
-        key = (record.kind, record.priority)
-        n = self.open_by_kind[key] + step
-        if n > 0:
-            self.open_by_kind[key] = n
-        else:
-            del self.open_by_kind[key]
+        for counts, key in ((self.open_by_kind, (record.kind, record.priority)),
+                            (self.open_by_status, (record.status, record.priority))):
+            n = counts[key] + step
+            if n > 0:
+                counts[key] = n
+            else:
+                del counts[key]
         vid = record.visit_id
         n = self.open_per_visit.get(vid, 0) + step
         if n > 0:
@@ -139,9 +142,12 @@ class EscalationBook:
         final now."""
         held = self.records[record.escalation_id]
         self.records[record.escalation_id] = record
-        if record.status in FINAL_STATUSES and held.status not in FINAL_STATUSES:
+        if held.status not in FINAL_STATUSES and held.status != record.status:
             self._count(held, -1)
-            self.detected.pop(record.escalation_id, None)
+            if record.status in FINAL_STATUSES:
+                self.detected.pop(record.escalation_id, None)
+            else:
+                self._count(record, 1)
 
     def restore(self, doc: Any) -> bool:
         """Take a record read back from the escalation topic; the highest revision wins.

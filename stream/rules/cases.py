@@ -74,6 +74,20 @@ class Cases:
         self.recovering: dict[str, set[str]] = {}
         book.new_case = self._new_case
         book.forgotten = self._forget
+        # For the metrics, since last taken: each stage first met, (stage, priority,
+        # seconds from detection), and each breach, (stage, priority).
+        self.timings: list[tuple[str, str, float]] = []
+        self.breached: list[tuple[str, str]] = []
+
+    def take(self) -> tuple[list[tuple[str, str, float]], list[tuple[str, str]]]:
+        taken = self.timings, self.breached
+        self.timings, self.breached = [], []
+        return taken
+
+    def _met(self, record: Escalation, stage: str, received: float) -> None:
+        detected = self.book.detected.get(record.escalation_id)
+        if detected is not None:
+            self.timings.append((stage, record.priority, max(0.0, received - detected)))
 
     # ---- a new escalation's case --------------------------------------------------------
 
@@ -131,12 +145,16 @@ class Cases:
         changes: dict[str, Any] = {}
         kind = action.type
         if kind == "acknowledge":
+            if case.owner is None:
+                self._met(record, "owner", received)
             changes["owner"] = {"owner_id": action.owner_id, **entry}
             status = _later(status, "acknowledged")
         elif kind == "assign_recovery":
             if case.owner is None:
                 return [], ("not_allowed", "a recovery needs an owner: acknowledge first")
             assert action.recovery_deadline is not None
+            if case.pathway is None:
+                self._met(record, "pathway", received)
             changes["pathway"] = {"recovery_action_code": action.recovery_action_code,
                                   "assigned_worker_id": action.assigned_worker_id,
                                   "recovery_deadline": format_instant(action.recovery_deadline),
@@ -153,6 +171,8 @@ class Cases:
         elif kind == "complete_recovery":
             if case.pathway is None:
                 return [], ("not_allowed", "a completion needs a recovery pathway")
+            if case.completion is None and case.pathway["assigned_worker_id"] is None:
+                self._met(record, "recovery", received)
             changes["completion"] = {"service_outcome": action.service_outcome,
                                      "member_condition": action.member_condition, **entry}
             status = _later(status, "recovery_completed")
@@ -249,6 +269,7 @@ class Cases:
                             "visit_id": vs.visit.visit_id, "method": ev.method,
                             "checked_in_at": format_instant(ev.occurred_at),
                             "received": format_instant(known), "in_time": known <= due}
+            self._met(record, "recovery", known)
             out.append(self._changed(record, verification=verification))
         vid = vs.visit.visit_id
         if vid in book.open_per_visit:
@@ -314,6 +335,7 @@ class Cases:
             if stage in done:
                 continue
             level = min(MAX_LEVEL, level + 1)
+            self.breached.append((stage, record.priority))
             breaches.append({"stage": stage, "due": format_instant(due),
                              "detected_at": format_instant(now), "level": level})
         if len(breaches) == len(record.breaches):

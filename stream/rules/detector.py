@@ -153,6 +153,7 @@ class PartitionDetector:
         for obj, source, received in actions:
             self._action(obj, source, received, now, out)
         out.latencies, out.resolutions = self.book.take_timings()
+        out.case_timings, out.case_breaches = self.cases.take()
         return out
 
     def _action(self, obj: Any, source: Source, received: float, now: float,
@@ -293,6 +294,7 @@ class PartitionDetector:
                 if e.revision == 1:  # an opening, not a case's change
                     e.evidence["input_held_s"] = round(now - held, 1)
         out.latencies, out.resolutions = self.book.take_timings()
+        out.case_timings, out.case_breaches = self.cases.take()
         return out
 
     def held_since(self, until: float | None = None) -> float | None:

@@ -22,6 +22,10 @@ class Output:
     # detected): seconds on the worker clock, for the metrics.
     latencies: list[tuple[str, float]] = field(default_factory=list)
     resolutions: list[tuple[str, float]] = field(default_factory=list)
+    # Per case stage first met, (stage, priority, seconds from detection); per breach,
+    # (stage, priority): stream/rules/cases.py.
+    case_timings: list[tuple[str, str, float]] = field(default_factory=list)
+    case_breaches: list[tuple[str, str]] = field(default_factory=list)
 
 
 def reject(codec: Codec, failure: tuple[str, str], raw: dict[str, Any] | tuple[bytes, int],

@@ -100,6 +100,16 @@ class Metrics:
         self.broker_reachable = Gauge(
             "ecm_broker_reachable", "1 while the broker answers this worker's probes and "
             "acknowledges its writes, else 0 (the worker then reports not ready).", registry=r)
+        self.case_stage_seconds = Histogram(
+            "ecm_case_stage_seconds", "From an escalation's detection to its case's stage "
+            "first met: stage='owner' (acknowledged), 'pathway' (a recovery assigned), "
+            "'recovery' (the assigned worker's verified check-in, or the completion of a "
+            "pathway that sends nobody), by priority.", ["stage", "priority"], registry=r,
+            buckets=(60, 120, 300, 600, 900, 1800, 3600, 7200, 14400, 43200))
+        self.case_breaches = PCounter(
+            "ecm_case_breaches", "Case deadlines nobody met, each raising the case's level: "
+            "stage='owner', 'pathway', 'recovery', or 'closure' (a close the evidence did "
+            "not support), by priority.", ["stage", "priority"], registry=r)
         self.rebalances = PCounter(
             "ecm_rebalances", "Partition assignments received by this worker.", registry=r)
 
@@ -133,6 +143,10 @@ class _StateCollector(Collector):
         open_ = GaugeMetricFamily("ecm_escalations_open", "Escalations open now on this "
                                   "worker's partitions, by kind and priority.",
                                   labels=["kind", "priority"])
+        cases = GaugeMetricFamily("ecm_cases_open", "Escalations not yet closed or resolved "
+                                  "on this worker's partitions, by their case's status and "
+                                  "priority.", labels=["status", "priority"])
+        case_counts: Counter[tuple[str, str]] = Counter()
         open_counts: Counter[tuple[str, str]] = Counter()
         n_visits = n_in = n_pending = n_waiting = 0
         for d in owned:
@@ -141,6 +155,7 @@ class _StateCollector(Collector):
             n_pending += d.deadlines_pending
             n_waiting += len(d.pending)
             open_counts.update(d.book.open_by_kind)
+            case_counts.update(d.book.open_by_status)
         visits.add_metric([], n_visits)
         checked_in.add_metric([], n_in)
         pending.add_metric([], n_pending)
@@ -148,6 +163,8 @@ class _StateCollector(Collector):
         parts.add_metric([], len(owned))
         for (kind, priority), n in sorted(open_counts.items()):
             open_.add_metric([kind, priority], n)
+        for (status, priority), n in sorted(case_counts.items()):
+            cases.add_metric([status, priority], n)
         lag = GaugeMetricFamily("ecm_consumer_lag_records", "Records between this worker's "
                                 "position and the log end, per owned input and work partition.",
                                 labels=["topic", "partition"])
@@ -166,4 +183,4 @@ class _StateCollector(Collector):
             "none waits): an input partition stalled or behind.")
         waits = [d.clock.now() - t for d in owned if (t := d.held_since()) is not None]
         held.add_metric([], max(waits, default=0.0))
-        return [visits, checked_in, pending, waiting, parts, open_, lag, age, held]
+        return [visits, checked_in, pending, waiting, parts, open_, cases, lag, age, held]

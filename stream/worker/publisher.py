@@ -302,6 +302,10 @@ class Publisher:
             m.escalations_raised.labels(*labels).inc(n)
         for labels, n in resolved.items():
             m.escalations_resolved.labels(*labels).inc(n)
+        for stage, priority, seconds in out.case_timings:
+            m.case_stage_seconds.labels(stage, priority).observe(seconds)
+        for labels, n in Counter(out.case_breaches).items():
+            m.case_breaches.labels(*labels).inc(n)
         for histogram, samples in ((m.detection_latency, out.latencies),
                                    (m.time_to_resolution, out.resolutions)):
             by_kind: dict[str, list[float]] = {}

@@ -364,3 +364,25 @@ def test_a_rebuilt_partition_keeps_its_cases_and_breaches_once():
     out = copy.process([("action", ack(MISSED_AT + 70, action_id=last(h)["case"]["history"]
                                        [0]["action_id"]), h.source("ecm.actions"))])
     assert [r.reason for r in out.rejections] == ["duplicate_action"]
+
+
+def test_the_metrics_see_each_stage_first_met_and_each_breach():
+    h = _missed()
+    book = h.detector.book
+    assert book.open_by_status[("open", "P2")] == 1  # missed; late is P3
+    assert book.open_by_status[("open", "P3")] == 1
+    act(h, ack(MISSED_AT + 60))
+    assert h.last.case_timings == [("owner", "P2", 60.0)]
+    assert book.open_by_status[("acknowledged", "P2")] == 1
+    act(h, ack(MISSED_AT + 70, owner_id="m2"))  # a change of owner is not a first
+    assert h.last.case_timings == []
+    h.at(MISSED_AT + 900)
+    # The late escalation's owner and pathway; the missed one's pathway (its owner was met).
+    assert h.last.case_breaches == [("owner", "P3"), ("pathway", "P3"), ("pathway", "P2")]
+    act(h, assign(MISSED_AT + 950, deadline=MISSED_AT + 3000))
+    h.events(event(at=MISSED_AT + 1000, worker_id="w5"))
+    assert ("recovery", "P2", 1000.0) in h.last.case_timings
+    act(h, complete(MISSED_AT + 1100))
+    act(h, close(MISSED_AT + 1200))
+    assert book.open_by_status[("recovery_assigned", "P2")] == 0
+    assert sum(n for (status, _), n in book.open_by_status.items() if status == "closed") == 0
