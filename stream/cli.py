@@ -1,4 +1,4 @@
-"""The ``ecm`` command: broker, topics, worker, watch, demo."""
+"""The ``ecm`` command: broker, topics, worker, watch, case, demo, simulate, score."""
 
 from __future__ import annotations
 
@@ -28,6 +28,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = sub.add_parser("watch", help="print escalations as they arrive")
     p.add_argument("--broker")
     p.add_argument("--from-beginning", action="store_true")
+
+    from stream import case
+
+    case.add_parser(sub)
 
     p = sub.add_parser("demo", help="broker, worker, a small region's live feed, escalations")
     p.add_argument("--duration", type=float, default=0.0,
@@ -79,6 +83,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from stream.watch import watch
 
         return watch(settings, from_beginning=args.from_beginning)
+    if args.command == "case":
+        return case.run(args, settings)
     if args.command == "simulate":
         from pathlib import Path
 

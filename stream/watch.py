@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 
 from stream.settings import Settings
-from stream.timeutil import parse_instant, to_datetime
+from stream.timeutil import format_instant, parse_instant, to_datetime
 
 _COLOURS = {"P1": "\033[1;31m", "P2": "\033[31m", "P3": "\033[33m", "P4": "\033[36m"}
 _RESOLVED = "\033[32m"
@@ -16,7 +16,10 @@ _RESET = "\033[0m"
 
 
 def describe(e: dict[str, Any], colour: bool = False) -> str:
-    """One line: when, what, how urgent, and the evidence that matters most."""
+    """One line: when, what, how urgent, and the evidence that matters most; for a change
+    to its case (revision 2 on, stream/rules/cases.py), what changed."""
+    if e.get("revision", 1) > 1 and e.get("status") != "resolved":
+        return _case_line(e, colour)
     at = e.get("resolved_at") if e.get("status") == "resolved" else e.get("detected_at")
     instant = parse_instant(at)
     clock = to_datetime(instant).strftime("%H:%M:%S") if instant is not None else "--:--:--"
@@ -43,6 +46,41 @@ def describe(e: dict[str, Any], colour: bool = False) -> str:
         return line
     tint = _RESOLVED if e.get("status") == "resolved" else _COLOURS.get(e.get("priority", ""), "")
     return f"{tint}{line}{_RESET}"
+
+
+def _case_line(e: dict[str, Any], colour: bool) -> str:
+    """A case's change: its latest breach, verification or action, whichever came last."""
+    case = e.get("case") or {}
+    happened: list[tuple[float, str]] = []
+    for b in e.get("breaches") or ():
+        happened.append((parse_instant(b.get("detected_at")) or 0.0,
+                         f"BREACH {b.get('stage')} (due {_clock(b.get('due'))}), level "
+                         f"{b.get('level')}"))
+    for h in case.get("history") or ():
+        happened.append((parse_instant(h.get("received")) or 0.0,
+                         f"{h.get('type')} by {h.get('by')}"))
+    v = case.get("verification")
+    if v:
+        happened.append((parse_instant(v.get("received")) or 0.0,
+                         f"recovery verified: {v.get('worker_id')} checked in"
+                         + ("" if v.get("in_time") else " after the deadline")))
+    for a in case.get("arrivals") or ():
+        happened.append((parse_instant(a.get("checked_in_at")) or 0.0,
+                         f"arrival kept as evidence: {a.get('worker_id')}"))
+    at, what = max(happened, default=(0.0, "changed"))
+    status = str(e.get("status", "")).upper()
+    line = (f"{_clock(format_instant(at)) if at else '--:--:--'}  {status:<18}  "
+            f"{e.get('priority')}  L{e.get('level', 1)}  {e.get('kind', ''):<20} "
+            f"visit {e.get('visit_id')}  {what}")
+    if not colour:
+        return line
+    tint = _COLOURS["P1"] if e.get("level", 1) > 1 else _COLOURS.get(e.get("priority", ""), "")
+    return f"{tint}{line}{_RESET}"
+
+
+def _clock(text: Any) -> str:
+    instant = parse_instant(text)
+    return to_datetime(instant).strftime("%H:%M:%S") if instant is not None else "--:--:--"
 
 
 def watch(settings: Settings, *, from_beginning: bool = False) -> int:
