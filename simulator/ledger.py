@@ -25,6 +25,9 @@ class Expected:
     kind: str
     deadline: float
     scored: bool  # inside the scoring window (the tail after it is not judged)
+    # When the monitor can first raise it: the deadline of a timer kind, or when the event
+    # that makes it true reached Kafka (its case's deadlines count from then).
+    base: float = 0.0
 
 
 @dataclass
@@ -35,17 +38,20 @@ class Ledger:
     speed: float
     expected: list[Expected]
     deadletters: dict[str, int]
+    # What the cases must show, when a duty desk played (simulator/cases.py): to_doc().
+    cases: dict[str, Any] | None = None
 
     def to_doc(self) -> dict[str, Any]:
         return {"window_start": self.window_start, "window_end": self.window_end,
                 "score_until": self.score_until, "speed": self.speed,
                 "expected": [asdict(e) for e in self.expected],
-                "deadletters": self.deadletters}
+                "deadletters": self.deadletters, "cases": self.cases}
 
     @classmethod
     def from_doc(cls, doc: dict[str, Any]) -> Ledger:
         return cls(doc["window_start"], doc["window_end"], doc["score_until"], doc["speed"],
-                   [Expected(**e) for e in doc["expected"]], dict(doc["deadletters"]))
+                   [Expected(**e) for e in doc["expected"]], dict(doc["deadletters"]),
+                   doc.get("cases"))
 
 
 def build_ledger(sc: Scenario) -> Ledger:
@@ -59,9 +65,9 @@ def build_ledger(sc: Scenario) -> Ledger:
         for e in sent:
             if not e.accepted:
                 dead[e.reject_reason or "?"] = dead.get(e.reject_reason or "?", 0) + 1
-        for kind, deadline in _visit_expectations(fact, [e for e in sent if e.accepted]):
+        for kind, deadline, base in _visit_expectations(fact, [e for e in sent if e.accepted]):
             expected.append(Expected(f"{fact.visit.visit_id}:{kind}", kind, deadline,
-                                     start <= deadline <= score_until))
+                                     start <= deadline <= score_until, base))
     for at, original in sc.duplicates:
         if at <= end:
             # A copy of a refused event is refused for the same reason.
@@ -71,7 +77,8 @@ def build_ledger(sc: Scenario) -> Ledger:
         day = datetime.fromtimestamp(u.occurred, tz=UTC).strftime("%Y%m%d")
         deadline = u.received + sc.config.unscheduled_grace_s
         eid = f"adhoc:{u.doc['client_id']}:{u.worker}:{day}:unscheduled"
-        expected.append(Expected(eid, "unscheduled", deadline, start <= deadline <= score_until))
+        expected.append(Expected(eid, "unscheduled", deadline, start <= deadline <= score_until,
+                                 deadline))
     for reason in [r for r, n in dead.items() if n == 0]:
         del dead[reason]
     return Ledger(start, end, score_until, sc.config.speed, expected, dead)
@@ -83,7 +90,9 @@ def _stamp(e: EventFact) -> float:
     return t
 
 
-def _visit_expectations(fact: VisitFact, events: list[EventFact]) -> list[tuple[str, float]]:
+def _visit_expectations(fact: VisitFact,
+                        events: list[EventFact]) -> list[tuple[str, float, float]]:
+    """``(kind, deadline, base)`` for each escalation the visit must raise."""
     workers = fact.doc["worker_ids"]
     start = parse_instant(fact.doc["scheduled_start"])
     end = parse_instant(fact.doc["scheduled_end"])
@@ -91,7 +100,7 @@ def _visit_expectations(fact: VisitFact, events: list[EventFact]) -> list[tuple[
     cancelled = fact.cancelled_at if fact.cancelled_at is not None else math.inf
     ins = [e for e in events if e.type == "check_in"]
     outs = [e for e in events if e.type == "check_out"]
-    out: list[tuple[str, float]] = []
+    out: list[tuple[str, float, float]] = []
 
     # late / missed: not attended by the deadline, as far as Kafka knew by then.
     for kind, name in (("late", "late_after_s"), ("missed", "missed_after_s")):
@@ -100,7 +109,7 @@ def _visit_expectations(fact: VisitFact, events: list[EventFact]) -> list[tuple[
             continue
         attended = {e.worker for e in ins if e.received <= deadline and _stamp(e) <= deadline}
         if len(attended) < len(workers):
-            out.append((kind, deadline))
+            out.append((kind, deadline, deadline))
 
     # no_check_out: somebody in, not everybody out, when the deadline came.
     deadline = end + fact.threshold("no_checkout_after_s")
@@ -108,10 +117,10 @@ def _visit_expectations(fact: VisitFact, events: list[EventFact]) -> list[tuple[
         in_by = {e.worker for e in ins if e.received <= deadline}
         out_by = {e.worker for e in outs if e.received <= deadline}
         if in_by - out_by:
-            out.append(("no_check_out", deadline))
+            out.append(("no_check_out", deadline, deadline))
 
     # Event rules, in the order the monitor receives the events.
-    first: dict[str, float] = {}
+    first: dict[str, tuple[float, float]] = {}  # kind -> (deadline, when it reached Kafka)
     held_in: dict[str, float] = {}
     held_out: dict[str, float] = {}
     for e in sorted(events, key=lambda e: e.received):
@@ -119,10 +128,10 @@ def _visit_expectations(fact: VisitFact, events: list[EventFact]) -> list[tuple[
             continue
         t = _stamp(e)
         if e.type == "check_in" and e.worker not in workers:
-            first.setdefault("wrong_worker", t)
+            first.setdefault("wrong_worker", (t, e.received))
         verdict = _location(fact, e)
         if verdict:
-            first.setdefault(verdict, t)
+            first.setdefault(verdict, (t, e.received))
         if e.type == "check_in":
             held_in[e.worker] = min(t, held_in.get(e.worker, math.inf))
         else:
@@ -133,10 +142,10 @@ def _visit_expectations(fact: VisitFact, events: list[EventFact]) -> list[tuple[
             threshold = fact.threshold("short_long_after_s")
             actual = held_out[w] - held_in[w]
             if actual <= scheduled - threshold:
-                first.setdefault("shortened", held_out[w])
+                first.setdefault("shortened", (held_out[w], e.received))
             elif actual >= scheduled + threshold:
-                first.setdefault("extended", held_in[w] + scheduled + threshold)
-    out.extend(first.items())
+                first.setdefault("extended", (held_in[w] + scheduled + threshold, e.received))
+    out.extend((kind, t, base) for kind, (t, base) in first.items())
     return out
 
 

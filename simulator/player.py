@@ -1,7 +1,8 @@
 """Send a scenario's messages to Kafka when simulated time reaches them.
 
 Events due in the same tick go out in gateway-style batches of ``batch_size`` events per
-message (1 allowed); roster records in messages of up to 500. Both are keyed by client: a
+message (1 allowed); roster records in messages of up to 500; a duty desk's actions one a
+message. All are keyed by client: a
 message holds records of one partition and is sent to it. A speed of 0 sends everything
 as fast as the producer takes it, for measuring the generator itself.
 """
@@ -29,6 +30,7 @@ class PlayStats:
     messages: int = 0
     events: int = 0
     roster: int = 0
+    actions: int = 0
     seconds: float = 0.0
 
     @property
@@ -42,7 +44,8 @@ def play(messages: list[Message], settings: Settings, clock: ScaledClock | None,
 
     producer = KafkaProducer(bootstrap_servers=settings.bootstrap_servers, linger_ms=5,
                              batch_size=1 << 20, max_request_size=16 << 20, acks=1)
-    topics = {"roster": settings.topic_roster, "events": settings.topic_events}
+    topics = {"roster": settings.topic_roster, "events": settings.topic_events,
+              "actions": settings.topic_actions}
     stats = PlayStats()
     started = time.monotonic()
     last_report = 0.0
@@ -54,7 +57,7 @@ def play(messages: list[Message], settings: Settings, clock: ScaledClock | None,
             if messages[i].at > now:
                 time.sleep(min(_TICK_S, max(0.0, clock.wall_at(messages[i].at) - time.time())))
                 continue
-            roster, events = [], []
+            roster, events, actions = [], [], []
             while i < n and messages[i].at <= min(now, until):
                 m = messages[i]
                 i += 1
@@ -63,6 +66,8 @@ def play(messages: list[Message], settings: Settings, clock: ScaledClock | None,
                     stats.messages += 1
                 elif m.topic == "roster":
                     roster.extend(m.records or [])
+                elif m.topic == "actions":
+                    actions.extend(m.records or [])
                 else:
                     events.extend(m.records or [])
                 if clock is None and len(events) >= batch_size * 100:
@@ -81,6 +86,12 @@ def play(messages: list[Message], settings: Settings, clock: ScaledClock | None,
                                   partition=p)
                     stats.messages += 1
             stats.events += len(events)
+            # A desk's decisions, one a message, after the events sent with them.
+            for p, group in by_partition(actions, settings.partitions).items():
+                for doc in group:
+                    producer.send(topics["actions"], orjson.dumps(doc), partition=p)
+                    stats.messages += 1
+            stats.actions += len(actions)
             stats.seconds = time.monotonic() - started
             if progress and stats.seconds - last_report >= 1.0:
                 last_report = stats.seconds

@@ -17,10 +17,12 @@ from typing import Any, Protocol
 
 import orjson
 
+from simulator.cases import expect_cases, priority
+from simulator.desk import play_desk
 from simulator.ledger import Ledger, build_ledger
 from simulator.player import play
 from simulator.scenario import Rates, SimConfig, build_scenario
-from simulator.score import format_report, read_topic, score, summary_json
+from simulator.score import format_report, read_topic, score, score_cases, summary_json
 from stream.clock import ScaledClock
 from stream.settings import Settings
 
@@ -57,6 +59,18 @@ def simulate(config: SimConfig, settings: Settings, *, ledger_path: Path,
     t = time.monotonic()
     sc = build_scenario(config)
     ledger = build_ledger(sc)
+    if config.desk:
+        # The desk acts on the missed visits the monitor raises; its recovery visits and
+        # actions join the day, and the ledger is derived again with them.
+        missed = [(e.escalation_id, e.deadline,
+                   priority("missed", sc.facts[e.escalation_id.rsplit(":", 1)[0]].doc))
+                  for e in ledger.expected if e.kind == "missed" and e.scored]
+        desk = play_desk(sc, missed, settings, config.seed + 1)
+        ledger = build_ledger(sc)
+        truth = expect_cases(sc, ledger.expected, desk, settings)
+        ledger.cases = truth.to_doc()
+        for reason in truth.refusals.values():
+            ledger.deadletters[reason] = ledger.deadletters.get(reason, 0) + 1
     ledger_path.write_bytes(orjson.dumps(ledger.to_doc()))
     n_events = sum(len(m.records or []) for m in sc.messages if m.topic == "events")
     print(f"built {len(sc.roster.visits):,} visits ({len(sc.facts):,} in the window) for "
@@ -100,9 +114,9 @@ def simulate(config: SimConfig, settings: Settings, *, ledger_path: Path,
         if not do_score:
             return {}
         time.sleep(_DRAIN_WALL_S)
-        report = score(ledger, read_topic(settings, settings.topic_escalations),
-                       read_topic(settings, settings.topic_deadletter))
+        report = _score(ledger, settings)
         report["events_sent"] = stats.events
+        report["actions_sent"] = stats.actions
         print(format_report(report))
         if as_json:
             print(summary_json(report))
@@ -118,11 +132,20 @@ def simulate(config: SimConfig, settings: Settings, *, ledger_path: Path,
 
 def score_command(settings: Settings, ledger_path: Path, as_json: bool) -> dict[str, Any]:
     ledger = Ledger.from_doc(orjson.loads(ledger_path.read_bytes()))
-    report = score(ledger, read_topic(settings, settings.topic_escalations),
-                   read_topic(settings, settings.topic_deadletter))
+    report = _score(ledger, settings)
     print(format_report(report))
     if as_json:
         print(summary_json(report))
+    return report
+
+
+def _score(ledger: Ledger, settings: Settings) -> dict[str, Any]:
+    escalations = read_topic(settings, settings.topic_escalations)
+    deadletters = read_topic(settings, settings.topic_deadletter)
+    report = score(ledger, escalations, deadletters)
+    cases = score_cases(ledger, escalations, deadletters)
+    if cases is not None:
+        report["cases"] = cases
     return report
 
 
@@ -215,4 +238,5 @@ def config_from_args(args: Any) -> SimConfig:
         setattr(rates, name, float(value))
     return SimConfig(seed=args.seed, clients=args.clients, workers=args.workers,
                      date=args.date, start_hour=args.start_hour, hours=args.hours,
-                     speed=args.speed, batch_size=args.batch_size, rates=rates)
+                     speed=args.speed, batch_size=args.batch_size, rates=rates,
+                     desk=not getattr(args, "no_desk", False))

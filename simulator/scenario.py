@@ -67,6 +67,8 @@ class SimConfig:
     batch_size: int = 100
     future_tolerance_s: float = 300.0
     unscheduled_grace_s: float = 120.0
+    # A duty desk acts on the missed visits (simulator/desk.py).
+    desk: bool = True
     rates: Rates = field(default_factory=Rates)
 
     @property

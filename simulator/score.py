@@ -8,6 +8,7 @@ missing, spurious, duplicate ``open`` records, precision, recall, and detection 
 
 from __future__ import annotations
 
+import base64
 import json
 from collections import Counter, defaultdict
 from typing import Any
@@ -116,6 +117,74 @@ def score(ledger: Ledger, escalations: list[dict[str, Any]],
     }
 
 
+def score_cases(ledger: Ledger, escalations: list[dict[str, Any]],
+                deadletters: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Grade the cases (simulator/cases.py) as escalations are graded: breaches by
+    (escalation, stage), verifications, and refusals of the desk's actions, each with
+    precision and recall; breaches also with duplicates (a stage published as newly
+    breached more than once) and latency (detected_at - due)."""
+    truth = ledger.cases
+    if truth is None:
+        return None
+    graded = set(truth["graded"])
+    ambiguous = {(eid, st) for eid, stages in truth["ambiguous"].items() for st in stages}
+    by_eid: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in escalations:
+        if r.get("escalation_id") in graded and "revision" in r:
+            by_eid[r["escalation_id"]].append(r)
+    got: dict[tuple[str, str], dict[str, Any]] = {}
+    introduced: Counter[tuple[str, str]] = Counter()
+    verified: dict[str, bool] = {}
+    for eid, records in by_eid.items():
+        before: set[str] = set()
+        for r in sorted(records, key=lambda r: r["revision"]):
+            stages = {b["stage"] for b in r.get("breaches") or ()}
+            for b in r.get("breaches") or ():
+                if b["stage"] not in before:
+                    introduced[(eid, b["stage"])] += 1
+                    got.setdefault((eid, b["stage"]), b)
+            before = stages
+            v = (r.get("case") or {}).get("verification")
+            if v is not None:
+                verified[eid] = bool(v.get("in_time"))
+    expected = {(eid, st) for eid, stages in truth["breaches"].items() for st in stages}
+    found = set(got) - ambiguous
+    latencies = [d - due for k in expected & found
+                 if (d := parse_instant(got[k]["detected_at"])) is not None
+                 and (due := parse_instant(got[k]["due"])) is not None]
+    refused: dict[str, str] = {}
+    for d in deadletters:
+        raw = d.get("raw")
+        try:
+            doc = orjson.loads(base64.b64decode(raw)) if raw else None
+        except (ValueError, orjson.JSONDecodeError):
+            continue
+        if isinstance(doc, dict) and str(doc.get("action_id", "")).startswith("desk-"):
+            refused[doc["action_id"]] = d.get("reason", "?")
+    exp_ref = truth["refusals"]
+    exp_ver = truth["verifications"]
+
+    def graded_set(exp: set[Any], got_: set[Any]) -> dict[str, Any]:
+        hit = exp & got_
+        return {"expected": len(exp), "found": len(got_), "missing": len(exp - got_),
+                "spurious": len(got_ - exp),
+                "precision": len(hit) / len(got_) if got_ else 1.0,
+                "recall": len(hit) / len(exp) if exp else 1.0,
+                "missing_ids": sorted(map(str, exp - got_))[:5],
+                "spurious_ids": sorted(map(str, got_ - exp))[:5]}
+
+    return {
+        "graded_escalations": len(graded), "ambiguous": len(ambiguous),
+        "breaches": {**graded_set(expected, found),
+                     "by_stage": dict(Counter(st for _, st in expected)),
+                     "duplicates": sum(n - 1 for n in introduced.values() if n > 1),
+                     **_latency(latencies, ledger.speed)},
+        "verifications": graded_set({(k, v) for k, v in exp_ver.items()},
+                                    {(k, v) for k, v in verified.items()}),
+        "refusals": graded_set(set(exp_ref.items()), set(refused.items())),
+    }
+
+
 def _latency(values: list[float], speed: float) -> dict[str, float | None]:
     out: dict[str, float | None] = {}
     for name, q in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99), ("max", 1.0)):
@@ -142,6 +211,20 @@ def format_report(report: dict[str, Any]) -> str:
     for reason, d in report["deadletters"].items():
         lines.append(f"{reason:<24}{d['expected']:>9}{d['got']:>6}")
     lines.append("latency: detected_at - deadline, in simulated seconds (wall = simulated / speed)")
+    cases = report.get("cases")
+    if cases:
+        lines.append("")
+        lines.append(f"cases (the duty desk's; {cases['graded_escalations']} escalations graded, "
+                     f"{cases['ambiguous']} outcomes too close to call left out)")
+        lines.append(f"{'':<20}{'expected':>9}{'found':>8}{'missing':>8}{'spurious':>9}"
+                     f"{'dup':>5}{'precision':>10}{'recall':>8}{'p99 s':>8}{'p99 wall':>9}")
+        for name in ("breaches", "verifications", "refusals"):
+            k = cases[name]
+            lines.append(f"{name:<20}{k['expected']:>9}{k['found']:>8}{k['missing']:>8}"
+                         f"{k['spurious']:>9}{k.get('duplicates', 0):>5}{k['precision']:>10.3f}"
+                         f"{k['recall']:>8.3f}{f(k.get('latency_p99_s')):>8}"
+                         f"{f(k.get('latency_p99_wall_s'), 2):>9}")
+        lines.append("breach latency: detected_at - due, in simulated seconds")
     return "\n".join(lines)
 
 

@@ -1,4 +1,5 @@
-"""A compressed hour of a small region through real workers, graded against the ledger."""
+"""Two compressed hours of a small region through real workers, a duty desk acting on the
+missed visits' cases, graded against the ledger."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ from simulator.scenario import Rates, SimConfig
 pytestmark = pytest.mark.integration
 
 
-def test_compressed_hour_is_caught_exactly(settings, tmp_path):
-    config = SimConfig(seed=7, clients=1500, workers=190, start_hour=7.0, hours=1.0,
+def test_compressed_hours_are_caught_exactly(settings, tmp_path):
+    config = SimConfig(seed=7, clients=1500, workers=190, start_hour=7.0, hours=2.0,
                        speed=60.0, batch_size=50,
                        rates=Rates(delay=0.05, missed=0.05, offline=0.03, duplicate=0.02,
                                    malformed_per_hour=12.0))
@@ -27,3 +28,11 @@ def test_compressed_hour_is_caught_exactly(settings, tmp_path):
     for reason in ("invalid_json", "missing_field", "invalid_coordinates", "end_before_start"):
         assert dead[reason]["expected"] >= 3 and dead[reason]["got"] == dead[reason]["expected"]
     assert dead["duplicate_event"]["got"] == dead["duplicate_event"]["expected"]
+    # The cases: every breach, verification and refusal the ledger derives, and nothing else.
+    cases = report["cases"]
+    for name, least in (("breaches", 50), ("verifications", 3), ("refusals", 5)):
+        c = cases[name]
+        assert c["expected"] >= least, (name, c)
+        assert (c["precision"], c["recall"]) == (1.0, 1.0), (name, c)
+    assert cases["breaches"]["duplicates"] == 0
+    assert dead["not_allowed"]["got"] == dead["not_allowed"]["expected"] >= 5

@@ -57,12 +57,13 @@ def test_on_time_visit_expects_nothing():
 def test_check_in_on_time_but_delivered_after_the_deadline_expects_late():
     f = _fact()
     evs = [_event(f, "check_in", T0 + 60, T0 + 1000), _event(f, "check_out", T0 + 1800, T0 + 1801)]
-    assert _visit_expectations(f, evs) == [("late", T0 + 900)]
+    assert _visit_expectations(f, evs) == [("late", T0 + 900, T0 + 900)]
 
 
 def test_nobody_came_expects_late_and_missed_and_no_check_out_needs_a_check_in():
     f = _fact()
-    assert _visit_expectations(f, []) == [("late", T0 + 900), ("missed", T0 + 1800)]
+    assert _visit_expectations(f, []) == [("late", T0 + 900, T0 + 900),
+                                          ("missed", T0 + 1800, T0 + 1800)]
 
 
 def test_cancelled_before_the_deadline_expects_nothing():
@@ -74,7 +75,8 @@ def test_cancelled_before_the_deadline_expects_nothing():
 def test_contract_thresholds_and_checked_in_without_check_out():
     f = _fact(late_after_s=600.0, missed_after_s=1200.0)
     evs = [_event(f, "check_in", T0 + 700, T0 + 701)]
-    assert _visit_expectations(f, evs) == [("late", T0 + 600), ("no_check_out", T0 + 3600)]
+    assert _visit_expectations(f, evs) == [("late", T0 + 600, T0 + 600),
+                                           ("no_check_out", T0 + 3600, T0 + 3600)]
 
 
 def test_wrong_place_and_wrong_phone():
@@ -83,5 +85,8 @@ def test_wrong_place_and_wrong_phone():
     evs = [_event(f, "check_in", T0, T0 + 1, **gps),
            _event(f, "check_out", T0 + 1800, T0 + 1801, method="telephony",
                   caller_number="07700 900000")]
-    kinds = dict(_visit_expectations(f, evs))
+    kinds = {k: (t, base) for k, t, base in _visit_expectations(f, evs)}
     assert set(kinds) == {"location_mismatch", "location_unverified"}
+    # Raised when the event that makes each true reaches Kafka: their cases count from then.
+    assert kinds["location_mismatch"] == (T0, T0 + 1)
+    assert kinds["location_unverified"] == (T0 + 1800, T0 + 1801)
