@@ -47,6 +47,7 @@ def settings(broker: str, request: pytest.FixtureRequest) -> Settings:
                  topic_roster=f"{tag}.roster", topic_events=f"{tag}.events",
                  topic_escalations=f"{tag}.escalations", topic_deadletter=f"{tag}.deadletter",
                  topic_work=f"{tag}.work", topic_state=f"{tag}.state",
+                 topic_actions=f"{tag}.actions",
                  unscheduled_grace_s=3.0, sweep_interval_s=0.5, log_level="info")
     ensure_topics(s)
     return s

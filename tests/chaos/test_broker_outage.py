@@ -92,6 +92,7 @@ def _behind_a_proxy(tag: str, partitions: int) -> Iterator[tuple[FaultProxy, Set
                 topic_roster=f"{tag}.roster", topic_events=f"{tag}.events",
                 topic_escalations=f"{tag}.escalations", topic_deadletter=f"{tag}.deadletter",
                 topic_work=f"{tag}.work", topic_state=f"{tag}.state",
+                topic_actions=f"{tag}.actions",
                 unscheduled_grace_s=120.0)
         finally:
             proxy.stop()

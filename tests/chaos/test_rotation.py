@@ -49,7 +49,8 @@ def test_kill_9_rotation_through_a_morning_loses_and_doubles_nothing(broker, tmp
                         topic_roster=f"{tag}.roster", topic_events=f"{tag}.events",
                         topic_escalations=f"{tag}.escalations",
                         topic_deadletter=f"{tag}.deadletter", topic_work=f"{tag}.work",
-                        topic_state=f"{tag}.state", unscheduled_grace_s=120.0)
+                        topic_state=f"{tag}.state", topic_actions=f"{tag}.actions",
+                        unscheduled_grace_s=120.0)
     config = SimConfig(seed=SEED, clients=1200, workers=150, start_hour=7.0, hours=1.5,
                        speed=40.0, batch_size=50, rates=EVERYTHING)
     rotation = Rotation(seed=SEED)
