@@ -86,8 +86,8 @@ def test_keyed_records_skip_the_work_hop_and_decide_the_same(settings, spawn_wor
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/progress", timeout=10) as r:
         progress = orjson.loads(r.read())
     assert progress == {
-        "received": {"roster": len(clients), "event": len(clients) - 1},
-        "accepted": {"roster": len(clients), "event": len(clients) - 1},
+        "received": {"roster": len(clients), "event": len(clients) - 1, "action": 0},
+        "accepted": {"roster": len(clients), "event": len(clients) - 1, "action": 0},
         "visits_tracked": metric(port, "ecm_visits_tracked")}
     accepted = metric(port, 'ecm_records_accepted_total{kind="event"}')
     assert progress["accepted"]["event"] == accepted
