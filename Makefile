@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DURATION ?= 0
 
-.PHONY: demo test unit install clean promtool
+.PHONY: demo test unit install clean promtool browser
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,7 +18,7 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/ecm demo --duration $(DURATION)
 
-test: $(STAMP) promtool
+test: $(STAMP) promtool browser
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 # promtool and the Prometheus server come from Debian's prometheus package; the alert-rule
@@ -28,6 +28,14 @@ promtool:
 	  echo "installing Debian's prometheus package (promtool, prometheus)"; \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	  $$SUDO apt-get update -q && $$SUDO apt-get install -y -q prometheus; }
+
+# The duty desk's board is tested in a real headless Chromium: Debian's chromium and
+# chromium-driver.
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
+	  echo "installing Debian's chromium and chromium-driver (the board's browser test)"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -q && $$SUDO apt-get install -y -q chromium chromium-driver; }
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests/unit

@@ -33,6 +33,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     case.add_parser(sub)
 
+    p = sub.add_parser("desk", help="serve the duty desk's board: open cases, live, and act")
+    p.add_argument("--broker")
+    p.add_argument("--port", type=int, help="default ECM_DESK_PORT (6070)")
+
     p = sub.add_parser("demo", help="broker, worker, a small region's live feed, escalations")
     p.add_argument("--duration", type=float, default=0.0,
                    help="seconds to run; 0 runs until Ctrl-C")
@@ -87,6 +91,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return watch(settings, from_beginning=args.from_beginning)
     if args.command == "case":
         return case.run(args, settings)
+    if args.command == "desk":
+        from stream.desk.server import run
+
+        return run(settings.with_(desk_port=args.port))
     if args.command == "simulate":
         from pathlib import Path
 

@@ -1,9 +1,11 @@
-"""``make demo``: the embedded broker, one worker, a live feed and the escalations it causes."""
+"""``make demo``: the embedded broker, one worker, the duty desk's board, a live feed and the
+escalations it causes."""
 
 from __future__ import annotations
 
 import collections
 import os
+import secrets
 import subprocess
 import sys
 import tempfile
@@ -15,6 +17,7 @@ import orjson
 
 from simulator.demo_feed import Feed, build_demo_feed
 from stream.broker import EmbeddedBroker, free_port, port_open
+from stream.contract.records import lifecycle
 from stream.settings import Settings
 from stream.topics import by_partition, ensure_topics
 from stream.watch import describe
@@ -36,9 +39,19 @@ def run_demo(duration_s: float = 0.0, visits: int = 300, seed: int = 7) -> int:
             [sys.executable, "-m", "stream.cli", "worker"],
             env={**os.environ, **settings.as_env()},
             stdout=log_path.open("w"), stderr=subprocess.STDOUT)
+        # The duty desk's board beside it, with a token made for this run.
+        token = secrets.token_urlsafe(12)
+        desk_port = free_port()
+        desk = subprocess.Popen(
+            [sys.executable, "-m", "stream.cli", "desk"],
+            env={**os.environ, **settings.with_(desk_port=desk_port).as_env(),
+                 "ECM_DESK_TOKENS": f"demo:{token}"},
+            stdout=(datadir / "desk.log").open("w"), stderr=subprocess.STDOUT)
         now = time.time()
         feed = build_demo_feed(now, visits=visits, seed=seed)
         print(f"broker {broker.bootstrap}; worker log {log_path}")
+        print(f"the duty desk's board: http://127.0.0.1:{desk_port}/ (sign in as demo, "
+              f"token {token})")
         print(f"{len(feed.roster)} visits, {len(feed.events)} check-ins and check-outs to come; "
               "thresholds: late 15 min, missed 30 min after the scheduled start")
         print("Ctrl-C stops." if not duration_s else f"Stopping after {duration_s:.0f} s.")
@@ -63,7 +76,9 @@ def run_demo(duration_s: float = 0.0, visits: int = 300, seed: int = 7) -> int:
                         dead[doc["reason"]] += 1
                         print(f"{'':8}  DEAD-LETTER  {doc['reason']}: {doc['detail']}")
                         continue
-                    counts[(doc["kind"], doc["status"])] += 1
+                    stage = lifecycle(doc)
+                    if stage is not None:
+                        counts[(doc["kind"], stage)] += 1
                     print(describe(doc, colour), flush=True)
                     if duration_s and time.time() - now >= duration_s:
                         break
@@ -71,6 +86,7 @@ def run_demo(duration_s: float = 0.0, visits: int = 300, seed: int = 7) -> int:
             pass
         finally:
             stop.set()
+            desk.terminate()
             worker.terminate()
             try:
                 worker.wait(15)

@@ -112,6 +112,12 @@ class Settings:
     # Consumer-group liveness: a crashed worker's partitions move after the session
     # timeout; Faust's default (60 s) is too slow for a safety monitor.
     session_timeout_s: float = 10.0
+    # `ecm desk`, the duty desk's board: where it listens, and who may sign in. Tokens are
+    # "user:token" pairs, comma separated, here or one a line in the file (stream/desk/auth.py).
+    desk_port: int = 6070
+    desk_host: str = "127.0.0.1"
+    desk_tokens: str = ""
+    desk_tokens_file: str = ""
     # Controlled recovery (missed-visit-recovery-escalation.txt): a named owner within 10
     # minutes of the escalation, a recovery pathway within 15; shorter for P1. The kinds
     # whose route asks for a recovery get the pathway deadline; the others an owner only.
