@@ -118,8 +118,11 @@ class Desk:
         from aiokafka import AIOKafkaConsumer, TopicPartition
 
         s = self.settings
+        # A fetch waits at most ECM_FETCH_MAX_WAIT_MS for data, as the workers' do: at
+        # aiokafka's default (500 ms) a new case reached the page half a second later.
         consumer = AIOKafkaConsumer(bootstrap_servers=s.bootstrap_servers, group_id=None,
-                                    enable_auto_commit=False, auto_offset_reset="earliest")
+                                    enable_auto_commit=False, auto_offset_reset="earliest",
+                                    fetch_max_wait_ms=s.fetch_max_wait_ms)
         await consumer.start()
         try:
             await consumer.topics()  # the cluster's metadata, so that partitions are known

@@ -106,7 +106,8 @@ def test_the_board_as_a_person_uses_it(settings, spawn_worker, desk, browser):
     browser.find_element(By.ID, "user").send_keys("ann")
     browser.find_element(By.ID, "token").send_keys("wrong-token-x")
     browser.find_element(By.ID, "sign-in").click()
-    assert browser.find_elements(By.ID, "failed")
+    _until(lambda: browser.find_elements(By.ID, "failed"), 10, "the refusal to sign in",
+           browser)
     browser.find_element(By.ID, "user").send_keys("ann")
     browser.find_element(By.ID, "token").send_keys("ann-secret-token")
     browser.find_element(By.ID, "sign-in").click()
