@@ -215,7 +215,7 @@ class Desk:
         eid = str(form.get("escalation_id", ""))
         record = self.board.cases.get(eid)
         if record is None:
-            return _note("no such case", 404)
+            return _note("no such case")
         doc: dict[str, Any] = {
             "action_id": f"desk-{uuid.uuid4()}", "escalation_id": eid,
             "client_id": record["client_id"], "type": str(form.get("type", "")),
@@ -231,11 +231,11 @@ class Desk:
             try:
                 doc["recovery_deadline"] = format_instant(time.time() + 60 * float(minutes))
             except ValueError:
-                return _note("the recovery deadline is minutes from now, a number", 400)
+                return _note("the recovery deadline is minutes from now, a number")
         try:
             action_checked(doc, self.bounds)
         except Invalid as exc:
-            return _note(f"not sent: {exc.detail}", 400)
+            return _note(f"not sent: {exc.detail}")
         p = partition_for(doc["client_id"], self.settings.partitions)
         await self.producer.send_and_wait(self.settings.topic_actions, orjson.dumps(doc),
                                           key=doc["client_id"].encode(), partition=p)
@@ -267,10 +267,10 @@ class Desk:
         return web.json_response({"ok": True, "read": self.ready.is_set()})
 
 
-def _note(text: str, status: int = 200) -> web.Response:
-    # htmx swaps a 2xx answer only; a refusal is shown in the row as well.
+def _note(text: str) -> web.Response:
+    # Always 200: htmx swaps a 2xx answer only, and the row shows a refusal as a note.
     return web.Response(text=f'<span class="note">{_escape(text)}</span>',
-                        content_type="text/html", status=200 if status < 500 else status)
+                        content_type="text/html")
 
 
 def _escape(text: str) -> str:
