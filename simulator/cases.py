@@ -3,17 +3,19 @@ case deadlines must breach, which recoveries must be verified, and which of the 
 desk's actions must be refused, derived from the simulated facts by the rules as
 docs/rules.md states them ("Cases"), not from the detector's code.
 
-A case deadline counts from when the escalation is raised, which is its ``base`` (the
-deadline of a timer kind, or when the event that makes it true reached Kafka) plus the
-monitor's own delay. That delay is not a fact of the day, so a deadline is known to lie in
-``[base + sla, base + sla + guard]``: a fact that lands inside that band has no single
-right answer, and that one outcome is left out of the grading (``ambiguous``) rather
-than guessed.
+A case deadline counts from when the escalation is raised: no sooner than its ``base`` (the
+deadline of a timer kind, or when the event that makes it true reached Kafka), and no later
+than when it reached the escalation topic, which the desk saw (``seen``; without it, a
+guard band after the base). The monitor's delay is not a fact of the day, so a deadline is
+known to lie in ``[base + sla, raised by + sla]``: a fact that lands inside that band has
+no single right answer, and that one outcome is left out of the grading (``ambiguous``)
+rather than guessed.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -64,7 +66,7 @@ class CaseTruth:
 
 
 def expect_cases(sc: Scenario, expected: list[Expected], desk: Desk,
-                 settings: Settings) -> CaseTruth:
+                 settings: Settings, seen: Mapping[str, float] | None = None) -> CaseTruth:
     truth = CaseTruth()
     start, end = sc.config.window
     until = end - 2 * sc.config.guard_s
@@ -77,20 +79,23 @@ def expect_cases(sc: Scenario, expected: list[Expected], desk: Desk,
             continue
         vid = e.escalation_id.rsplit(":", 1)[0]
         fact = sc.facts.get(vid)
+        raised_by = (seen or {}).get(e.escalation_id, e.base + sc.config.guard_s)
         _Case(truth, sc, settings, e, fact, actions.get(e.escalation_id, []),
-              desk.recovery_visits.get(e.escalation_id), (start, until)).derive()
+              desk.recovery_visits.get(e.escalation_id), (start, until),
+              max(sc.config.guard_s, raised_by - e.base)).derive()
     return truth
 
 
 class _Case:
     def __init__(self, truth: CaseTruth, sc: Scenario, settings: Settings, e: Expected,
                  fact: VisitFact | None, actions: list[Any], recovery: str | None,
-                 window: tuple[float, float]) -> None:
+                 window: tuple[float, float], band: float) -> None:
         self.truth, self.sc, self.e, self.fact = truth, sc, e, fact
         self.actions = sorted(actions, key=lambda a: a.received)
         self.recovery = sc.facts.get(recovery) if recovery else None
         self.window = window
         self.guard = sc.config.guard_s
+        self.band = band  # how long after its base the escalation may have been raised
         p = priority(e.kind, fact.doc if fact is not None else None)
         self.owner_s, self.pathway_s = sla(settings, p, e.kind)
         self.tolerance = settings.future_tolerance_s
@@ -183,13 +188,13 @@ class _Case:
             self._exact("recovery", deadline, min(met, final))
 
     def _stage(self, stage: str, due: float, met: float) -> None:
-        """A deadline known to within the monitor's delay: ``[due, due + guard]``."""
+        """A deadline known to within the monitor's delay: ``[due, due + band]``."""
         if not self.window[0] <= due <= self.window[1]:
             self._unjudged(stage)  # the tail after the scoring window is not judged
             return
         if met < due:
             return
-        if met >= due + self.guard:
+        if met >= due + self.band:
             self._breach(stage, due, met)
         else:
             self._unjudged(stage)

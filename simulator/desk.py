@@ -16,9 +16,10 @@ Per missed escalation in the scoring window, the desk follows one plan:
 * ``premature``: a close before any completion (refused by the stage), then as ``prompt``;
 * ``ignored``: nobody acts.
 
-Every instant is kept a guard band away from the deadline it races (the ledger's
-``guard_s``), and every action comes after the escalation can have been raised, so each
-expected outcome has one right answer. What the monitor must make of these actions is
+Every instant is planned a guard band away from the deadline it races (the ledger's
+``guard_s``). The desk acts only on what its board shows: the player holds each action
+until its escalation is on the topic (simulator/watch.py), and the ledger judges the
+actions by when they were in fact sent. What the monitor must make of these actions is
 derived in :mod:`simulator.cases`, not here.
 """
 

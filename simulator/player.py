@@ -2,20 +2,25 @@
 
 Events due in the same tick go out in gateway-style batches of ``batch_size`` events per
 message (1 allowed); roster records in messages of up to 500; a duty desk's actions one a
-message. All are keyed by client: a
-message holds records of one partition and is sent to it. A speed of 0 sends everything
-as fast as the producer takes it, for measuring the generator itself.
+message. All are keyed by client: a message holds records of one partition and is sent to
+it. A speed of 0 sends everything as fast as the producer takes it, for measuring the
+generator itself.
+
+With a :class:`~simulator.watch.EscalationWatch`, a desk's action is held until its
+escalation is on the topic (a desk acts on what its board shows), and each action's
+simulated send time is noted (``PlayStats.sent``) for the ledger.
 """
 
 from __future__ import annotations
 
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import orjson
 
 from simulator.scenario import Message
+from simulator.watch import EscalationWatch
 from stream.clock import ScaledClock
 from stream.settings import Settings
 from stream.timeutil import to_datetime
@@ -32,6 +37,7 @@ class PlayStats:
     roster: int = 0
     actions: int = 0
     seconds: float = 0.0
+    sent: dict[str, float] = field(default_factory=dict)  # action id -> simulated send time
 
     @property
     def events_per_s(self) -> float:
@@ -39,7 +45,8 @@ class PlayStats:
 
 
 def play(messages: list[Message], settings: Settings, clock: ScaledClock | None,
-         batch_size: int, until: float, progress: bool = True) -> PlayStats:
+         batch_size: int, until: float, progress: bool = True,
+         watch: EscalationWatch | None = None) -> PlayStats:
     from kafka import KafkaProducer
 
     producer = KafkaProducer(bootstrap_servers=settings.bootstrap_servers, linger_ms=5,
@@ -51,12 +58,17 @@ def play(messages: list[Message], settings: Settings, clock: ScaledClock | None,
     last_report = 0.0
     i = 0
     n = len(messages)
+    held: list[dict] = []  # actions whose escalation is not on the topic yet
     try:
-        while i < n and messages[i].at <= until:
+        while (i < n and messages[i].at <= until) or (held and clock is not None
+                                                       and clock.now() <= until):
             now = clock.now() if clock is not None else float("inf")
-            if messages[i].at > now:
+            due = i < n and messages[i].at <= min(now, until)
+            if not due and not held:
                 time.sleep(min(_TICK_S, max(0.0, clock.wall_at(messages[i].at) - time.time())))
                 continue
+            if not due:
+                time.sleep(_TICK_S)
             roster, events, actions = [], [], []
             while i < n and messages[i].at <= min(now, until):
                 m = messages[i]
@@ -86,12 +98,21 @@ def play(messages: list[Message], settings: Settings, clock: ScaledClock | None,
                                   partition=p)
                     stats.messages += 1
             stats.events += len(events)
-            # A desk's decisions, one a message, after the events sent with them.
-            for p, group in by_partition(actions, settings.partitions).items():
+            # A desk's decisions, one a message, after the events sent with them; in the
+            # order decided, each once its escalation is on the desk's board.
+            held.extend(actions)
+            if watch is not None:
+                ready = [d for d in held if watch.has(d["escalation_id"])]
+                held = [d for d in held if not watch.has(d["escalation_id"])]
+            else:
+                ready, held = held, []
+            sent_at = clock.now() if clock is not None else 0.0
+            for p, group in by_partition(ready, settings.partitions).items():
                 for doc in group:
                     producer.send(topics["actions"], orjson.dumps(doc), partition=p)
                     stats.messages += 1
-            stats.actions += len(actions)
+                    stats.sent[doc["action_id"]] = sent_at
+            stats.actions += len(ready)
             stats.seconds = time.monotonic() - started
             if progress and stats.seconds - last_report >= 1.0:
                 last_report = stats.seconds

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import signal
 import subprocess
@@ -18,11 +19,12 @@ from typing import Any, Protocol
 import orjson
 
 from simulator.cases import expect_cases, priority
-from simulator.desk import play_desk
+from simulator.desk import Desk, play_desk
 from simulator.ledger import Ledger, build_ledger
 from simulator.player import play
 from simulator.scenario import Rates, SimConfig, build_scenario
 from simulator.score import format_report, read_topic, score, score_cases, summary_json
+from simulator.watch import EscalationWatch
 from stream.clock import ScaledClock
 from stream.settings import Settings
 
@@ -59,18 +61,16 @@ def simulate(config: SimConfig, settings: Settings, *, ledger_path: Path,
     t = time.monotonic()
     sc = build_scenario(config)
     ledger = build_ledger(sc)
+    desk = None
     if config.desk:
         # The desk acts on the missed visits the monitor raises; its recovery visits and
-        # actions join the day, and the ledger is derived again with them.
+        # actions join the day, and the ledger is derived again with them. What the cases
+        # must show is derived once the day is played: the desk acts on what it sees.
         missed = [(e.escalation_id, e.deadline,
                    priority("missed", sc.facts[e.escalation_id.rsplit(":", 1)[0]].doc))
                   for e in ledger.expected if e.kind == "missed" and e.scored]
         desk = play_desk(sc, missed, settings, config.seed + 1)
         ledger = build_ledger(sc)
-        truth = expect_cases(sc, ledger.expected, desk, settings)
-        ledger.cases = truth.to_doc()
-        for reason in truth.refusals.values():
-            ledger.deadletters[reason] = ledger.deadletters.get(reason, 0) + 1
     ledger_path.write_bytes(orjson.dumps(ledger.to_doc()))
     n_events = sum(len(m.records or []) for m in sc.messages if m.topic == "events")
     print(f"built {len(sc.roster.visits):,} visits ({len(sc.facts):,} in the window) for "
@@ -105,15 +105,25 @@ def simulate(config: SimConfig, settings: Settings, *, ledger_path: Path,
             on_ready([w.settings.web_port for w in workers], clock)
         if fault is not None:
             fault.begin(workers, clock)
-        stats = play(sc.messages, settings, clock, config.batch_size, until=window_end)
-        if fault is not None:
-            fault.end()
-        print(f"sent {stats.events:,} events and {stats.roster:,} roster records in "
-              f"{stats.messages:,} messages over {stats.seconds:.1f} s "
-              f"({stats.events_per_s:,.0f} events/s)", flush=True)
-        if not do_score:
-            return {}
-        time.sleep(_DRAIN_WALL_S)
+        watch = EscalationWatch(settings).start() if desk is not None else None
+        try:
+            stats = play(sc.messages, settings, clock, config.batch_size, until=window_end,
+                         watch=watch)
+            if fault is not None:
+                fault.end()
+            print(f"sent {stats.events:,} events and {stats.roster:,} roster records in "
+                  f"{stats.messages:,} messages over {stats.seconds:.1f} s "
+                  f"({stats.events_per_s:,.0f} events/s)", flush=True)
+            if not do_score:
+                return {}
+            time.sleep(_DRAIN_WALL_S)
+        finally:
+            if watch is not None:
+                watch.stop()
+        if desk is not None and watch is not None:
+            _derive_cases(sc, ledger, desk, settings, stats.sent,
+                          {eid: clock.from_wall(at) for eid, at in watch.seen.items()})
+            ledger_path.write_bytes(orjson.dumps(ledger.to_doc()))
         report = _score(ledger, settings)
         report["events_sent"] = stats.events
         report["actions_sent"] = stats.actions
@@ -128,6 +138,19 @@ def simulate(config: SimConfig, settings: Settings, *, ledger_path: Path,
             w.stop()
         if broker is not None:
             broker.stop()
+
+
+def _derive_cases(sc: Any, ledger: Ledger, desk: Desk, settings: Settings,
+                  sent: Mapping[str, float], seen: Mapping[str, float]) -> None:
+    """What the cases must show, from the day's facts: when each of the desk's actions
+    reached Kafka (never, if its escalation never reached the desk), and when each
+    escalation reached the topic (the monitor raised it no later)."""
+    for a in desk.actions:
+        a.received = sent.get(a.doc["action_id"], math.inf)
+    truth = expect_cases(sc, ledger.expected, desk, settings, seen)
+    ledger.cases = truth.to_doc()
+    for reason in truth.refusals.values():
+        ledger.deadletters[reason] = ledger.deadletters.get(reason, 0) + 1
 
 
 def score_command(settings: Settings, ledger_path: Path, as_json: bool) -> dict[str, Any]:
