@@ -17,6 +17,8 @@ from stream.timeutil import AwareDatetime
 SCHEMA_VERSION = 1
 
 RISK_LEVELS = ("low", "medium", "high", "critical")
+# A visit's person flags, as the roster names them; an escalation carries those set.
+RISK_FLAGS = ("lives_alone", "cognitive_impairment", "time_critical")
 EVENT_TYPES = ("check_in", "check_out")
 METHODS = ("gps", "telephony", "nfc", "qr", "manual")
 VISIT_STATUSES = ("scheduled", "cancelled")
@@ -137,6 +139,9 @@ class Escalation(msgspec.Struct, gc=False, kw_only=True, omit_defaults=True):
     level: int  # 1 the duty desk; each breach raises it, to MAX_LEVEL
     breaches: tuple[dict[str, Any], ...]
     case: Case
+    # The person's risk flags the roster gave (RISK_FLAGS), so that whoever reads the
+    # escalation sees who is at risk without the roster.
+    risk_flags: tuple[str, ...] = ()
     resolved_at: str | None = None
     resolution: str | None = None
 

@@ -17,7 +17,7 @@ from typing import Any
 import msgspec
 
 from stream.contract import SCHEMA_VERSION
-from stream.contract.records import FINAL_STATUSES, Case, Escalation
+from stream.contract.records import FINAL_STATUSES, RISK_FLAGS, Case, Escalation
 from stream.rules.scoring import KINDS, RESPOND_WITHIN_S, Assessment, assess
 from stream.state.visit import VisitState
 from stream.timeutil import format_instant, parse_instant
@@ -89,7 +89,8 @@ class EscalationBook:
                    lives_alone=v.lives_alone, cognitive_impairment=v.cognitive_impairment),
             visit_id=v.visit_id, client_id=v.client_id, worker_ids=list(v.worker_ids),
             contract_id=v.contract_id, scheduled_start=format_instant(v.start),
-            scheduled_end=format_instant(v.end), risk_level=v.risk_level)
+            scheduled_end=format_instant(v.end), risk_level=v.risk_level,
+            risk_flags=tuple(flag for flag in RISK_FLAGS if getattr(v, flag)))
 
     def open_record(self, eid: str, kind: str, deadline: float, now: float,
                     evidence: dict[str, Any], a: Assessment, **visit: Any

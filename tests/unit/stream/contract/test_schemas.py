@@ -24,7 +24,8 @@ def _busy_harness():
     """A run that raises and resolves every kind and rejects several ways."""
     h = Harness()
     far = north_of_home(3000)
-    h.roster(visit("a", client_id="a"), visit("b", client_id="b"),
+    h.roster(visit("a", client_id="a", lives_alone=True, cognitive_impairment=True),
+             visit("b", client_id="b"),
              visit("c", client_id="c", minutes=60), visit("d", client_id="d", minutes=30),
              visit("e", client_id="e"))
     h.at(T0 + 1000)

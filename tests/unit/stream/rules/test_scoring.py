@@ -51,3 +51,8 @@ def test_escalation_carries_scoring_and_respond_by():
     assert missed["service_impact_score"] == 100
     assert missed["respond_by"] == "2026-11-18T11:51:40.000Z"
     assert missed["risk_level"] == "high"
+    # The person's flags travel with it, in the roster's order; a visit without any has none.
+    assert missed["risk_flags"] == ["lives_alone", "time_critical"]
+    h.roster(visit("v2", client_id="c2"))
+    h.at(T0 + 3600)
+    assert "risk_flags" not in h.by_id("v2:missed")
