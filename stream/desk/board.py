@@ -8,6 +8,7 @@ deadline (owner, pathway or recovery), then the oldest.
 
 from __future__ import annotations
 
+import bisect
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -59,12 +60,20 @@ def next_deadline(r: dict[str, Any]) -> tuple[str, float] | None:
 
 
 class Board:
+    """The cases, and the desk's order of the open ones kept as they change: a render is
+    one pass over that order (no sort, no parsing), however many cases are open."""
+
     def __init__(self) -> None:
         self.cases: dict[str, dict[str, Any]] = {}
         # Per escalation id, the latest refusal of an action on it: (action type, reason,
         # detail, when).
         self.refusals: dict[str, tuple[str, str, str, str]] = {}
         self.version = 0  # moves at every change, so that views know when to render again
+        self._open: list[tuple[tuple[int, float, str], str]] = []  # (order, id), sorted
+        self._order: dict[str, tuple[int, float, str]] = {}  # id -> its place in _open
+        self._closed: list[tuple[str, str]] = []  # (ended, id), sorted
+        self._ended: dict[str, str] = {}
+        self._counts = {"P1": 0, "P2": 0, "P3": 0, "P4": 0}
 
     def apply(self, record: dict[str, Any]) -> bool:
         """Take one published record; False if it is older than the one held."""
@@ -74,9 +83,32 @@ class Board:
         held = self.cases.get(eid)
         if held is not None and held.get("revision", 1) >= record.get("revision", 1):
             return False
+        if held is not None:
+            self._unindex(eid, held)
         self.cases[eid] = record
+        self._index(eid, record)
         self.version += 1
         return True
+
+    def _index(self, eid: str, r: dict[str, Any]) -> None:
+        if r.get("status") in FINAL_STATUSES:
+            ended = _ended(r) or ""
+            self._ended[eid] = ended
+            bisect.insort(self._closed, (ended, eid))
+            return
+        key = _order(r)
+        self._order[eid] = key
+        bisect.insort(self._open, (key, eid))
+        if r.get("priority") in self._counts:
+            self._counts[r["priority"]] += 1
+
+    def _unindex(self, eid: str, r: dict[str, Any]) -> None:
+        if eid in self._ended:
+            _remove(self._closed, (self._ended.pop(eid), eid))
+            return
+        _remove(self._open, (self._order.pop(eid), eid))
+        if r.get("priority") in self._counts:
+            self._counts[r["priority"]] -= 1
 
     def refused(self, action: dict[str, Any], reason: str, detail: str, at: str) -> None:
         eid = action.get("escalation_id")
@@ -88,26 +120,44 @@ class Board:
                   size: int = PAGE_SIZE) -> tuple[list[dict[str, Any]], int]:
         """One page of the open cases the filters admit, in the desk's order, and how many
         there are in all."""
-        rows = [r for r in self.cases.values()
-                if r.get("status") not in FINAL_STATUSES and f.admits(r)]
-        rows.sort(key=_order)
-        page = rows[f.page * size:(f.page + 1) * size]
-        return [view(r, now, self.refusals.get(r["escalation_id"])) for r in page], len(rows)
+        first, page, total = f.page * size, [], 0
+        cases = self.cases
+        for _, eid in self._open:
+            r = cases[eid]
+            if f.admits(r):
+                if first <= total < first + size:
+                    page.append(r)
+                total += 1
+        return [view(r, now, self.refusals.get(r["escalation_id"])) for r in page], total
 
     def closed_today(self, now: float, size: int = PAGE_SIZE) -> list[dict[str, Any]]:
+        """The cases closed or resolved on ``now``'s day, the latest first."""
         day = to_datetime(now).date()
-        rows = [r for r in self.cases.values() if r.get("status") in FINAL_STATUSES
-                and (t := parse_instant(_ended(r))) is not None
-                and to_datetime(t).date() == day]
-        rows.sort(key=lambda r: _ended(r) or "", reverse=True)
-        return [view(r, now, None) for r in rows[:size]]
+        rows = []
+        for ended, eid in reversed(self._closed):
+            t = parse_instant(ended)
+            if t is None or to_datetime(t).date() != day:
+                if t is not None and to_datetime(t).date() < day:
+                    break
+                continue
+            rows.append(self.cases[eid])
+            if len(rows) == size:
+                break
+        return [view(r, now, None) for r in rows]
 
     def counts(self) -> dict[str, int]:
-        out = {"P1": 0, "P2": 0, "P3": 0, "P4": 0}
-        for r in self.cases.values():
-            if r.get("status") not in FINAL_STATUSES and r.get("priority") in out:
-                out[r["priority"]] += 1
-        return out
+        return dict(self._counts)
+
+    def closed_count(self, now: float) -> int:
+        """How many cases were closed or resolved on ``now``'s day (or later)."""
+        day = to_datetime(now).strftime("%Y-%m-%d")
+        return len(self._closed) - bisect.bisect_left(self._closed, (day, ""))
+
+
+def _remove(items: list[Any], item: Any) -> None:
+    i = bisect.bisect_left(items, item)
+    if i < len(items) and items[i] == item:
+        del items[i]
 
 
 def _order(r: dict[str, Any]) -> tuple[int, float, str]:

@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 HERE = Path(__file__).parent
 _RENDER_EVERY_S = 0.25
 _OPEN = ("/login", "/static/", "/healthz")
+_RENDERED_MAX = 256  # filter sets whose rows are kept rendered
 STAGES = ("open", "acknowledged", "recovery_assigned", "recovery_completed")
 
 
@@ -57,6 +58,7 @@ class Desk:
         self.producer: Any = None
         self.tasks: list[asyncio.Task[None]] = []
         self.ready = asyncio.Event()  # once both topics were read to their ends
+        self._rendered: dict[Filters, tuple[int, str]] = {}  # filters -> (version, rows)
 
     # ---- the app ---------------------------------------------------------------------------
 
@@ -64,6 +66,7 @@ class Desk:
         app = web.Application(middlewares=[self._signed_in])
         app.add_routes([
             web.get("/", self.page), web.get("/events", self.events),
+            web.get("/closed", self.closed),
             web.get("/case/{eid}", self.case), web.post("/actions", self.act),
             web.get("/login", self.login_page), web.post("/login", self.login),
             web.post("/logout", self.logout), web.get("/healthz", self.healthz),
@@ -170,16 +173,35 @@ class Desk:
         rows, total = self.board.open_rows(f, now)
         html = self.env.get_template("board.html").render(
             user=request["user"], rows=rows, total=total, f=f, counts=self.board.counts(),
-            closed=self.board.closed_today(now), kinds=ESCALATION_KINDS, stages=STAGES,
-            query=request.query_string, codes=RECOVERY_CODES, outcomes=OUTCOME_CODES,
-            validations=VALIDATION_STATUSES, page_size=100)
+            closed_n=self.board.closed_count(now), closed=[], kinds=ESCALATION_KINDS,
+            stages=STAGES, query=request.query_string, codes=RECOVERY_CODES,
+            outcomes=OUTCOME_CODES, validations=VALIDATION_STATUSES, page_size=100)
+        return web.Response(text=html, content_type="text/html")
+
+    async def closed(self, request: web.Request) -> web.Response:
+        html = self.env.get_template("closed.html").render(
+            closed=self.board.closed_today(time.time()))
         return web.Response(text=html, content_type="text/html")
 
     def _rows(self, f: Filters) -> str:
+        """The rows of a page's filters, rendered once per change of the board whatever
+        the number of pages open with them."""
+        version = self.board.version
+        held = self._rendered.get(f)
+        if held is not None and held[0] == version:
+            return held[1]
         rows, total = self.board.open_rows(f, time.time())
-        return self.env.get_template("rows.html").render(
+        html = self.env.get_template("rows.html").render(
             rows=rows, total=total, f=f, codes=RECOVERY_CODES, outcomes=OUTCOME_CODES,
             validations=VALIDATION_STATUSES)
+        if len(self._rendered) >= _RENDERED_MAX:
+            self._rendered.clear()
+        self._rendered[f] = (version, html)
+        return html
+
+    def _counts(self) -> str:
+        return self.env.get_template("counts.html").render(
+            counts=self.board.counts(), closed_n=self.board.closed_count(time.time()))
 
     async def events(self, request: web.Request) -> web.StreamResponse:
         """Server-sent events: the rows of the page's filters whenever the board changes."""
@@ -193,9 +215,8 @@ class Desk:
                 version = self.board.version
                 if version != sent:
                     sent = version
-                    html = self._rows(f)
-                    data = "".join(f"data: {line}\n" for line in html.splitlines())
-                    await resp.write(f"event: rows\n{data}\n".encode())
+                    await resp.write(_event("rows", self._rows(f)) +
+                                     _event("counts", self._counts()))
                 await asyncio.sleep(_RENDER_EVERY_S)
         except (ConnectionResetError, asyncio.CancelledError):
             pass
@@ -265,6 +286,11 @@ class Desk:
 
     async def healthz(self, request: web.Request) -> web.Response:
         return web.json_response({"ok": True, "read": self.ready.is_set()})
+
+
+def _event(name: str, html: str) -> bytes:
+    data = "".join(f"data: {line}\n" for line in html.splitlines())
+    return f"event: {name}\n{data}\n".encode()
 
 
 def _note(text: str) -> web.Response:

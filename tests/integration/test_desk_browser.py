@@ -112,6 +112,7 @@ def test_the_board_as_a_person_uses_it(settings, spawn_worker, desk, browser):
     browser.find_element(By.ID, "token").send_keys("ann-secret-token")
     browser.find_element(By.ID, "sign-in").click()
     _until(lambda: browser.find_elements(By.ID, "rows"), 10, "the board", browser)
+    assert "P1 0" in browser.find_element(By.ID, "counts").text
 
     worker = spawn_worker("w", **CASES)
     worker.wait_ready()
@@ -126,6 +127,10 @@ def test_the_board_as_a_person_uses_it(settings, spawn_worker, desk, browser):
                  "the missed visit's row", browser)[0]
     assert time.monotonic() - seen <= 2.0
     assert "P1" in row.find_element(By.CSS_SELECTOR, "td b").text
+    assert "lives alone" in row.text and "time critical" in row.text
+    # The header's counts follow the board live.
+    _until(lambda: f"P1 {len(browser.find_elements(By.CSS_SELECTOR, 'tr.P1'))}"
+           in browser.find_element(By.ID, "counts").text, 3, "the live P1 count", browser)
     countdown = row.find_element(By.CSS_SELECTOR, "td.countdown")
     assert countdown.get_attribute("data-due")
     _until(lambda: ":" in browser.find_element(By.CSS_SELECTOR,
@@ -153,5 +158,15 @@ def test_the_board_as_a_person_uses_it(settings, spawn_worker, desk, browser):
         By.CSS_SELECTOR, "#case-v1_missed .breach").text, 60, "the pathway breach", browser)
     assert "L2" in browser.find_element(By.ID, "case-v1_missed").text
     _shot(browser, "breached")
+
+    # On a tablet held upright: nothing wider than the screen, and the row's actions in reach.
+    browser.set_window_size(768, 1024)
+    _until(lambda: browser.execute_script(
+        "return document.documentElement.scrollWidth <= window.innerWidth"), 5,
+        "the page within a tablet's width", browser)
+    ack = browser.find_element(By.CSS_SELECTOR, act + "button.ack")
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", ack)
+    assert ack.is_displayed() and ack.size["height"] >= 36
+    _shot(browser, "tablet")
     reader.close()
     assert orjson.loads(orjson.dumps(action))  # the action as the topic carries it

@@ -105,3 +105,41 @@ def test_tokens_from_settings_and_sign_in(tmp_path):
     assert users.user(session) is None
     with pytest.raises(SettingsError):
         Users.from_settings(Settings(desk_tokens="carol:short"))
+
+
+def test_the_kept_order_is_the_order_sorted_afresh_as_cases_change():
+    """Revisions that move a case (acknowledged, breached, resolved, a new priority) keep
+    the board's index equal to sorting every open case again, and its counts true."""
+    import random
+
+    from stream.contract.records import FINAL_STATUSES
+    from stream.desk import board as board_mod
+
+    rng = random.Random(5)
+    b = Board()
+    latest: dict[str, dict] = {}
+    for n in range(600):
+        eid = f"v{rng.randrange(80)}:missed"
+        rev = latest.get(eid, {}).get("revision", 0) + rng.choice((1, 1, 2))
+        due = rng.randrange(3600)
+        r = {"escalation_id": eid, "revision": rev, "kind": "missed",
+             "priority": rng.choice(("P1", "P2", "P3", "P4")),
+             "status": rng.choice(("open", "acknowledged", "resolved", "closed")),
+             "detected_at": f"2026-11-18T10:{n % 60:02d}:00.000Z",
+             "resolved_at": "2026-11-18T12:00:00.000Z",
+             "case": {"owner_due": f"2026-11-18T11:{due % 60:02d}:00.000Z",
+                      "pathway_due": "2026-11-18T11:59:00.000Z",
+                      "closure": {"received": f"2026-11-18T12:{n % 60:02d}:00.000Z"}}}
+        if b.apply(r):
+            latest[eid] = r
+        if rng.random() < 0.1:  # an older revision arriving late changes nothing
+            assert not b.apply({**r, "revision": rev - 1, "status": "open"})
+    afresh = sorted((r for r in latest.values() if r["status"] not in FINAL_STATUSES),
+                    key=board_mod._order)
+    rows, total = b.open_rows(Filters(), T0, size=1000)
+    assert [row["id"] for row in rows] == [r["escalation_id"] for r in afresh]
+    assert total == len(afresh) > 10
+    assert b.counts() == {p: sum(r["priority"] == p for r in afresh)
+                          for p in ("P1", "P2", "P3", "P4")}
+    closed = [r for r in latest.values() if r["status"] in FINAL_STATUSES]
+    assert len(b.closed_today(T0, size=1000)) == len(closed) > 10
