@@ -141,8 +141,8 @@ def test_the_board_as_a_person_uses_it(settings, spawn_worker, desk, browser):
     # Acknowledge it from the row (its action forms are kept across the live updates).
     act = "#act-case-v1_missed "
     browser.find_element(By.CSS_SELECTOR, act + "summary").click()
-    browser.find_element(By.CSS_SELECTOR, act + "input[name=owner_id]").send_keys(
-        "duty-manager-1")
+    _until(lambda: browser.find_elements(By.CSS_SELECTOR, act + "input[name=owner_id]"), 5,
+           "the row's action forms", browser)[0].send_keys("duty-manager-1")
     browser.find_element(By.CSS_SELECTOR, act + "button.ack").click()
     reader.until(lambda r: any(a.get("type") == "acknowledge"
                                for a in r.records[settings.topic_actions]), timeout_s=10)
