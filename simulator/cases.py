@@ -21,7 +21,7 @@ from typing import Any
 
 from simulator.desk import Desk, sla
 from simulator.ledger import Expected
-from simulator.scenario import Scenario, VisitFact
+from simulator.scenario import EventFact, Scenario, VisitFact
 from stream.settings import Settings
 from stream.timeutil import parse_instant
 
@@ -227,7 +227,7 @@ class _Case:
             return math.inf
         cancelled = fact.cancelled_at if fact.cancelled_at is not None else math.inf
         events = sorted((ev for ev in fact.events if ev.accepted and ev.received < cancelled),
-                        key=lambda ev: ev.received)
+                        key=_known)
         answered = math.inf
         if kind in ("late", "missed"):
             need = len(fact.doc["worker_ids"])
@@ -236,11 +236,17 @@ class _Case:
                 if ev.type == "check_in" and ev.worker not in seen:
                     seen.add(ev.worker)
                     if len(seen) == need:
-                        answered = max(ev.received, self.e.base)
+                        answered = max(_known(ev), self.e.base)
                         break
         elif kind == "no_check_out":
             ins = {ev.worker for ev in events if ev.type == "check_in"}
-            outs = {ev.worker: ev.received for ev in events if ev.type == "check_out"}
+            outs = {ev.worker: _known(ev) for ev in events if ev.type == "check_out"}
             if ins and ins <= outs.keys():
                 answered = max(max(outs[w] for w in ins), self.e.base)
         return min(answered, cancelled if cancelled > self.e.base else math.inf)
+
+
+def _known(ev: EventFact) -> float:
+    """When an event was both true and known: its device time, or when it reached Kafka
+    if that was later (docs/rules.md: each fact is judged by both)."""
+    return max(ev.occurred, ev.received)

@@ -114,7 +114,7 @@ class Attendance:
         if raised and v.cancelled:
             # It fell due before the cancellation reached Kafka, and is raised as of then;
             # the cancellation answers it at once.
-            raised += self.book.resolve_all(vs, now, "cancelled")
+            raised += self.book.resolve_all(vs, now, "cancelled", vs.cancelled_at or None)
         elif raised and (vs.checkins or vs.checkouts):
             # Raised as of the deadline, from what had reached Kafka by then; what was read
             # since (a backlog read after a hold) answers it at once.
@@ -174,7 +174,8 @@ class Attendance:
                     out += book.resolve(vs, kind, now, "arrived", {
                         "arrived_at": arrived, "lateness_s": round(arrived - v.start, 1),
                         "delivery_delay_s": round(max(
-                            m.received - m.occurred for m in vs.checkins.values()), 1)})
+                            m.received - m.occurred for m in vs.checkins.values()), 1)},
+                        known)
         # Most calls follow a check-in, with no check-out yet: that is tested first.
         if vs.checkouts and vs.checkins and all(w in vs.checkouts for w in vs.checkins):
             out_at = max(m.occurred for m in vs.checkouts.values())
@@ -191,7 +192,7 @@ class Attendance:
                     "workers_not_checked_out": late_out,
                     "checked_in_at": min(vs.checkins[w].occurred for w in late_out)})
             out += self.book.resolve(vs, "no_check_out", now, "checked_out", {
-                "checked_out_at": out_at})
+                "checked_out_at": out_at}, max(known_at(m) for m in vs.checkouts.values()))
         if why == "roster_update" and vs.checkins and all(w in v.worker_ids for w in vs.checkins):
             out += self.book.resolve(vs, "wrong_worker", now, "reassigned", {})
         return out

@@ -113,14 +113,20 @@ class EscalationBook:
         return [record]
 
     def resolve(self, vs: VisitState, kind: str, now: float, resolution: str,
-                evidence: dict[str, Any]) -> list[Escalation]:
-        """The resolved record, or nothing unless this escalation id is open."""
-        return self._resolve(escalation_id(vs.visit.visit_id, kind), now, resolution, evidence)
+                evidence: dict[str, Any], answered: float | None = None) -> list[Escalation]:
+        """The resolved record, or nothing unless this escalation id is open. ``answered``:
+        when what answers it reached Kafka (now, unless given), which the evidence keeps
+        as ``answered_at``: a case deadline that fell before it is breached all the same
+        (cases.py), however late its timer is swept."""
+        return self._resolve(escalation_id(vs.visit.visit_id, kind), now, resolution,
+                             {**evidence, "answered_at": format_instant(
+                                 now if answered is None else min(answered, now))})
 
-    def resolve_all(self, vs: VisitState, now: float, resolution: str) -> list[Escalation]:
+    def resolve_all(self, vs: VisitState, now: float, resolution: str,
+                    answered: float | None = None) -> list[Escalation]:
         out: list[Escalation] = []
         for kind in KINDS:
-            out += self.resolve(vs, kind, now, resolution, {})
+            out += self.resolve(vs, kind, now, resolution, {}, answered)
         return out
 
     def _resolve(self, eid: str, now: float, resolution: str,

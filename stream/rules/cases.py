@@ -29,6 +29,7 @@ as every other deadline is (attendance.py).
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import msgspec
@@ -300,9 +301,12 @@ class Cases:
         """A case's timer fell due: the deadlines due by then that nobody met are breaches,
         published together; the next deadline is armed."""
         record = self.book.records.get(eid)
-        if record is None or record.status in FINAL_STATUSES:
+        if record is None:
             return []
-        pending = self._pending(record)
+        # A case answered or closed by something that reached Kafka after a deadline has
+        # breached it, however late the sweep came (a timer waits for its input).
+        final = final_known(record)
+        pending = [(stage, at) for stage, at in self._pending(record) if at < final]
         breached = tuple((stage, at) for stage, at in pending if at <= due)
         later = [at for _, at in pending if at > due]
         if later:
@@ -354,12 +358,24 @@ class Cases:
         for eid, record in self.book.records.items():
             for entry in record.case.history:
                 self.actions[entry["action_id"]] = (eid, Source.from_list(entry["source"]))
-            if record.status in FINAL_STATUSES:
-                continue
-            self._index(record)
-            pending = self._pending(record)
+            final = final_known(record)
+            if record.status not in FINAL_STATUSES:
+                self._index(record)
+            pending = [(stage, at) for stage, at in self._pending(record) if at < final]
             if pending:
                 self.timers.push(pending[0][1], _CASE, eid)
+
+
+def final_known(record: Escalation) -> float:
+    """When what made the case final reached Kafka (its answer, or its accepted close);
+    infinity while it is open."""
+    if record.status == "resolved":
+        return (parse_instant(record.evidence.get("answered_at"))
+                or parse_instant(record.resolved_at) or 0.0)
+    if record.status in FINAL_STATUSES:
+        closure = record.case.closure or {}
+        return parse_instant(closure.get("received")) or 0.0
+    return math.inf
 
 
 def _later(status: str, stage: str) -> str:

@@ -192,7 +192,8 @@ class PartitionDetector:
             vs.visit = visit
         state.dirty[visit.visit_id] = vs
         if visit.cancelled:
-            out.escalations.extend(self.book.resolve_all(vs, now, "cancelled"))
+            out.escalations.extend(self.book.resolve_all(vs, now, "cancelled",
+                                                         vs.cancelled_at or None))
         self.attendance.schedule(vs)
         if visit.cancelled:
             return

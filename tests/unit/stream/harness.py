@@ -123,16 +123,19 @@ class Log:
         if checkpoint is not None:
             d.checkpointer.slice_written(self._write(checkpoint))
 
-    def replay(self, start: int) -> PartitionDetector:
+    def replay(self, start: int, swept: bool = True) -> PartitionDetector:
         """A rebuild as stream/worker/recovery.py does it: the escalation topic (the harness's
-        records, in the order published) read from where the checkpoint at ``start`` says."""
+        records, in the order published) read from where the checkpoint at ``start`` says.
+        ``swept``: the original has swept everything due by now, so the copy's first sweep
+        must raise nothing."""
         copy = PartitionDetector(0, self.h.settings, ManualClock(self.h.clock.now()), Codec())
         e = self.docs[start].get("e", 0) if start else 0
         copy.restore(self.docs[start:], [orjson.loads(orjson.dumps(r))
                                          for r in self.h.escalations[e:]])
         # A rebuilt partition arms each visit's first timer again: those already past fire
         # at its first sweep, and must raise nothing the original has not raised.
-        assert copy.sweep().escalations == []
+        if swept:
+            assert copy.sweep().escalations == []
         return copy
 
 

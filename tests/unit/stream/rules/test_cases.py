@@ -226,6 +226,32 @@ def test_no_owner_by_the_owner_deadline_is_a_breach_that_raises_the_level():
     assert len(snapshots(h)) == n  # each stage breaches once
 
 
+@pytest.mark.parametrize(("reached", "breached"), [(MISSED_AT + 650, True),
+                                                   (MISSED_AT + 550, False)])
+def test_an_answer_read_before_a_late_sweep_counts_from_when_it_reached_kafka(
+        reached, breached):
+    """The case's sweep waits (for its input, or a busy worker): the visit's arrival is read
+    first. What decides is when the arrival reached Kafka against the owner deadline, not
+    which came first in the worker. Whether resolved or not, the case says so once."""
+    h = _missed()
+    h.clock.set(MISSED_AT + 700)  # past the owner deadline (MISSED_AT + 600), not swept yet
+    h.events(event(at=reached - 5), stamps=[reached])
+    assert last(h)["status"] == "resolved"
+    assert last(h)["evidence"]["answered_at"] == format_instant(reached)
+    # A partition rebuilt now, before the sweep, owes the same breach.
+    log = Log(h)
+    log.publish()
+    copy = log.replay(0, swept=False)
+    rebuilt = [e for e in copy.sweep().escalations if e.escalation_id == EID]
+    assert [[b["stage"] for b in e.breaches] for e in rebuilt] == (
+        [["owner"]] if breached else [])
+    h.at(MISSED_AT + 700)
+    h.at(MISSED_AT + 5000)
+    s = last(h)
+    assert s["status"] == "resolved"
+    assert [b["stage"] for b in s["breaches"]] == (["owner"] if breached else [])
+
+
 def test_acting_in_time_publishes_no_breach():
     h = _missed()
     act(h, ack(MISSED_AT + 500))
