@@ -1,0 +1,251 @@
+"""Worker runs: each worker's visits of the day in order, where the worker is, and when they
+will reach each visit they have not reached yet (docs/rules.md, "Worker runs").
+
+Visits are partitioned by client and a run crosses clients, so this is a second keyed view:
+a *run partition* holds the runs of the workers whose id hashes to it, and is fed what a run
+needs by the visit partitions: each visit's rostered workers, window, location and late
+deadline (:class:`Stop`), and each check-in and check-out (:meth:`Runs.event`). It answers
+with a :class:`Prediction` per visit not yet reached, sent back to the visit's partition,
+which raises ``at_risk`` and states the ETA and the cause (stream/rules/at_risk.py).
+
+**The prediction.** Where the worker is decides where the chain starts: checked out of a
+visit (its check-out), inside one (its check-in plus the visit's planned length, or now if
+that is past), or *not started* (no check-in in the run yet, past its first visit's start:
+now, from nowhere known). Then, visit by visit: the arrival is the later of the visit's
+start, now, and the departure plus the travel from there (the straight-line distance over
+the region's speed, :class:`Speeds`); the departure is the arrival plus the visit's planned
+length. Before a run has started there is no basis, and no prediction: never invented.
+
+**The cause** of a predicted lateness: ``not_started`` for a run not started; otherwise the
+same chain is run again as if the visit the worker is at had ended on time: if that arrival
+is in time, the lateness is ``carried_from_previous_visit``, else it is the ``travel``.
+
+Pure: no I/O; time is passed in.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass, field
+from statistics import median
+
+from geofence.reference import haversine_m
+
+# A prediction moves by at least this much before it is sent again.
+MOVE_S = 60.0
+# A transfer counts towards a region's speed only when it could not have been spent
+# waiting: the worker arrived after the next visit's start. Within these bounds.
+_SPEED_BOUNDS_M_S = (0.5, 40.0)
+_MIN_TRANSFER_M = 200.0
+_SAMPLES = 50  # the most recent transfers a region keeps
+_TRUSTED = 5  # transfers a region needs before its own speed replaces the default
+_CELL_DEG = 0.25  # a region: a cell of the grid, about 25 km
+
+
+@dataclass(slots=True)
+class Stop:
+    """A visit in a worker's run."""
+
+    visit_id: str
+    partition: int  # the visit's partition, where its prediction goes
+    start: float
+    end: float
+    lat: float
+    lon: float
+    late_at: float  # its late deadline
+    check_in: float | None = None  # this worker's, device time
+    check_out: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Prediction:
+    visit_id: str
+    partition: int
+    worker_id: str
+    expected_arrival: float | None  # None: no basis any more (the visit left the run)
+    late_at: float
+    cause: str | None  # when it is predicted late
+    basis: tuple[str, str | None, float, float, float]  # (from, visit, free at, travel s, m/s)
+
+    @property
+    def late(self) -> bool:
+        return self.expected_arrival is not None and self.expected_arrival > self.late_at
+
+
+class Speeds:
+    """The straight-line speed of each region, learnt from its observed transfers (the time
+    from a check-out to the same worker's next check-in, against the distance): the median
+    of its recent ones once it has enough, else the default."""
+
+    def __init__(self, default_m_s: float) -> None:
+        self.default = default_m_s
+        self._seen: dict[tuple[int, int], deque[float]] = {}
+
+    @staticmethod
+    def cell(lat: float, lon: float) -> tuple[int, int]:
+        return math.floor(lat / _CELL_DEG), math.floor(lon / _CELL_DEG)
+
+    def of(self, lat: float, lon: float) -> float:
+        seen = self._seen.get(self.cell(lat, lon))
+        return median(seen) if seen is not None and len(seen) >= _TRUSTED else self.default
+
+    def observe(self, a: Stop, b: Stop, left: float, arrived: float) -> None:
+        if arrived <= b.start or arrived <= left:
+            return  # it may have been spent waiting for the visit's start
+        metres = haversine_m(a.lat, a.lon, b.lat, b.lon)
+        if metres < _MIN_TRANSFER_M:
+            return
+        speed = metres / (arrived - left)
+        if _SPEED_BOUNDS_M_S[0] <= speed <= _SPEED_BOUNDS_M_S[1]:
+            self._seen.setdefault(self.cell(b.lat, b.lon),
+                                  deque(maxlen=_SAMPLES)).append(speed)
+
+
+@dataclass(slots=True)
+class Run:
+    stops: dict[str, Stop] = field(default_factory=dict)
+    # Per visit, what was last sent: (arrival, cause, its partition, its late deadline).
+    sent: dict[str, tuple[float, str | None, int, float]] = field(default_factory=dict)
+
+    def ordered(self) -> list[Stop]:
+        return sorted(self.stops.values(), key=lambda s: (s.start, s.visit_id))
+
+
+class Runs:
+    """The runs of one run partition's workers."""
+
+    def __init__(self, speeds: Speeds) -> None:
+        self.speeds = speeds
+        self.runs: dict[str, Run] = {}
+
+    # ---- facts ------------------------------------------------------------------------------
+
+    def visit(self, stop: Stop, workers: tuple[str, ...], was: tuple[str, ...] = (),
+              cancelled: bool = False, owned: set[str] | None = None) -> list[str]:
+        """A visit's roster record as it stands: it joins the runs of its ``workers`` (those
+        ``owned`` by this partition, when given), keeping what they did there, and leaves
+        the runs of the workers it ``was`` rostered to before and is not now (all of them
+        once cancelled). The workers whose runs changed."""
+        changed = []
+        for worker in was:
+            run = self.runs.get(worker)
+            if run is not None and stop.visit_id in run.stops and (
+                    cancelled or worker not in workers):
+                del run.stops[stop.visit_id]
+                changed.append(worker)
+        if cancelled:
+            return changed
+        for worker in workers:
+            if owned is not None and worker not in owned:
+                continue
+            run = self.runs.setdefault(worker, Run())
+            held = run.stops.get(stop.visit_id)
+            if held is not None:
+                stop.check_in, stop.check_out = held.check_in, held.check_out
+            run.stops[stop.visit_id] = stop
+            changed.append(worker)
+        return changed
+
+    def event(self, worker: str, visit_id: str, type_: str, occurred: float) -> bool:
+        """A check-in or check-out of a visit in the worker's run; False if it is not in
+        it (an unrostered worker's, or a visit the run does not hold yet)."""
+        run = self.runs.get(worker)
+        stop = run.stops.get(visit_id) if run is not None else None
+        if stop is None:
+            return False
+        if type_ == "check_in":
+            if stop.check_in is None or occurred < stop.check_in:
+                stop.check_in = occurred
+                self._learn(run, stop)
+        elif stop.check_out is None or occurred > stop.check_out:
+            stop.check_out = occurred
+        return True
+
+    def _learn(self, run: Run, stop: Stop) -> None:
+        before = [s for s in run.ordered() if s.start < stop.start and s.check_out is not None]
+        if before:
+            prev = before[-1]
+            assert stop.check_in is not None and prev.check_out is not None
+            self.speeds.observe(prev, stop, prev.check_out, stop.check_in)
+
+    def forget(self, until: float) -> None:
+        """Drop the stops that ended before ``until``, and the runs left empty."""
+        for worker in list(self.runs):
+            run = self.runs[worker]
+            for vid in [v for v, s in run.stops.items() if s.end < until]:
+                del run.stops[vid]
+                run.sent.pop(vid, None)
+            if not run.stops:
+                del self.runs[worker]
+
+    # ---- predictions ------------------------------------------------------------------------
+
+    def predict(self, worker: str, now: float) -> list[Prediction]:
+        """Each visit of the run not reached yet: when the worker will arrive, from where
+        they are now. Empty when the run has not started and is not due to have."""
+        run = self.runs.get(worker)
+        if run is None:
+            return []
+        stops = run.ordered()
+        at = max((k for k, s in enumerate(stops) if s.check_in is not None), default=None)
+        if at is None:
+            if not stops or now < stops[0].start:
+                return []  # no basis yet
+            where, ahead = None, stops
+            basis_from, free, ontime = "not_started", now, math.inf
+        else:
+            where, ahead = stops[at], stops[at + 1:]
+            assert where.check_in is not None
+            if where.check_out is not None:
+                basis_from, free = "checked_out", where.check_out
+            else:
+                basis_from = "inside"
+                free = max(where.check_in + (where.end - where.start), now)
+            ontime = where.end
+        out = []
+        basis = basis_from
+        for s in ahead:
+            speed = self.speeds.of(s.lat, s.lon)
+            travel = (haversine_m(where.lat, where.lon, s.lat, s.lon) / speed
+                      if where is not None else 0.0)
+            arrival = max(s.start, now, free + travel)
+            # The same chain had the visit the worker is at ended on time.
+            ontime = max(s.start, ontime + travel)
+            cause = None
+            if arrival > s.late_at:
+                cause = ("not_started" if basis_from == "not_started"
+                         else "carried_from_previous_visit" if ontime <= s.late_at
+                         else "travel")
+            out.append(Prediction(s.visit_id, s.partition, worker, arrival, s.late_at, cause,
+                                  (basis, where.visit_id if where is not None else None,
+                                   free, round(travel, 1), round(speed, 2))))
+            basis = "run"
+            free = arrival + (s.end - s.start)
+            ontime += s.end - s.start
+            where = s
+        return out
+
+    def changed(self, worker: str, now: float) -> list[Prediction]:
+        """The predictions of the worker's run that moved since they were last sent (by
+        :data:`MOVE_S`, or in cause), and one without an arrival for each visit predicted
+        before that has no basis now (it left the run, or the run moved past it)."""
+        run = self.runs.get(worker)
+        if run is None:
+            return []
+        out = []
+        fresh = {p.visit_id: p for p in self.predict(worker, now)}
+        for vid, p in fresh.items():
+            last = run.sent.get(vid)
+            assert p.expected_arrival is not None
+            if (last is None or last[1] != p.cause
+                    or abs(last[0] - p.expected_arrival) >= MOVE_S):
+                run.sent[vid] = (p.expected_arrival, p.cause, p.partition, p.late_at)
+                out.append(p)
+        for vid in [v for v in run.sent if v not in fresh]:
+            _, _, partition, late_at = run.sent.pop(vid)
+            stop = run.stops.get(vid)
+            if stop is None or stop.check_in is None:
+                out.append(Prediction(vid, partition, worker, None, late_at, None,
+                                      ("none", None, now, 0.0, 0.0)))
+        return out
