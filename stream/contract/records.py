@@ -24,7 +24,8 @@ METHODS = ("gps", "telephony", "nfc", "qr", "manual")
 VISIT_STATUSES = ("scheduled", "cancelled")
 # What an escalation can be about: each is decided in stream/rules/ (docs/rules.md).
 ESCALATION_KINDS = ("missed", "late", "no_check_out", "shortened", "location_mismatch",
-                    "wrong_worker", "unscheduled", "location_unverified", "extended")
+                    "wrong_worker", "unscheduled", "location_unverified", "extended",
+                    "at_risk")
 
 # A visit longer than this is a roster error (the EVV aggregators' rule: at most 25 hours).
 MAX_VISIT_S = 25 * 3600.0

@@ -241,6 +241,14 @@ def evidence_words(r: dict[str, Any]) -> str:
             words.append(f"stayed {actual / 60:.0f} of {planned / 60:.0f} min")
     elif kind == "unscheduled":
         words.append("a check-in with no visit booked")
+    elif kind == "at_risk":
+        lateness = ev.get("predicted_lateness_s")
+        words.append(f"predicted {lateness / 60:.0f} min after the start"
+                     if isinstance(lateness, int | float) else "predicted late")
+    if kind in ("late", "missed", "at_risk") and ev.get("expected_arrival"):
+        cause = ev.get("cause")
+        words.append(f"expected {_clock(ev['expected_arrival'])}"
+                     + (f" ({str(cause).replace('_', ' ')})" if cause else ""))
     delay = ev.get("delivery_delay_s")
     if isinstance(delay, int | float) and delay > 60:
         words.append(f"phone offline: event delivered {delay / 60:.0f} min late")

@@ -24,6 +24,8 @@ import math
 
 from stream.contract import Visit
 from stream.contract.records import Escalation
+from stream.rules.at_risk import KIND as AT_RISK
+from stream.rules.at_risk import eta_evidence
 from stream.rules.book import EscalationBook
 from stream.rules.timers import Timer, TimerKind, Timers
 from stream.settings import Settings
@@ -131,10 +133,14 @@ class Attendance:
             if known_arrival(vs) <= due:
                 return []  # attended, as far as Kafka knew by the deadline
             present = sorted(w for w, m in vs.checkins.items() if known_at(m) <= due)
-            return self.book.open(vs, kind.value, due, now, {
+            raised = self.book.open(vs, kind.value, due, now, {
                 "workers_absent": [w for w in v.worker_ids if w not in present],
                 "workers_present": present,
-                "minutes_after_start": round((now - v.start) / 60.0, 1)})
+                "minutes_after_start": round((now - v.start) / 60.0, 1),
+                **eta_evidence(vs)})
+            if kind is _LATE and raised:  # late takes over from the prediction
+                raised += self.book.resolve(vs, AT_RISK, now, "late_raised", {}, due)
+            return raised
         # Checked in and not out by the deadline, by when each reached Kafka.
         still_in = sorted(w for w, m in vs.checkins.items() if m.received <= due and not (
             w in vs.checkouts and vs.checkouts[w].received <= due))
@@ -161,6 +167,9 @@ class Attendance:
         v = vs.visit
         out: list[Escalation] = []
         arrived = vs.arrival()
+        if vs.checkins and self.book.is_open(v.visit_id, AT_RISK):
+            out += self.book.resolve(vs, AT_RISK, now, "arrived", {},
+                                     min(known_at(m) for m in vs.checkins.values()))
         if arrived is not None:
             late, missed = self.deadlines(v)[:2]
             known = known_arrival(vs)

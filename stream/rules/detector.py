@@ -25,6 +25,7 @@ from geofence.fences import Decision
 from stream.clock import Clock
 from stream.contract import Codec, Event, Source, Visit
 from stream.contract.bounds import Bounds
+from stream.rules.at_risk import AtRisk
 from stream.rules.attendance import Attendance, known_at
 from stream.rules.book import EscalationBook
 from stream.rules.cases import Cases
@@ -75,6 +76,7 @@ class PartitionDetector:
         self.matching = Matching(settings, self.state, self.timers, self.unscheduled,
                                  self.codec)
         self.cases = Cases(settings, self.book, self.timers)
+        self.at_risk = AtRisk(self.book, lambda v: self.attendance.deadlines(v)[0])
         self.short = ShortPath(settings, self.state, self.codec, self.matching,
                                self.attendance, self.book, self.cases.recovering)
         # How far the partition's inputs have been read (stream/rules/inputs.py): nothing
@@ -125,12 +127,15 @@ class PartitionDetector:
         out = Output()
         events: list[tuple[Any, Source, float]] = []
         actions: list[tuple[Any, Source, float]] = []
+        predictions: list[Any] = []
         # The clients rostered, in order, while events wait that their records may match.
         rostered: dict[str, None] | None = {} if self.state.pending else None
         if stamps is None:
             for kind, obj, source in records:
                 if kind == "roster":
                     self._roster(obj, source, now, out, rostered, now)
+                elif kind == "prediction":
+                    predictions.append(obj)
                 else:
                     (events if kind == "event" else actions).append((obj, source, now))
         else:
@@ -139,6 +144,8 @@ class PartitionDetector:
                 received = min(now, from_wall(stamp)) if stamp else now
                 if kind == "roster":
                     self._roster(obj, source, now, out, rostered, received)
+                elif kind == "prediction":
+                    predictions.append(obj)
                 else:
                     (events if kind == "event" else actions).append((obj, source, received))
         work: list[Work] = []
@@ -152,6 +159,8 @@ class PartitionDetector:
         self.short.apply(work, decisions, now, out, self._record)
         for obj, source, received in actions:
             self._action(obj, source, received, now, out)
+        for obj in predictions:  # after the batch's check-ins: a visit reached is not at risk
+            self._prediction(obj, now, out)
         out.latencies, out.resolutions = self.book.take_timings()
         out.case_timings, out.case_breaches = self.cases.take()
         return out
@@ -168,6 +177,22 @@ class PartitionDetector:
             out.rejections.append(reject(self.codec, refusal, obj, source))
         elif raised:
             out.accepted["action"] += 1
+
+    def _prediction(self, obj: Any, now: float, out: Output) -> None:
+        """A worker's run partition's prediction for one of its visits here
+        (stream/rules/runs.py), written by the worker itself: one it cannot read, or for a
+        visit no longer held, changes nothing."""
+        try:
+            vs = self.state.visits.get(obj["visit_id"])
+            if vs is None:
+                return
+            arrival, basis = obj["arrival"], obj["basis"]
+            out.escalations.extend(self.at_risk.predicted(
+                vs, obj["worker_id"], None if arrival is None else float(arrival),
+                obj["cause"], (basis[0], basis[1], float(basis[2]), float(basis[3]),
+                               float(basis[4])), now))
+        except (KeyError, TypeError, ValueError, IndexError):
+            self.skipped.append(("prediction", -1, "unreadable"))
 
     def _roster(self, obj: dict[str, Any] | Visit, source: Source, now: float, out: Output,
                 rostered: dict[str, None] | None, received: float) -> None:

@@ -34,13 +34,14 @@ KIND_BASE = {
     "unscheduled": 20,
     "location_unverified": 15,
     "extended": 10,
+    "at_risk": 35,  # scored as the lateness it predicts
 }
 KINDS = ESCALATION_KINDS
 assert set(KIND_BASE) == set(KINDS), "every kind of escalation has a base score"
 
 # Kinds where the person may be going without care right now: the vulnerability flags
 # count in full for these.
-CARE_GAP_KINDS = frozenset({"missed", "late", "no_check_out", "shortened"})
+CARE_GAP_KINDS = frozenset({"missed", "late", "no_check_out", "shortened", "at_risk"})
 
 RISK_POINTS = {"low": 0, "medium": 10, "high": 20, "critical": 30}
 FLAG_POINTS = {"time_critical": 15, "lives_alone": 10, "cognitive_impairment": 10}
@@ -75,8 +76,11 @@ def route(kind: str, priority: str) -> str:
     missed: P1 emergency escalation, P2-P3 immediate replacement, P4 delayed recovery;
     late: P1-P2 immediate replacement, else delayed recovery; no check-out at P1: emergency
     escalation (a worker who never left may be hurt, or the person left alone mid-care);
-    everything else is evidence for a person to review.
+    at_risk: tell the person when the carer will come, and reallocate to cut the lateness
+    (the late-visits policy, 5.4); everything else is evidence for a person to review.
     """
+    if kind == "at_risk":
+        return "inform_and_reallocate"
     if kind == "missed":
         return {"P1": "emergency_escalation", "P4": "delayed_recovery"}.get(
             priority, "immediate_replacement")

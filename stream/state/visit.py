@@ -138,6 +138,10 @@ class VisitState(msgspec.Struct, gc=False):
     # When its cancellation reached Kafka (0: not cancelled, or cancelled before a
     # rebuild, which does not keep it): deadlines before it still stand.
     cancelled_at: float = 0.0
+    # Per rostered worker, the latest prediction of their run (stream/rules/at_risk.py):
+    # not written to the changelog, since run partitions send each again within
+    # a refresh interval.
+    predictions: dict[str, Any] | None = None
 
     def add_event(self, event_id: str) -> None:
         self.events += (event_id,)

@@ -52,8 +52,9 @@ class Harness:
         for r in records:
             kind, obj = r[0], r[1]
             src = r[2] if len(r) == 3 else self.source(
-                {"roster": "ecm.roster", "event": "ecm.events"}.get(kind, "ecm.actions"))
-            if self.from_bytes and kind != "action":
+                {"roster": "ecm.roster", "event": "ecm.events",
+                 "prediction": "ecm.work"}.get(kind, "ecm.actions"))
+            if self.from_bytes and kind in ("roster", "event"):
                 (fast,) = self.codec.records(orjson.dumps(obj), kind == "roster") or (None,)
                 obj = obj if fast is None else fast
             batch.append((kind, obj, src))
@@ -70,6 +71,14 @@ class Harness:
         if latest > self.clock.now():
             self.clock.set(latest)
         return self.feed(*[("event", d) for d in docs], stamps=stamps)
+
+    def predict(self, visit_id: str, arrival: float | None, *, worker_id: str = "w1",
+                cause: str | None = "carried_from_previous_visit",
+                basis: tuple = ("inside", "v0", 0.0, 300.0, 5.0)) -> Output:
+        """A run partition's prediction for a visit, as ecm.work carries it."""
+        return self.feed(("prediction", {"visit_id": visit_id, "worker_id": worker_id,
+                                         "arrival": arrival, "cause": cause,
+                                         "basis": list(basis)}))
 
     def at(self, instant: float) -> Output:
         """Move the clock to ``instant`` and sweep."""

@@ -143,3 +143,14 @@ def test_the_kept_order_is_the_order_sorted_afresh_as_cases_change():
                           for p in ("P1", "P2", "P3", "P4")}
     closed = [r for r in latest.values() if r["status"] in FINAL_STATUSES]
     assert len(b.closed_today(T0, size=1000)) == len(closed) > 10
+
+
+def test_the_eta_and_its_cause_in_words():
+    r = {"kind": "at_risk", "evidence": {"predicted_lateness_s": 1500.0,
+                                         "expected_arrival": "2026-11-18T11:31:40.000Z",
+                                         "cause": "carried_from_previous_visit"}}
+    assert evidence_words(r) == ("predicted 25 min after the start; expected 11:31 "
+                                 "(carried from previous visit)")
+    late = {"kind": "late", "evidence": {"minutes_after_start": 16,
+                                         "expected_arrival": "2026-11-18T11:31:40.000Z"}}
+    assert evidence_words(late) == "16 min after the start, no check-in; expected 11:31"

@@ -28,6 +28,8 @@ def _busy_harness():
              visit("b", client_id="b"),
              visit("c", client_id="c", minutes=60), visit("d", client_id="d", minutes=30),
              visit("e", client_id="e"))
+    h.at(T0 + 300)
+    h.predict("e", T0 + 1500)  # at_risk, resolved when late takes over
     h.at(T0 + 1000)
     h.events(event(at=T0 + 1000, visit_id="a", client_id="a", worker_id="w9"),  # late, wrong
              event(at=T0 + 1000, visit_id="b", client_id="b", lat=far[0], lon=far[1]),
