@@ -69,6 +69,12 @@ class Settings:
     # Sweep cadence bounds detection latency: a deadline is raised at most this long late
     # (plus the sweep's own duration); 0.5 s keeps it well inside the 2 s promise.
     sweep_interval_s: float = 0.5
+    # Worker runs (stream/rules/runs.py): whether the visit partitions tell the run
+    # partitions their facts, through ecm.runs; and the straight-line speed a region is
+    # assumed to travel at until it has learnt its own (m/s).
+    runs: bool = False
+    topic_runs: str = "ecm.runs"
+    run_speed_m_s: float = 5.0
     # A deadline waits for its input partitions to be read past it (stream/rules/inputs.py),
     # but never longer than this (wall seconds): a late alert beats none.
     catchup_max_hold_s: float = 120.0

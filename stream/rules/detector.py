@@ -34,6 +34,7 @@ from stream.rules.inputs import InputMarks
 from stream.rules.location import INSIDE, Location
 from stream.rules.matching import Matching, Work
 from stream.rules.output import Output, reject
+from stream.rules.runfacts import event_fact, visit_fact
 from stream.rules.shortpath import ShortPath
 from stream.rules.timers import TimerKind, Timers
 from stream.rules.unscheduled import ADHOC_PREFIX, Unscheduled
@@ -157,6 +158,12 @@ class PartitionDetector:
         decisions = self.location.locate(work)
         out.kernel_s = time.perf_counter() - t
         self.short.apply(work, decisions, now, out, self._record)
+        if self.settings.runs:
+            facts = out.runs
+            for ev, vs, _ in work:
+                if not vs.visit.cancelled:
+                    facts.append(event_fact(ev.worker_id, vs.visit.visit_id, ev.type,
+                                            ev.occurred_at, ev.received or now))
         for obj, source, received in actions:
             self._action(obj, source, received, now, out)
         for obj in predictions:  # after the batch's check-ins: a visit reached is not at risk
@@ -208,6 +215,11 @@ class PartitionDetector:
                 visit.raw, source))  # type: ignore[arg-type]
             return
         out.accepted["roster"] += 1
+        if self.settings.runs:
+            out.runs.append(visit_fact(
+                visit.visit_id, self.partition, visit.start, visit.end, visit.lat, visit.lon,
+                self.attendance.deadlines(visit)[0], visit.worker_ids,
+                vs.visit.worker_ids if vs is not None else (), visit.cancelled))
         if vs is None:
             vs = VisitState(visit)
             state.book(vs)

@@ -26,6 +26,8 @@ class Output:
     # (stage, priority): stream/rules/cases.py.
     case_timings: list[tuple[str, str, float]] = field(default_factory=list)
     case_breaches: list[tuple[str, str]] = field(default_factory=list)
+    # What the worker runs need of this batch, for ecm.runs (stream/rules/runfacts.py).
+    runs: list[list[Any]] = field(default_factory=list)
 
 
 def reject(codec: Codec, failure: tuple[str, str], raw: dict[str, Any] | tuple[bytes, int],

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from statistics import median
 
@@ -121,12 +122,13 @@ class Runs:
 
     # ---- facts ------------------------------------------------------------------------------
 
-    def visit(self, stop: Stop, workers: tuple[str, ...], was: tuple[str, ...] = (),
-              cancelled: bool = False, owned: set[str] | None = None) -> list[str]:
+    def visit(self, stop: Stop, workers: Sequence[str], was: Sequence[str] = (),
+              cancelled: bool = False, owns: Callable[[str], bool] | None = None
+              ) -> list[str]:
         """A visit's roster record as it stands: it joins the runs of its ``workers`` (those
-        ``owned`` by this partition, when given), keeping what they did there, and leaves
-        the runs of the workers it ``was`` rostered to before and is not now (all of them
-        once cancelled). The workers whose runs changed."""
+        this partition ``owns``, when given), keeping what they did there, and leaves the
+        runs of the workers it ``was`` rostered to before and is not now (all of them once
+        cancelled). The workers whose runs changed."""
         changed = []
         for worker in was:
             run = self.runs.get(worker)
@@ -137,7 +139,7 @@ class Runs:
         if cancelled:
             return changed
         for worker in workers:
-            if owned is not None and worker not in owned:
+            if owns is not None and not owns(worker):
                 continue
             run = self.runs.setdefault(worker, Run())
             held = run.stops.get(stop.visit_id)
