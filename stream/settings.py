@@ -257,6 +257,13 @@ class Settings:
 
 
 def _coerce(name: str, type_name: object, raw: str) -> object:
+    if type_name in ("bool", bool):
+        flag = raw.strip().lower()
+        if flag in ("1", "true", "yes", "on"):
+            return True
+        if flag in ("0", "false", "no", "off"):
+            return False
+        raise SettingsError(f"{PREFIX}{name.upper()}={raw!r} is not true or false")
     try:
         if type_name in ("int", int):
             return int(raw)

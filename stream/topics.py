@@ -51,7 +51,8 @@ def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> list[str]:
     from kafka.errors import KafkaError, TopicAlreadyExistsError
 
     names = [*settings.input_topics, settings.topic_work,
-             settings.topic_state, settings.topic_escalations, settings.topic_deadletter]
+             settings.topic_state, settings.topic_escalations, settings.topic_deadletter,
+             *([settings.topic_runs] if settings.runs else [])]
     deadline = time.monotonic() + timeout_s
     while True:
         try:
@@ -69,7 +70,9 @@ def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> list[str]:
         for name in names:
             if name in existing:
                 continue
-            keep = name in (settings.topic_state, settings.topic_escalations)
+            # ecm.runs is the run partitions' changelog (stream/worker/runs.py).
+            keep = name in (settings.topic_state, settings.topic_escalations,
+                            settings.topic_runs)
             try:
                 admin.create_topics([NewTopic(name, settings.partitions, 1,
                                               topic_configs=_retained(settings) if keep

@@ -19,6 +19,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+import orjson
+
 from stream.rules.runs import Prediction, Runs, Stop
 from stream.topics import partition_for
 
@@ -40,6 +42,19 @@ def destinations(fact: list[Any], partitions: int) -> set[int]:
     if fact[0] == "v":
         return {partition_for(w, partitions) for w in (*fact[8], *fact[9])}
     return {partition_for(fact[1], partitions)}
+
+
+# Facts a message of ecm.runs carries at most: some 60 bytes each, well inside a message.
+FACTS_PER_MESSAGE = 4000
+
+
+def fact_messages(facts_by_partition: dict[int, list[list[Any]]]) -> list[tuple[int, bytes]]:
+    """``(run partition, value)`` messages of at most :data:`FACTS_PER_MESSAGE` facts."""
+    out = []
+    for p, facts in facts_by_partition.items():
+        for k in range(0, len(facts), FACTS_PER_MESSAGE):
+            out.append((p, orjson.dumps({"facts": facts[k:k + FACTS_PER_MESSAGE]})))
+    return out
 
 
 def prediction_doc(p: Prediction) -> dict[str, Any]:

@@ -93,9 +93,21 @@ def create_app(settings: Settings, clock: Clock | None = None) -> EcmApp:
         async for batch in stream.take_events(settings.batch_max, settings.batch_within_s):
             await detect([e.message for e in batch])
 
+    lanes: dict[str, Any] = {**{t: route for t in settings.input_topics},
+                             settings.topic_work: detect}
+    if rt.runs_topic is not None:
+        async def runs(messages: list[Any]) -> None:
+            await _or_exit(rt.runs_batch(messages))
+
+        @app.agent(rt.runs_topic, name="ecm-runs")
+        async def run_agent(stream: faust.StreamT) -> None:
+            async for batch in stream.take_events(settings.batch_max, settings.batch_within_s):
+                await runs([e.message for e in batch])
+
+        lanes[settings.topic_runs] = runs
+
     if settings.input_lane == "batch":
-        app.lanes = Lanes({**{t: route for t in settings.input_topics},
-                           settings.topic_work: detect}, settings.batch_max)
+        app.lanes = Lanes(lanes, settings.batch_max)
 
     @app.timer(interval=settings.sweep_interval_s, name="ecm-sweep")
     async def sweep() -> None:

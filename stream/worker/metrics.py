@@ -40,6 +40,9 @@ class Metrics:
         self.records_accepted = PCounter(
             "ecm_records_accepted", "Records validated and applied, by kind.", ["kind"],
             registry=r)
+        self.predictions_sent = PCounter(
+            "ecm_run_predictions_sent", "Predicted arrivals the run partitions sent to the "
+            "visits' partitions (worker runs).", registry=r)
         self.events_duplicate = PCounter(
             "ecm_events_duplicate", "Events whose event_id was already accepted from another "
             "source position (also dead-lettered as duplicate_event).", registry=r)

@@ -36,6 +36,7 @@ from stream.clock import Clock
 from stream.contract import Rejection
 from stream.contract.deadletter import deadletter_doc, deadletter_key
 from stream.rules.detector import Output, PartitionDetector
+from stream.rules.runfacts import destinations, fact_messages
 from stream.settings import Settings
 from stream.state.changelog import encode_delta
 from stream.state.store import PartitionStore
@@ -142,6 +143,15 @@ class Publisher:
             sends += [("none", topic, r.escalation_id.encode(), _encode(r), p)
                       for r in out.escalations]
             sends += self._deadletter_sends(out.rejections, "detector", lambda r, p=p: p)
+        facts = [f for _, out in results for f in out.runs]
+        if facts:  # what the worker runs need, to their run partitions (worker runs)
+            n = self.settings.partitions
+            by_run: dict[int, list[Any]] = {}
+            for f in facts:
+                for q in destinations(f, n):
+                    by_run.setdefault(q, []).append(f)
+            sends += [("none", self.settings.topic_runs, None, value, q)
+                      for q, value in fact_messages(by_run)]
         sent = await self.send_all(sends)
         state_sends: list[_Send] = []
         written: list[tuple[PartitionStore | None, dict[str, Any], PartitionDetector | None]] = []

@@ -32,6 +32,7 @@ from stream.worker.metrics import Metrics
 from stream.worker.publisher import Publisher
 from stream.worker.recovery import load_partition
 from stream.worker.router import decode_work, route
+from stream.worker.runs import RunPartitions
 from stream.worker.watermark import ReadMarks, mark_message
 
 log = logging.getLogger(__name__)
@@ -75,6 +76,8 @@ class Runtime:
         raw = {"key_serializer": "raw", "value_serializer": "raw"}
         self.inputs = app.topic(*settings.input_topics, **raw)
         self.work = app.topic(settings.topic_work, partitions=settings.partitions, **raw)
+        self.runs_topic = (app.topic(settings.topic_runs, partitions=settings.partitions, **raw)
+                           if settings.runs else None)
         self.assignment: set[tuple[str, int]] = set()
         self.end_offsets: dict[tuple[str, int], int] = {}
         self.start_offsets: dict[tuple[str, int], int] = {}
@@ -97,6 +100,9 @@ class Runtime:
         self.metrics.broker_reachable.set_function(lambda: float(self.broker_reachable))
         self._rostered = 0  # roster records applied in the batch under way
         self.metrics.watch_state(lambda: list(self.detectors.values()), self.lag)
+        # The worker runs' partitions this worker owns (stream/worker/runs.py).
+        self.runs = (RunPartitions(settings, clock, self.publisher, self.metrics)
+                     if settings.runs else None)
 
     # ---- partition ownership -------------------------------------------------------------
 
@@ -111,6 +117,8 @@ class Runtime:
             # have owned its partitions meanwhile, so what it holds is stale.
             for p in list(self.detectors) + list(self.loading):
                 self._drop(p)
+            if self.runs is not None:
+                self.runs.assigned(set())
         self._held_generation = generation
         # Read again from the committed offsets: positions count from there (_open_gate).
         self.catchup.processed.clear()
@@ -123,6 +131,8 @@ class Runtime:
             written_since(s, self.assignment), _READ_BACK_TIMEOUT_S)))
         self._hold_sweep(reopen_for=assigned)
         owned = self._work_partitions(assigned)
+        if self.runs is not None:
+            self.runs.assigned({tp.partition for tp in assigned if tp.topic == s.topic_runs})
         for p in list(self.detectors) + list(self.loading):
             if p not in owned:
                 self._drop(p)
@@ -249,6 +259,11 @@ class Runtime:
         await sent
         self._seen(messages)
 
+    async def runs_batch(self, messages: list[Message]) -> None:
+        """Apply a batch of ``ecm.runs`` messages to their run partitions."""
+        if self.runs is not None:
+            await self.runs.batch(messages)
+
     async def detect_batch(self, messages: list[Message]) -> None:
         """Apply a batch of ``ecm.work`` messages to their partitions' detectors."""
         with self.heap.paused():
@@ -363,6 +378,8 @@ class Runtime:
             if pending:
                 await asyncio.sleep(0)
         self.metrics.sweep_seconds.observe(time.perf_counter() - started)
+        if self.runs is not None:
+            await self.runs.sweep()
 
     def _forced(self, d: PartitionDetector) -> float | None:
         """None: the partition's deadlines wait for its inputs' read marks. Once its oldest
@@ -413,7 +430,8 @@ class Runtime:
     def ready(self) -> bool:
         """Partitions loaded, the backlog read (so deadlines are being swept), and the
         broker within reach."""
-        return self.sweep_open and not self.loading and self.broker_reachable
+        return (self.sweep_open and not self.loading and self.broker_reachable
+                and (self.runs is None or self.runs.ready))
 
     @property
     def broker_reachable(self) -> bool:

@@ -37,5 +37,6 @@ def serve(app: faust.App, rt: Runtime) -> None:
         the broker within reach."""
         ready = rt.ready
         return web.json({"ready": ready, "partitions": sorted(rt.detectors),
+                         "run_partitions": sorted(rt.runs.parts) if rt.runs else [],
                          "broker_reachable": rt.broker_reachable},
                         status=200 if ready else 503)

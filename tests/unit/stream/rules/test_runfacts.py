@@ -84,3 +84,15 @@ def test_an_overrun_in_one_partition_raises_at_risk_in_another_before_its_deadli
     (r,) = out.escalations
     assert r.kind == "at_risk" and r.evidence["cause"] == "carried_from_previous_visit"
     assert r.evidence["lead_s"] > 0  # before b's late deadline
+
+
+def test_the_runs_switch_reads_as_a_flag():
+    import pytest
+
+    from stream.errors import SettingsError
+
+    assert Settings.from_env({"ECM_RUNS": "true"}).runs is True
+    assert Settings.from_env({"ECM_RUNS": "False"}).runs is False
+    assert Settings.from_env(Settings(runs=True).as_env()).runs is True
+    with pytest.raises(SettingsError):
+        Settings.from_env({"ECM_RUNS": "maybe"})
