@@ -148,6 +148,21 @@ class Board:
     def counts(self) -> dict[str, int]:
         return dict(self._counts)
 
+    def prune(self, now: float) -> int:
+        """Let go of the cases closed or resolved before yesterday (the page shows today's):
+        how many. A later revision of one would be taken again."""
+        day = to_datetime(now - 86_400).strftime("%Y-%m-%d")
+        cut = bisect.bisect_left(self._closed, (day, ""))
+        gone = self._closed[:cut]
+        del self._closed[:cut]
+        for _, eid in gone:
+            self._ended.pop(eid, None)
+            self.cases.pop(eid, None)
+            self.refusals.pop(eid, None)
+        if gone:
+            self.version += 1
+        return len(gone)
+
     def closed_count(self, now: float) -> int:
         """How many cases were closed or resolved on ``now``'s day (or later)."""
         day = to_datetime(now).strftime("%Y-%m-%d")

@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 HERE = Path(__file__).parent
 _RENDER_EVERY_S = 0.25
 _OPEN = ("/login", "/static/", "/healthz")
+_PRUNE_EVERY_S = 600.0
 _RENDERED_MAX = 256  # filter sets whose rows are kept rendered
 STAGES = ("open", "acknowledged", "recovery_assigned", "recovery_completed")
 
@@ -134,7 +135,11 @@ class Desk:
             consumer.assign(parts)
             await consumer.seek_to_beginning(*parts)
             ends = await consumer.end_offsets(parts)
+            pruned = time.monotonic()
             while True:
+                if time.monotonic() - pruned > _PRUNE_EVERY_S:
+                    pruned = time.monotonic()
+                    self.board.prune(time.time())
                 batch = await consumer.getmany(timeout_ms=500, max_records=5000)
                 for tp, messages in batch.items():
                     for m in messages:

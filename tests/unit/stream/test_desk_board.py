@@ -154,3 +154,17 @@ def test_the_eta_and_its_cause_in_words():
     late = {"kind": "late", "evidence": {"minutes_after_start": 16,
                                          "expected_arrival": "2026-11-18T11:31:40.000Z"}}
     assert evidence_words(late) == "16 min after the start, no check-in; expected 11:31"
+
+
+def test_cases_ended_before_yesterday_are_let_go():
+    b = Board()
+    for n, (status, ended) in enumerate((("resolved", "2026-11-16T10:00:00.000Z"),
+                                         ("resolved", "2026-11-17T10:00:00.000Z"),
+                                         ("closed", "2026-11-18T09:00:00.000Z"),
+                                         ("open", None))):
+        b.apply({"escalation_id": f"v{n}:missed", "revision": 1, "status": status,
+                 "priority": "P2", "resolved_at": ended,
+                 "case": {"closure": {"received": ended}}})
+    assert b.prune(T0) == 1  # T0 is 2026-11-18: the 16th goes, yesterday's stays
+    assert set(b.cases) == {"v1:missed", "v2:missed", "v3:missed"}
+    assert b.closed_count(T0) == 1 and b.counts()["P2"] == 1
