@@ -58,11 +58,16 @@ class CaseTruth:
     verifications: dict[str, bool] = field(default_factory=dict)  # eid -> in time
     refusals: dict[str, str] = field(default_factory=dict)  # action id -> reason
     graded: list[str] = field(default_factory=list)  # escalation ids whose cases are graded
+    # The desk's actions whose outcome has no single right answer (an action and the
+    # visit's own answer reached Kafka within a guard band of each other): not graded.
+    unjudged_actions: list[str] = field(default_factory=list)
+    unjudged_cases: list[str] = field(default_factory=list)
 
     def to_doc(self) -> dict[str, Any]:
         return {"breaches": self.breaches, "ambiguous": self.ambiguous,
                 "verifications": self.verifications, "refusals": self.refusals,
-                "graded": self.graded}
+                "graded": self.graded, "unjudged_actions": self.unjudged_actions,
+                "unjudged_cases": self.unjudged_cases}
 
 
 def expect_cases(sc: Scenario, expected: list[Expected], desk: Desk,
@@ -113,6 +118,15 @@ class _Case:
         decided = False
         closure = False
         resolve_at = self._resolution()
+        if resolve_at != math.inf and any(abs(a.received - resolve_at) < self.guard
+                                          for a in self.actions):
+            # Which came first, the desk's action or the visit's answer, decides all
+            # that follows, and neither is a guard band clear of the other.
+            t.unjudged_actions += [a.doc["action_id"] for a in self.actions]
+            t.unjudged_cases.append(eid)
+            for stage in ("owner", "pathway", "recovery", "closure"):
+                self._unjudged(stage)
+            return
         happenings: list[tuple[float, int, Any]] = [(resolve_at, 0, None)]
         happenings += [(a.received, 1, a) for a in self.actions]
         if self.recovery is not None:

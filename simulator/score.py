@@ -101,7 +101,9 @@ def score(ledger: Ledger, escalations: list[dict[str, Any]],
             **_latency(lat, ledger.speed),
             "missing_ids": sorted(exp - got)[:5], "spurious_ids": sorted(got - exp)[:5],
         }
-    dead = Counter(d.get("reason", "?") for d in deadletters)
+    unjudged = set((ledger.cases or {}).get("unjudged_actions", ()))
+    dead = Counter(d.get("reason", "?") for d in deadletters
+                   if not unjudged or _action_id(d) not in unjudged)
     exp_all = len(expected)
     hit_all = len(set(expected) & set(raised))
     return {
@@ -152,15 +154,15 @@ def score_cases(ledger: Ledger, escalations: list[dict[str, Any]],
     latencies = [d - due for k in expected & found
                  if (d := parse_instant(got[k]["detected_at"])) is not None
                  and (due := parse_instant(got[k]["due"])) is not None]
+    unjudged = set(truth.get("unjudged_actions", ()))
+    for eid in truth.get("unjudged_cases", ()):
+        verified.pop(eid, None)
     refused: dict[str, str] = {}
     for d in deadletters:
-        raw = d.get("raw")
-        try:
-            doc = orjson.loads(base64.b64decode(raw)) if raw else None
-        except (ValueError, orjson.JSONDecodeError):
-            continue
-        if isinstance(doc, dict) and str(doc.get("action_id", "")).startswith("desk-"):
-            refused[doc["action_id"]] = d.get("reason", "?")
+        action_id = _action_id(d)
+        if action_id is not None and action_id.startswith("desk-") and (
+                action_id not in unjudged):
+            refused[action_id] = d.get("reason", "?")
     exp_ref = truth["refusals"]
     exp_ver = truth["verifications"]
 
@@ -183,6 +185,18 @@ def score_cases(ledger: Ledger, escalations: list[dict[str, Any]],
                                     {(k, v) for k, v in verified.items()}),
         "refusals": graded_set(set(exp_ref.items()), set(refused.items())),
     }
+
+
+def _action_id(deadletter: dict[str, Any]) -> str | None:
+    """The action id of a dead-lettered action, from its raw bytes; None for anything
+    else."""
+    raw = deadletter.get("raw")
+    try:
+        doc = orjson.loads(base64.b64decode(raw)) if raw else None
+    except (ValueError, orjson.JSONDecodeError):
+        return None
+    action_id = doc.get("action_id") if isinstance(doc, dict) else None
+    return action_id if isinstance(action_id, str) else None
 
 
 def _latency(values: list[float], speed: float) -> dict[str, float | None]:

@@ -68,3 +68,38 @@ def test_recovery_visits_join_the_day_and_the_ledger():
                if p == "no_show" and e in desk.recovery_visits]
     expected = {e.escalation_id for e in ledger.expected}
     assert any(f"{vid}:late" in expected for vid in no_show)
+
+
+def test_a_case_whose_action_races_the_visits_own_answer_is_left_out():
+    """A worker who comes after the missed deadline, seconds from the desk's action: which
+    reached the worker first decides the rest, so the case is not graded, and nothing
+    else is left out."""
+    sc, desk, _, truth = _day()
+    g, end = sc.config.guard_s, sc.config.window[1]
+    assert truth.unjudged_cases
+    by_case: dict[str, list] = {}
+    for a in desk.actions:
+        if a.received <= end:  # the day is played to the window's end
+            by_case.setdefault(a.doc["escalation_id"], []).append(a)
+    for eid in truth.graded:
+        fact = sc.facts.get(eid.rsplit(":", 1)[0])
+        if fact is None:  # an unscheduled visit's: nothing answers it
+            assert eid not in truth.unjudged_cases
+            continue
+        # Answered when its last rostered worker is known to be in (a double-up needs
+        # both), or when it is cancelled.
+        firsts: dict[str, float] = {}
+        for ev in fact.events:
+            if ev.accepted and ev.type == "check_in" and ev.received <= end:
+                known = max(ev.received, ev.occurred)
+                firsts[ev.worker] = min(firsts.get(ev.worker, known), known)
+        need = len(fact.doc["worker_ids"])
+        arrivals = sorted(firsts.values())[need - 1:need]
+        if fact.cancelled_at is not None:
+            arrivals.append(fact.cancelled_at)
+        races = any(abs(a.received - t) < g for a in by_case.get(eid, ()) for t in arrivals)
+        assert (eid in truth.unjudged_cases) == races, eid
+    unjudged = set(truth.unjudged_actions)
+    assert unjudged == {a.doc["action_id"] for eid in truth.unjudged_cases
+                        for a in by_case[eid]}
+    assert not unjudged & set(truth.refusals)
