@@ -40,18 +40,20 @@ class Ledger:
     deadletters: dict[str, int]
     # What the cases must show, when a duty desk played (simulator/cases.py): to_doc().
     cases: dict[str, Any] | None = None
+    # What the worker runs must show, when the workers predict (simulator/runs.py).
+    runs: dict[str, Any] | None = None
 
     def to_doc(self) -> dict[str, Any]:
         return {"window_start": self.window_start, "window_end": self.window_end,
                 "score_until": self.score_until, "speed": self.speed,
                 "expected": [asdict(e) for e in self.expected],
-                "deadletters": self.deadletters, "cases": self.cases}
+                "deadletters": self.deadletters, "cases": self.cases, "runs": self.runs}
 
     @classmethod
     def from_doc(cls, doc: dict[str, Any]) -> Ledger:
         return cls(doc["window_start"], doc["window_end"], doc["score_until"], doc["speed"],
                    [Expected(**e) for e in doc["expected"]], dict(doc["deadletters"]),
-                   doc.get("cases"))
+                   doc.get("cases"), doc.get("runs"))
 
 
 def build_ledger(sc: Scenario) -> Ledger:

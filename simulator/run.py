@@ -22,8 +22,16 @@ from simulator.cases import expect_cases, priority
 from simulator.desk import Desk, play_desk
 from simulator.ledger import Ledger, build_ledger
 from simulator.player import play
+from simulator.runs import expect_runs
 from simulator.scenario import Rates, SimConfig, build_scenario
-from simulator.score import format_report, read_topic, score, score_cases, summary_json
+from simulator.score import (
+    format_report,
+    read_topic,
+    score,
+    score_cases,
+    score_runs,
+    summary_json,
+)
 from simulator.watch import EscalationWatch
 from stream.clock import ScaledClock
 from stream.settings import Settings
@@ -71,6 +79,9 @@ def simulate(config: SimConfig, settings: Settings, *, ledger_path: Path,
                   for e in ledger.expected if e.kind == "missed" and e.scored]
         desk = play_desk(sc, missed, settings, config.seed + 1)
         ledger = build_ledger(sc)
+    if config.runs:
+        ledger.runs = expect_runs(sc, ledger.score_until).to_doc()
+        settings = settings.with_(runs=True)
     ledger_path.write_bytes(orjson.dumps(ledger.to_doc()))
     n_events = sum(len(m.records or []) for m in sc.messages if m.topic == "events")
     print(f"built {len(sc.roster.visits):,} visits ({len(sc.facts):,} in the window) for "
@@ -169,6 +180,9 @@ def _score(ledger: Ledger, settings: Settings) -> dict[str, Any]:
     cases = score_cases(ledger, escalations, deadletters)
     if cases is not None:
         report["cases"] = cases
+    runs = score_runs(ledger, escalations)
+    if runs is not None:
+        report["runs"] = runs
     return report
 
 
@@ -262,4 +276,5 @@ def config_from_args(args: Any) -> SimConfig:
     return SimConfig(seed=args.seed, clients=args.clients, workers=args.workers,
                      date=args.date, start_hour=args.start_hour, hours=args.hours,
                      speed=args.speed, batch_size=args.batch_size, rates=rates,
-                     desk=not getattr(args, "no_desk", False))
+                     desk=not getattr(args, "no_desk", False),
+                     runs=bool(getattr(args, "runs", False)))

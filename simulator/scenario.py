@@ -69,6 +69,8 @@ class SimConfig:
     unscheduled_grace_s: float = 120.0
     # A duty desk acts on the missed visits (simulator/desk.py).
     desk: bool = True
+    # The workers predict their runs (ECM_RUNS), graded by simulator/runs.py.
+    runs: bool = False
     rates: Rates = field(default_factory=Rates)
 
     @property
@@ -111,6 +113,12 @@ class VisitFact:
     cancelled_at: float | None = None
     missed: bool | None = None
     events: list[EventFact] = field(default_factory=list)
+    # The truth of the workers' runs (simulator/runs.py): per worker, when they truly came
+    # and left; for the first rostered worker, the visit of their run they came from and
+    # the drive from it, and a delay met on the way (0: none).
+    came: dict[str, tuple[float, float]] = field(default_factory=dict)
+    leg: tuple[str, float] | None = None
+    en_route_delay: float = 0.0
 
     def threshold(self, name: str) -> float:
         return self.visit.thresholds.get(name, DEFAULTS[name])
@@ -224,6 +232,7 @@ class _Day:
         rng, r = self.rng, self.r
         free = self.c.day_start
         prev: Client | None = None
+        came_from: Visit | None = None
         for v in run:
             fact = self.facts.get(v.visit_id)
             if (v.visit_id, worker) in skip:
@@ -237,14 +246,21 @@ class _Day:
                     self._send_roster(at, fact.doc)
             if fact is not None and fact.missed:
                 continue
-            arrive = max(v.start + rng.uniform(-240, 240), free + travel_s(prev, v.client))
+            drive = travel_s(prev, v.client)
+            arrive = max(v.start + rng.uniform(-240, 240), free + drive)
+            delay = 0.0
             if rng.random() < r.delay:
-                arrive += rng.uniform(1200, 3000)
+                delay = rng.uniform(1200, 3000)
+                arrive += delay
             if fact is None:  # before the window: the run goes on, nothing is sent
                 free = arrive + v.duration
             else:
                 free = self._attend(fact, worker, arrive, v.start, prev)
+                if came_from is not None and worker == v.workers[0]:
+                    fact.leg = (came_from.visit_id, drive)
+                    fact.en_route_delay = delay
             prev = v.client
+            came_from = v
 
     def _attend(self, fact: VisitFact, worker: str, arrive: float, start: float,
                 prev: Client | None, bank: bool = False) -> float:
@@ -268,6 +284,7 @@ class _Day:
         else:
             stay = max(300.0, sched + rng.uniform(-240, 240))
         leave = arrive + stay
+        fact.came[worker] = (arrive, leave)
         noc = v.end + fact.threshold("no_checkout_after_s")
         # A phone with a badly wrong clock is online: its stamps are judged against receipt.
         offline = skew < 600 and rng.random() < r.offline

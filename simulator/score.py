@@ -72,7 +72,8 @@ def score(ledger: Ledger, escalations: list[dict[str, Any]],
     expected = {e.escalation_id: e for e in ledger.expected if e.scored}
     opens: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for r in escalations:
-        if lifecycle(r) == "open":
+        # at_risk is a prediction, graded on its own (score_runs).
+        if lifecycle(r) == "open" and r.get("kind") != "at_risk":
             opens[r["escalation_id"]].append(r)
     raised = {}
     for eid, records in opens.items():
@@ -187,6 +188,56 @@ def score_cases(ledger: Ledger, escalations: list[dict[str, Any]],
     }
 
 
+def score_runs(ledger: Ledger, escalations: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Grade the worker runs (simulator/runs.py): ``at_risk`` against the visits really
+    late (precision) and those a perfect predictor could call with the ledger's lead
+    (recall), its lead time before the late deadline, and the expected arrivals that
+    at_risk, late and missed carry against when the worker truly came."""
+    truth = ledger.runs
+    if truth is None:
+        return None
+    late_at: dict[str, float] = truth["late_at"]
+    arrived: dict[str, float | None] = truth["arrived"]
+    late = {v for v, t in late_at.items() if arrived[v] is None or arrived[v] > t}
+    first: dict[str, dict[str, Any]] = {}
+    for r in escalations:
+        if lifecycle(r) == "open":
+            first.setdefault(r["escalation_id"], r)
+    raised = {}
+    errors: dict[str, list[float]] = {"at_risk": [], "late": [], "missed": []}
+    with_eta: Counter[str] = Counter()
+    for eid, r in first.items():
+        vid, kind = eid.rsplit(":", 1)
+        if vid not in late_at or kind not in errors:
+            continue
+        if kind == "at_risk":
+            raised[vid] = r
+        eta = parse_instant((r.get("evidence") or {}).get("expected_arrival"))
+        came = arrived[vid]
+        if eta is not None:
+            with_eta[kind] += 1
+            if came is not None:
+                errors[kind].append(abs(eta - came))
+    hit = set(raised) & late
+    callable_ = set(truth["callable"])
+    leads = sorted(late_at[v] - d for v in hit
+                   if (d := parse_instant(raised[v]["detected_at"])) is not None)
+    return {
+        "lead_s": truth["lead_s"], "graded_visits": len(late_at), "really_late": len(late),
+        "at_risk": {"raised": len(raised), "true": len(hit),
+                    "precision": len(hit) / len(raised) if raised else 1.0,
+                    "callable": len(callable_), "caught": len(callable_ & set(raised)),
+                    "recall": len(callable_ & set(raised)) / len(callable_) if callable_
+                    else 1.0,
+                    "lead_p50_s": _percentile(leads, 0.5), "lead_p10_s": _percentile(leads, 0.1),
+                    "missing_ids": sorted(callable_ - set(raised))[:5],
+                    "spurious_ids": sorted(set(raised) - late)[:5]},
+        "eta": {kind: {"with_eta": with_eta[kind], "error_p50_s": _percentile(sorted(e), 0.5),
+                       "error_p90_s": _percentile(sorted(e), 0.9)}
+                for kind, e in errors.items()},
+    }
+
+
 def _action_id(deadletter: dict[str, Any]) -> str | None:
     """The action id of a dead-lettered action, from its raw bytes; None for anything
     else."""
@@ -239,6 +290,20 @@ def format_report(report: dict[str, Any]) -> str:
                          f"{k['recall']:>8.3f}{f(k.get('latency_p99_s')):>8}"
                          f"{f(k.get('latency_p99_wall_s'), 2):>9}")
         lines.append("breach latency: detected_at - due, in simulated seconds")
+    runs = report.get("runs")
+    if runs:
+        a = runs["at_risk"]
+        lines.append("")
+        lines.append(f"worker runs ({runs['graded_visits']} visits graded, "
+                     f"{runs['really_late']} really late)")
+        lines.append(f"at_risk: raised {a['raised']}, true {a['true']}, precision "
+                     f"{a['precision']:.3f}; callable with {runs['lead_s'] / 60:.0f} min lead "
+                     f"{a['callable']}, caught {a['caught']}, recall {a['recall']:.3f}; "
+                     f"lead before the late deadline p50 {f(a['lead_p50_s'])} s, "
+                     f"p10 {f(a['lead_p10_s'])} s")
+        for kind, e in runs["eta"].items():
+            lines.append(f"ETA on {kind:<8} {e['with_eta']:>6} carry one; |error| p50 "
+                         f"{f(e['error_p50_s'])} s, p90 {f(e['error_p90_s'])} s")
     return "\n".join(lines)
 
 

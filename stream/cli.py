@@ -60,6 +60,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=100, help="events per message")
     p.add_argument("--no-desk", action="store_true",
                    help="no duty desk acting on the missed visits' cases")
+    p.add_argument("--runs", action="store_true",
+                   help="the workers predict their runs (ECM_RUNS), and at_risk and the "
+                        "ETA are graded")
     p.add_argument("--rate", action="append", metavar="NAME=VALUE",
                    help="a failure rate, e.g. --rate missed=0.02 (repeatable)")
     p.add_argument("--ledger", default="sim-ledger.json")
