@@ -34,3 +34,36 @@ def test_late_carried_and_callable_follow_from_the_facts():
     for vid in truth.late_at:
         assert len(sc.facts[vid].doc["worker_ids"]) == 1
         assert sc.facts[vid].cancelled_at is None
+
+
+def test_the_scorer_grades_at_risk_and_the_eta_against_the_truth():
+    from simulator.ledger import Ledger
+    from simulator.score import score_runs
+    from stream.timeutil import format_instant
+
+    t0 = 1_795_000_000.0
+    late_at = {"a": t0, "b": t0, "c": t0, "d": t0}
+    # a: late and callable; b: late, not callable; c: in time; d: never came.
+    ledger = Ledger(t0 - 3600, t0 + 3600, t0 + 3000, 60.0, [], {}, runs={
+        "late_at": late_at, "arrived": {"a": t0 + 600, "b": t0 + 300, "c": t0 - 60,
+                                        "d": None},
+        "carried": ["a", "b"], "callable": ["a"], "lead_s": 600.0})
+
+    def esc(vid: str, kind: str, detected: float, eta: float | None) -> dict:
+        ev = {"expected_arrival": format_instant(eta)} if eta is not None else {}
+        return {"escalation_id": f"{vid}:{kind}", "kind": kind, "status": "open",
+                "revision": 1, "detected_at": format_instant(detected), "evidence": ev}
+
+    report = score_runs(ledger, [esc("a", "at_risk", t0 - 900, t0 + 540),
+                                 esc("c", "at_risk", t0 - 300, t0 + 60),
+                                 esc("d", "at_risk", t0 - 120, t0 + 900),
+                                 esc("a", "late", t0 + 5, t0 + 660),
+                                 esc("b", "late", t0 + 5, None)])
+    a = report["at_risk"]
+    assert (a["raised"], a["true"], a["callable"], a["caught"]) == (3, 2, 1, 1)
+    assert a["precision"] == 2 / 3 and a["recall"] == 1.0
+    assert a["lead_p10_s"] == 120.0 and a["lead_p50_s"] in (120.0, 900.0)  # d's, a's
+    assert a["spurious_ids"] == ["c"]
+    eta = report["eta"]
+    assert eta["at_risk"]["with_eta"] == 3 and eta["at_risk"]["error_p50_s"] == 60.0  # a; c 120
+    assert eta["late"] == {"with_eta": 1, "error_p50_s": 60.0, "error_p90_s": 60.0}
