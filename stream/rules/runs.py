@@ -82,14 +82,14 @@ class Speeds:
     def __init__(self, default_m_s: float) -> None:
         self.default = default_m_s
         self._seen: dict[tuple[int, int], deque[float]] = {}
+        self._speed: dict[tuple[int, int], float] = {}  # each region's, as last learnt
 
     @staticmethod
     def cell(lat: float, lon: float) -> tuple[int, int]:
         return math.floor(lat / _CELL_DEG), math.floor(lon / _CELL_DEG)
 
     def of(self, lat: float, lon: float) -> float:
-        seen = self._seen.get(self.cell(lat, lon))
-        return median(seen) if seen is not None and len(seen) >= _TRUSTED else self.default
+        return self._speed.get(self.cell(lat, lon), self.default)
 
     def observe(self, a: Stop, b: Stop, left: float, arrived: float) -> None:
         if arrived <= b.start or arrived <= left:
@@ -99,8 +99,11 @@ class Speeds:
             return
         speed = metres / (arrived - left)
         if _SPEED_BOUNDS_M_S[0] <= speed <= _SPEED_BOUNDS_M_S[1]:
-            self._seen.setdefault(self.cell(b.lat, b.lon),
-                                  deque(maxlen=_SAMPLES)).append(speed)
+            cell = self.cell(b.lat, b.lon)
+            seen = self._seen.setdefault(cell, deque(maxlen=_SAMPLES))
+            seen.append(speed)
+            if len(seen) >= _TRUSTED:  # the median once a transfer, not once a prediction
+                self._speed[cell] = median(seen)
 
 
 @dataclass(slots=True)

@@ -38,6 +38,7 @@ RUN_SWEEP_S = 60.0
 REFRESH_S = 600.0
 FORGET_AFTER_S = 12 * 3600.0  # a stop is dropped this long after its visit's end
 _QUIET_MS = 300
+_SWEEP_SLICE = 500  # runs predicted between yields to the event loop
 
 
 class RunPartitions:
@@ -169,10 +170,12 @@ class RunPartitions:
             if runs is None:
                 continue
             runs.forget(now - FORGET_AFTER_S)
-            for worker, run in list(runs.runs.items()):
+            for k, (worker, run) in enumerate(list(runs.runs.items())):
                 if refresh:
                     run.sent.clear()
                 predictions += runs.changed(worker, now)
+                if k % _SWEEP_SLICE == _SWEEP_SLICE - 1:
+                    await asyncio.sleep(0)  # some 50 ms of work: the loop breathes
             await asyncio.sleep(0)
         await self.send(predictions)
 
