@@ -25,6 +25,7 @@ derived in :mod:`simulator.cases`, not here.
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass, field
 from typing import Any
@@ -81,12 +82,28 @@ def play_desk(sc: Scenario, missed: list[tuple[str, float, str]], settings: Sett
     return desk
 
 
+def answered_at(fact: VisitFact) -> float:
+    """When the visit itself answers a missed escalation, as Kafka knows it: its last
+    rostered worker's first check-in (true and known), or its cancellation; infinity if
+    neither."""
+    firsts: dict[str, float] = {}
+    for ev in fact.events:
+        if ev.accepted and ev.type == "check_in":
+            known = max(ev.occurred, ev.received)
+            firsts[ev.worker] = min(firsts.get(ev.worker, known), known)
+    need = len(fact.doc["worker_ids"])
+    came = sorted(firsts.values())
+    answer = came[need - 1] if len(came) >= need else math.inf
+    return min(answer, fact.cancelled_at if fact.cancelled_at is not None else math.inf)
+
+
 class _Plan:
     def __init__(self, sc: Scenario, desk: Desk, rng: random.Random, fact: VisitFact,
                  eid: str, base: float, priority: str, n: int, settings: Settings,
                  guard: float) -> None:
         self.sc, self.desk, self.rng, self.fact = sc, desk, rng, fact
         self.eid, self.base, self.n, self.g = eid, base, n, guard
+        self.answer = answered_at(fact)
         self.owner_s, pathway = sla(settings, priority, "missed")
         assert pathway is not None
         self.pathway_s = pathway
@@ -94,10 +111,14 @@ class _Plan:
 
     def act(self, at: float, type_: str, **fields: Any) -> float:
         self.k += 1
+        received = at + self.rng.uniform(1, 5)
+        if abs(received - self.answer) < self.g:
+            # Which reaches the worker first, this or the visit's own answer (its worker
+            # arriving late), decides the rest: kept a guard band after it.
+            at, received = at + self.answer + self.g - received, self.answer + self.g
         doc = {"action_id": f"desk-{self.n:05d}-{self.k}", "escalation_id": self.eid,
                "client_id": self.fact.doc["client_id"], "type": type_,
                "at": format_instant(at), "by": "desk-u1", **fields}
-        received = at + self.rng.uniform(1, 5)
         self.desk.actions.append(ActionFact(doc, received))
         self.sc.messages.append(Message(received, "actions", [doc]))
         return received
