@@ -39,6 +39,7 @@ MOVE_S = 60.0
 # waiting: the worker arrived after the next visit's start. Within these bounds.
 _SPEED_BOUNDS_M_S = (0.5, 40.0)
 _MIN_TRANSFER_M = 200.0
+_PUNCTUAL_S = 300.0
 _SAMPLES = 50  # the most recent transfers a region keeps
 _TRUSTED = 5  # transfers a region needs before its own speed replaces the default
 _CELL_DEG = 0.25  # a region: a cell of the grid, about 25 km
@@ -81,7 +82,7 @@ class Speeds:
 
     def __init__(self, default_m_s: float) -> None:
         self.default = default_m_s
-        self._seen: dict[tuple[int, int], deque[float]] = {}
+        self._seen: dict[tuple[int, int], deque[tuple[float, float]]] = {}
         self._speed: dict[tuple[int, int], float] = {}  # each region's, as last learnt
 
     @staticmethod
@@ -92,18 +93,21 @@ class Speeds:
         return self._speed.get(self.cell(lat, lon), self.default)
 
     def observe(self, a: Stop, b: Stop, left: float, arrived: float) -> None:
-        if arrived <= b.start or arrived <= left:
-            return  # it may have been spent waiting for the visit's start
+        if arrived <= b.start + _PUNCTUAL_S or arrived <= left:
+            # It may have been spent waiting for the visit's start: a carer who is not
+            # behind comes within minutes of it, either side.
+            return
         metres = haversine_m(a.lat, a.lon, b.lat, b.lon)
         if metres < _MIN_TRANSFER_M:
             return
-        speed = metres / (arrived - left)
-        if _SPEED_BOUNDS_M_S[0] <= speed <= _SPEED_BOUNDS_M_S[1]:
+        seconds = arrived - left
+        if _SPEED_BOUNDS_M_S[0] <= metres / seconds <= _SPEED_BOUNDS_M_S[1]:
             cell = self.cell(b.lat, b.lon)
             seen = self._seen.setdefault(cell, deque(maxlen=_SAMPLES))
-            seen.append(speed)
-            if len(seen) >= _TRUSTED:  # the median once a transfer, not once a prediction
-                self._speed[cell] = median(seen)
+            seen.append((metres, seconds))
+            if len(seen) >= _TRUSTED:  # once a transfer, not once a prediction
+                # The median: robust to a transfer that met a delay on the way.
+                self._speed[cell] = median(m / t for m, t in seen)
 
 
 @dataclass(slots=True)
@@ -195,8 +199,10 @@ class Runs:
         stops = run.ordered()
         at = max((k for k, s in enumerate(stops) if s.check_in is not None), default=None)
         if at is None:
-            if not stops or now < stops[0].start:
-                return []  # no basis yet
+            if not stops or now < stops[0].late_at:
+                # No basis yet: a carer comes within minutes of the first start, either
+                # side; not started is the run whose first visit is late already.
+                return []
             where, ahead = None, stops
             basis_from, free, ontime = "not_started", now, math.inf
         else:

@@ -80,24 +80,26 @@ def test_inside_past_the_planned_end_the_departure_moves_with_the_clock():
 def test_a_region_learns_its_speed_from_transfers_that_could_not_be_waiting():
     speeds = Speeds(SPEED)
     a, b = stop("a", T0), stop("b", T0 + 1800, 2)
-    speeds.observe(a, b, T0 + 1800, T0 + 1700)  # arrived before b's start... and before it left
+    speeds.observe(a, b, T0 + 1800, T0 + 1700)  # arrived before it left
     speeds.observe(a, b, T0 + 1700, T0 + 1790)  # before b's start: may have waited
+    speeds.observe(a, b, T0 + 1700, T0 + 2000)  # within 5 minutes of it: may have, too
     assert speeds.of(b.lat, b.lon) == SPEED
-    for _ in range(5):
-        speeds.observe(a, b, T0 + 1700, T0 + 1900)  # 2 km in 200 s: 10 m/s
-    assert speeds.of(b.lat, b.lon) == pytest.approx(10.0, rel=0.01)
+    for seconds in (200, 200, 200, 200, 3000):  # 2 km: 10 m/s four times, and one delay
+        speeds.observe(a, b, T0 + 2200 - seconds, T0 + 2200)
+    assert speeds.of(b.lat, b.lon) == pytest.approx(10.0, rel=0.01)  # the median
     assert speeds.of(LAT + 1, LON + 1) == SPEED  # another region keeps the default
 
 
 def test_check_ins_teach_the_run_partitions_speeds():
-    # Hourly visits, alternately 2 km apart in one region; out at 56:40, in at 00:10.
+    # Hourly visits, alternately 2 km apart in one region; out at 50:00, in at 06:00 of
+    # the next hour, after its start: 2 km in 960 s.
     runs = runs_of(*[stop(f"v{k}", T0 + k * 3600, 2 * (k % 2)) for k in range(7)])
     for k in range(5):
-        runs.event("w1", f"v{k}", "check_in", T0 + k * 3600 + 10)
-        runs.event("w1", f"v{k}", "check_out", T0 + k * 3600 + 3400)
+        runs.event("w1", f"v{k}", "check_in", T0 + k * 3600 + 360)
+        runs.event("w1", f"v{k}", "check_out", T0 + k * 3600 + 3000)
         assert runs.speeds.of(LAT, LON) == SPEED  # fewer than five transfers yet
-    runs.event("w1", "v5", "check_in", T0 + 5 * 3600 + 10)
-    assert runs.speeds.of(LAT, LON) == pytest.approx(2000 / 210, rel=0.02)
+    runs.event("w1", "v5", "check_in", T0 + 5 * 3600 + 360)
+    assert runs.speeds.of(LAT, LON) == pytest.approx(2000 / 960, rel=0.02)
 
 
 def test_a_reassigned_visit_leaves_its_run_and_its_prediction_is_withdrawn():
