@@ -19,9 +19,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from simulator.desk import Desk, sla
+from simulator.desk import Desk, attended_at, known, sla
 from simulator.ledger import Expected
-from simulator.scenario import EventFact, Scenario, VisitFact
+from simulator.scenario import Scenario, VisitFact
 from stream.settings import Settings
 from stream.timeutil import parse_instant
 
@@ -240,27 +240,14 @@ class _Case:
         if fact is None:
             return math.inf
         cancelled = fact.cancelled_at if fact.cancelled_at is not None else math.inf
-        events = sorted((ev for ev in fact.events if ev.accepted and ev.received < cancelled),
-                        key=_known)
+        events = [ev for ev in fact.events if ev.accepted and ev.received < cancelled]
         answered = math.inf
         if kind in ("late", "missed"):
-            need = len(fact.doc["worker_ids"])
-            seen: set[str] = set()
-            for ev in events:
-                if ev.type == "check_in" and ev.worker not in seen:
-                    seen.add(ev.worker)
-                    if len(seen) == need:
-                        answered = max(_known(ev), self.e.base)
-                        break
+            answered = max(attended_at(events, len(fact.doc["worker_ids"])), self.e.base)
         elif kind == "no_check_out":
             ins = {ev.worker for ev in events if ev.type == "check_in"}
-            outs = {ev.worker: _known(ev) for ev in events if ev.type == "check_out"}
+            outs = {ev.worker: known(ev) for ev in sorted(events, key=known)
+                    if ev.type == "check_out"}
             if ins and ins <= outs.keys():
                 answered = max(max(outs[w] for w in ins), self.e.base)
         return min(answered, cancelled if cancelled > self.e.base else math.inf)
-
-
-def _known(ev: EventFact) -> float:
-    """When an event was both true and known: its device time, or when it reached Kafka
-    if that was later (docs/rules.md: each fact is judged by both)."""
-    return max(ev.occurred, ev.received)

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -82,18 +83,28 @@ def play_desk(sc: Scenario, missed: list[tuple[str, float, str]], settings: Sett
     return desk
 
 
+def known(ev: EventFact) -> float:
+    """When an event was both true and known: its device time, or when it reached Kafka
+    if that was later (docs/rules.md: each fact is judged by both)."""
+    return max(ev.occurred, ev.received)
+
+
+def attended_at(events: Iterable[EventFact], need: int) -> float:
+    """When the ``need``-th distinct worker's first check-in among ``events`` was known
+    (a double-up needs both); infinity before."""
+    firsts: dict[str, float] = {}
+    for ev in events:
+        if ev.accepted and ev.type == "check_in":
+            at = known(ev)
+            firsts[ev.worker] = min(firsts.get(ev.worker, at), at)
+    came = sorted(firsts.values())
+    return came[need - 1] if len(came) >= need else math.inf
+
+
 def answered_at(fact: VisitFact) -> float:
     """When the visit itself answers a missed escalation, as Kafka knows it: its last
-    rostered worker's first check-in (true and known), or its cancellation; infinity if
-    neither."""
-    firsts: dict[str, float] = {}
-    for ev in fact.events:
-        if ev.accepted and ev.type == "check_in":
-            known = max(ev.occurred, ev.received)
-            firsts[ev.worker] = min(firsts.get(ev.worker, known), known)
-    need = len(fact.doc["worker_ids"])
-    came = sorted(firsts.values())
-    answer = came[need - 1] if len(came) >= need else math.inf
+    rostered worker's first check-in, or its cancellation; infinity if neither."""
+    answer = attended_at(fact.events, len(fact.doc["worker_ids"]))
     return min(answer, fact.cancelled_at if fact.cancelled_at is not None else math.inf)
 
 
