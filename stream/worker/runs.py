@@ -74,10 +74,10 @@ class RunPartitions:
     async def _runs(self, p: int) -> Runs | None:
         task = self.loading.get(p)
         if task is not None:
-            try:
-                await asyncio.shield(task)
-            except asyncio.CancelledError:
-                return None
+            # Until it is done, however it ends (a revoked partition's rebuild is
+            # cancelled: then there is nothing here); a cancellation of this caller's
+            # own still propagates.
+            await asyncio.wait({task})
         return self.parts.get(p)
 
     async def _load(self, p: int) -> Runs:
