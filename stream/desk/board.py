@@ -70,7 +70,7 @@ class Board:
         self.refusals: dict[str, tuple[str, str, str, str]] = {}
         self.version = 0  # moves at every change, so that views know when to render again
         self._open: list[tuple[tuple[int, float, str], str]] = []  # (order, id), sorted
-        self._order: dict[str, tuple[int, float, str]] = {}  # id -> its place in _open
+        self._placed: dict[str, tuple[int, float, str]] = {}  # id -> its key in _open
         self._closed: list[tuple[str, str]] = []  # (ended, id), sorted
         self._ended: dict[str, str] = {}
         self._counts = {"P1": 0, "P2": 0, "P3": 0, "P4": 0}
@@ -97,7 +97,7 @@ class Board:
             bisect.insort(self._closed, (ended, eid))
             return
         key = _order(r)
-        self._order[eid] = key
+        self._placed[eid] = key
         bisect.insort(self._open, (key, eid))
         if r.get("priority") in self._counts:
             self._counts[r["priority"]] += 1
@@ -106,7 +106,7 @@ class Board:
         if eid in self._ended:
             _remove(self._closed, (self._ended.pop(eid), eid))
             return
-        _remove(self._open, (self._order.pop(eid), eid))
+        _remove(self._open, (self._placed.pop(eid), eid))
         if r.get("priority") in self._counts:
             self._counts[r["priority"]] -= 1
 

@@ -22,10 +22,12 @@ predicted late again after it recovered stays resolved, and its ``late`` says th
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
 
+from stream.contract import Visit
 from stream.contract.records import Escalation
 from stream.rules.book import EscalationBook
 from stream.state.visit import VisitState
@@ -35,7 +37,6 @@ KIND = "at_risk"
 # How far inside its late deadline a prediction must come back to resolve ``at_risk``: a
 # prediction that wavers around the deadline does not open and close it in turn.
 RECOVER_MARGIN_S = 300.0
-BASES = ("checked_out", "inside", "not_started", "run")
 
 
 class Predicted(msgspec.Struct, gc=False, frozen=True):
@@ -80,9 +81,9 @@ def basis_doc(p: Predicted) -> dict[str, Any]:
 
 
 class AtRisk:
-    def __init__(self, book: EscalationBook, late_deadline: Any) -> None:
+    def __init__(self, book: EscalationBook, late_deadline: Callable[[Visit], float]) -> None:
         self.book = book
-        self._late_at = late_deadline  # Visit -> its late deadline (attendance's)
+        self._late_at = late_deadline  # attendance's
 
     def predicted(self, vs: VisitState, worker: str, arrival: float | None,
                   cause: str | None, basis: tuple[str, str | None, float, float, float],

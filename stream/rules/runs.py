@@ -36,7 +36,8 @@ from geofence.reference import haversine_m
 # A prediction moves by at least this much before it is sent again.
 MOVE_S = 60.0
 # A transfer counts towards a region's speed only when it could not have been spent
-# waiting: the worker arrived after the next visit's start. Within these bounds.
+# waiting: the worker arrived more than _PUNCTUAL_S after the next visit's start, went at
+# least _MIN_TRANSFER_M, within these bounds.
 _SPEED_BOUNDS_M_S = (0.5, 40.0)
 _MIN_TRANSFER_M = 200.0
 _PUNCTUAL_S = 300.0
