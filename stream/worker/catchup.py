@@ -102,3 +102,15 @@ class Ends:
                     out[tp] = found[tp]
                     self._known[tp] = (reported[tp], found[tp])
         return out
+
+
+async def true_end(consumer: AIOKafkaConsumer, tp: TopicPartition) -> int:
+    """The partition's true end (:class:`Ends`), asked until it is known: the batch at
+    the reported end exists, so a fetch that came back empty was slow, not an end (on a
+    loaded machine a first fetch can take longer than the quiet interval). The caller
+    bounds the wait."""
+    ends = Ends()
+    while True:
+        known = await ends.ask(consumer, [tp])
+        if tp in known:
+            return known[tp]

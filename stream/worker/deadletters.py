@@ -20,9 +20,10 @@ import logging
 import time
 from collections.abc import Iterable
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from stream.settings import Settings
+from stream.worker.catchup import true_end
 
 log = logging.getLogger(__name__)
 
@@ -92,28 +93,28 @@ async def written_since(settings: Settings, tps: Iterable[tuple[str, int]]) -> s
 async def _stamp_at(consumer: AIOKafkaConsumer, tp: TopicPartition,
                     offset: int) -> float | None:
     """When the record at ``offset`` (or the first after it) reached Kafka; None when
-    there is none (nothing to replay)."""
+    there is none (nothing to replay, or retention took it all)."""
+    end = await true_end(consumer, tp)
+    if max(offset, (await consumer.beginning_offsets([tp]))[tp]) >= end:
+        return None
     consumer.assign([tp])
     consumer.seek(tp, offset)
-    batch = await consumer.getmany(tp, timeout_ms=_QUIET_MS, max_records=1)
-    records = batch.get(tp) or []
-    return records[0].timestamp / 1000.0 if records else None
+    return (await _fetch(consumer, tp, 1))[0].timestamp / 1000.0
 
 
 async def _keys_since(consumer: AIOKafkaConsumer, tp: TopicPartition,
                       since: float) -> set[bytes]:
     """Keys of the partition's records written at or after ``since`` (wall seconds), read
     from its end backwards, a chunk at a time, until a chunk is older."""
+    end = await true_end(consumer, tp)
     consumer.assign([tp])
-    end = await _end(consumer, tp)
     keys: set[bytes] = set()
     while end > 0:
         start = max(0, end - _CHUNK)
         consumer.seek(tp, start)
         newest = -1.0
         while True:
-            batch = await consumer.getmany(tp, timeout_ms=_QUIET_MS, max_records=_CHUNK)
-            records = [r for r in batch.get(tp) or [] if r.offset < end]
+            records = [r for r in await _fetch(consumer, tp, _CHUNK) if r.offset < end]
             for r in records:
                 t = r.timestamp / 1000.0
                 newest = max(newest, t)
@@ -127,18 +128,11 @@ async def _keys_since(consumer: AIOKafkaConsumer, tp: TopicPartition,
     return keys
 
 
-async def _end(consumer: AIOKafkaConsumer, tp: TopicPartition) -> int:
-    """The offset after the partition's last record (the embedded broker reports the
-    base offset of its last batch plus one; the rest of that batch is read)."""
-    reported = (await consumer.end_offsets([tp]))[tp]
-    if reported == 0:
-        return 0
-    consumer.seek(tp, reported - 1)
-    found = reported
+async def _fetch(consumer: AIOKafkaConsumer, tp: TopicPartition,
+                 most: int) -> list[ConsumerRecord]:
+    """The next records of ``tp``, which are known to exist (they lie before its true
+    end): an empty fetch is a slow one, and is asked again. The caller bounds the wait."""
     while True:
-        batch = await consumer.getmany(tp, timeout_ms=_QUIET_MS, max_records=10_000)
-        records = batch.get(tp) or []
-        if not records:
-            return found
-        found = max(found, records[-1].offset + 1)
-
+        batch = await consumer.getmany(tp, timeout_ms=_QUIET_MS, max_records=most)
+        if batch.get(tp):
+            return batch[tp]
