@@ -70,11 +70,13 @@ class Settings:
     # (plus the sweep's own duration); 0.5 s keeps it well inside the 2 s promise.
     sweep_interval_s: float = 0.5
     # Worker runs (stream/rules/runs.py): whether the visit partitions tell the run
-    # partitions their facts, through ecm.runs; and the straight-line speed a region is
-    # assumed to travel at until it has learnt its own (m/s).
+    # partitions their facts, through ecm.runs; and the travel between visits a region is
+    # assumed to take until it has learnt its own: a fixed overhead (to the car, parking,
+    # to the door) plus the straight-line distance at this speed.
     runs: bool = False
     topic_runs: str = "ecm.runs"
     run_speed_m_s: float = 5.0
+    run_overhead_s: float = 120.0
     # A deadline waits for its input partitions to be read past it (stream/rules/inputs.py),
     # but never longer than this (wall seconds): a late alert beats none.
     catchup_max_hold_s: float = 120.0

@@ -12,9 +12,10 @@ which raises ``at_risk`` and states the ETA and the cause (stream/rules/at_risk.
 visit (its check-out), inside one (its check-in plus the visit's planned length, or now if
 that is past), or *not started* (no check-in in the run yet, past its first visit's start:
 now, from nowhere known). Then, visit by visit: the arrival is the later of the visit's
-start, now, and the departure plus the travel from there (the straight-line distance over
-the region's speed, :class:`Speeds`); the departure is the arrival plus the visit's planned
-length. Before a run has started there is no basis, and no prediction: never invented.
+start, now, and the departure plus the travel from there (an overhead plus the straight-
+line distance at the region's speed, both learnt, :class:`Travel`); the departure is the
+arrival plus the visit's planned length. Before a run has started there is no basis, and
+no prediction: never invented.
 
 **The cause** of a predicted lateness: ``not_started`` for a run not started; otherwise the
 same chain is run again as if the visit the worker is at had ended on time: if that arrival
@@ -42,8 +43,10 @@ _SPEED_BOUNDS_M_S = (0.5, 40.0)
 _MIN_TRANSFER_M = 200.0
 _PUNCTUAL_S = 300.0
 _SAMPLES = 50  # the most recent transfers a region keeps
-_TRUSTED = 5  # transfers a region needs before its own speed replaces the default
+_TRUSTED = 20  # transfers a region needs before its own fit replaces the default
 _CELL_DEG = 0.25  # a region: a cell of the grid, about 25 km
+_MAX_OVERHEAD_S = 1800.0
+_ALL = (1 << 30, 1 << 30)  # not a cell: all of them together
 
 
 @dataclass(slots=True)
@@ -76,22 +79,37 @@ class Prediction:
         return self.expected_arrival is not None and self.expected_arrival > self.late_at
 
 
-class Speeds:
-    """The straight-line speed of each region, learnt from its observed transfers (the time
-    from a check-out to the same worker's next check-in, against the distance): the median
-    of its recent ones once it has enough, else the default."""
+class Travel:
+    """Each region's travel time between visits, learnt from its observed transfers (the
+    time from a check-out to the same worker's next check-in, against the straight-line
+    distance): ``overhead + metres / speed``. The overhead is what every transfer costs
+    whatever its length (to the car, parking, to the door); without it a region's long
+    transfers would be over-estimated and its short ones under-estimated. The line is a
+    Theil-Sen fit of the region's recent transfers (the median of the pairwise slopes,
+    then the median intercept), robust to the transfer that met a delay on the way. A
+    region with too few transfers of its own takes the fit of all the partition's
+    regions together, and the defaults until that has enough."""
 
-    def __init__(self, default_m_s: float) -> None:
-        self.default = default_m_s
+    def __init__(self, default_m_s: float, default_overhead_s: float = 0.0) -> None:
+        self.default = (default_overhead_s, default_m_s)
+        # Per cell (and _ALL): recent transfers, and the fit (overhead s, m/s).
         self._seen: dict[tuple[int, int], deque[tuple[float, float]]] = {}
-        self._speed: dict[tuple[int, int], float] = {}  # each region's, as last learnt
+        self._fit: dict[tuple[int, int], tuple[float, float]] = {}
 
     @staticmethod
     def cell(lat: float, lon: float) -> tuple[int, int]:
         return math.floor(lat / _CELL_DEG), math.floor(lon / _CELL_DEG)
 
-    def of(self, lat: float, lon: float) -> float:
-        return self._speed.get(self.cell(lat, lon), self.default)
+    def of(self, lat: float, lon: float) -> tuple[float, float]:
+        """The region's (overhead s, m/s)."""
+        fit = self._fit.get(self.cell(lat, lon))
+        return fit if fit is not None else self._fit.get(_ALL, self.default)
+
+    def seconds(self, a_lat: float, a_lon: float, b_lat: float, b_lon: float
+                ) -> tuple[float, float]:
+        """From a to b: (seconds, the m/s used), in b's region."""
+        overhead, speed = self.of(b_lat, b_lon)
+        return overhead + haversine_m(a_lat, a_lon, b_lat, b_lon) / speed, speed
 
     def observe(self, a: Stop, b: Stop, left: float, arrived: float) -> None:
         if arrived <= b.start + _PUNCTUAL_S or arrived <= left:
@@ -103,12 +121,28 @@ class Speeds:
             return
         seconds = arrived - left
         if _SPEED_BOUNDS_M_S[0] <= metres / seconds <= _SPEED_BOUNDS_M_S[1]:
-            cell = self.cell(b.lat, b.lon)
-            seen = self._seen.setdefault(cell, deque(maxlen=_SAMPLES))
-            seen.append((metres, seconds))
-            if len(seen) >= _TRUSTED:  # once a transfer, not once a prediction
-                # The median: robust to a transfer that met a delay on the way.
-                self._speed[cell] = median(m / t for m, t in seen)
+            for cell in (self.cell(b.lat, b.lon), _ALL):
+                seen = self._seen.setdefault(cell, deque(maxlen=_SAMPLES))
+                seen.append((metres, seconds))
+                if len(seen) >= _TRUSTED:  # once a transfer, not once a prediction
+                    fit = _theil_sen(seen)
+                    if fit is not None:
+                        self._fit[cell] = fit
+
+
+def _theil_sen(seen: Sequence[tuple[float, float]]) -> tuple[float, float] | None:
+    """(overhead s, m/s) of the line through (metres, seconds), or None when the
+    transfers do not give a sensible one (all of one length, or a pace out of bounds)."""
+    pairs = list(seen)
+    slopes = [(t2 - t1) / (d2 - d1) for i, (d1, t1) in enumerate(pairs)
+              for d2, t2 in pairs[i + 1:] if abs(d2 - d1) >= _MIN_TRANSFER_M]
+    if len(slopes) < _TRUSTED:
+        return None
+    pace = median(slopes)  # s/m
+    if not 1 / _SPEED_BOUNDS_M_S[1] <= pace <= 1 / _SPEED_BOUNDS_M_S[0]:
+        return None
+    overhead = median(t - pace * d for d, t in pairs)
+    return min(max(overhead, 0.0), _MAX_OVERHEAD_S), 1 / pace
 
 
 @dataclass(slots=True)
@@ -124,8 +158,8 @@ class Run:
 class Runs:
     """The runs of one run partition's workers."""
 
-    def __init__(self, speeds: Speeds) -> None:
-        self.speeds = speeds
+    def __init__(self, travel: Travel) -> None:
+        self.travel = travel
         self.runs: dict[str, Run] = {}
 
     # ---- facts ------------------------------------------------------------------------------
@@ -177,7 +211,7 @@ class Runs:
         if before:
             prev = before[-1]
             assert stop.check_in is not None and prev.check_out is not None
-            self.speeds.observe(prev, stop, prev.check_out, stop.check_in)
+            self.travel.observe(prev, stop, prev.check_out, stop.check_in)
 
     def forget(self, until: float) -> None:
         """Drop the stops that ended before ``until``, and the runs left empty."""
@@ -218,9 +252,8 @@ class Runs:
         out = []
         basis = basis_from
         for s in ahead:
-            speed = self.speeds.of(s.lat, s.lon)
-            travel = (haversine_m(where.lat, where.lon, s.lat, s.lon) / speed
-                      if where is not None else 0.0)
+            travel, speed = (self.travel.seconds(where.lat, where.lon, s.lat, s.lon)
+                             if where is not None else (0.0, self.travel.of(s.lat, s.lon)[1]))
             arrival = max(s.start, now, free + travel)
             # The same chain had the visit the worker is at ended on time.
             ontime = max(s.start, ontime + travel)

@@ -26,7 +26,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from stream.clock import Clock
 from stream.rules.runfacts import apply, prediction_doc
-from stream.rules.runs import Prediction, Runs, Speeds
+from stream.rules.runs import Prediction, Runs, Travel
 from stream.settings import Settings
 from stream.worker.metrics import Metrics
 from stream.worker.publisher import Publisher
@@ -89,11 +89,11 @@ class RunPartitions:
             raise
         except Exception:
             log.exception("run partition %d: could not be rebuilt; starting empty", p)
-            return Runs(Speeds(self.settings.run_speed_m_s))
+            return Runs(Travel(self.settings.run_speed_m_s, self.settings.run_overhead_s))
 
     async def _read_back(self, p: int) -> Runs:
         s = self.settings
-        runs = Runs(Speeds(s.run_speed_m_s))
+        runs = Runs(Travel(s.run_speed_m_s, s.run_overhead_s))
         tp = TopicPartition(s.topic_runs, p)
         consumer = AIOKafkaConsumer(bootstrap_servers=s.bootstrap_servers, group_id=None,
                                     enable_auto_commit=False, fetch_max_wait_ms=100)

@@ -35,12 +35,14 @@ def _owned(port: int) -> list[int]:
 
 def test_an_overrun_in_one_workers_partition_raises_at_risk_in_anothers(settings,
                                                                          spawn_worker):
-    s = settings.with_(runs=True, topic_runs=settings.topic_work.replace("work", "runs"),
-                       run_speed_m_s=5.0)
+    # Travel as the defaults give it: no overhead, 5 m/s.
+    runs = {"runs": True, "topic_runs": settings.topic_work.replace("work", "runs"),
+            "run_speed_m_s": 5.0, "run_overhead_s": 0.0}
+    s = settings.with_(**runs)
     ensure_topics(s)
-    first = spawn_worker("w-a", runs=True, topic_runs=s.topic_runs)
+    first = spawn_worker("w-a", **runs)
     first.wait_ready()
-    second = spawn_worker("w-b", runs=True, topic_runs=s.topic_runs)
+    second = spawn_worker("w-b", **runs)
     second.wait_ready()
     # Both own partitions once the group has settled.
     deadline = time.monotonic() + 60

@@ -46,6 +46,27 @@ def test_in_time_or_no_basis_raises_nothing():
     assert h.escalations == []
 
 
+def test_only_for_the_visit_the_worker_goes_to_next():
+    # A chain through a visit the worker has not reached is a guess: its ETA stands, for
+    # late and missed to carry, but it raises nothing.
+    h = Harness()
+    h.roster(visit())
+    h.at(T0 + 300)
+    h.predict("v1", T0 + 1500, basis=("run", "v0", T0 + 1200, 300.0, 5.0))
+    assert h.escalations == []
+    h.at(LATE_AT + 1)
+    late = h.by_id("v1:late")["evidence"]
+    assert late["expected_arrival"] == format_instant(T0 + 1500)
+    assert late["eta_basis"]["from"] == "run"
+    # Once the worker reaches the visit before, the chain starts where they are.
+    h = Harness()
+    h.roster(visit())
+    h.at(T0 + 300)
+    h.predict("v1", T0 + 1500, basis=("run", "v0", T0 + 1200, 300.0, 5.0))
+    h.predict("v1", T0 + 1500, basis=("checked_out", "v0", T0 + 1200, 300.0, 5.0))
+    assert [e["kind"] for e in h.escalations] == ["at_risk"]
+
+
 def test_never_for_a_visit_already_checked_into_nor_past_its_deadline():
     h = Harness()
     h.roster(visit())

@@ -16,7 +16,7 @@ from stream.rules.runfacts import (
     prediction_doc,
     visit_fact,
 )
-from stream.rules.runs import Runs, Speeds
+from stream.rules.runs import Runs, Travel
 from stream.settings import Settings
 from stream.topics import partition_for
 from tests.factories import T0, event, north_of_home, visit
@@ -45,7 +45,7 @@ def test_facts_survive_the_wire_and_apply_twice_as_once():
     facts = orjson.loads(orjson.dumps([
         visit_fact("a", 1, T0, T0 + 1800, 51.5, -0.1, T0 + 900, [w], [], False),
         event_fact(w, "a", "check_in", T0 + 60, T0 + 61)]))
-    runs = Runs(Speeds(5.0))
+    runs = Runs(Travel(5.0))
     assert apply(runs, facts, 0, PARTS) == ({w}, 0)
     assert apply(runs, facts, 0, PARTS) == ({w}, 0)
     assert runs.runs[w].stops["a"].check_in == T0 + 60
@@ -74,7 +74,7 @@ def test_an_overrun_in_one_partition_raises_at_risk_in_another_before_its_deadli
                                  Source("ecm.events", 0, 9))])
     facts += out.runs
     assert [f[0] for f in facts] == ["v", "v", "e"]
-    runs = Runs(Speeds(5.0))
+    runs = Runs(Travel(5.0))
     touched, bad = apply(runs, orjson.loads(orjson.dumps(facts)), 0, PARTS)
     assert touched == {worker} and bad == 0
     (p,) = runs.changed(worker, clock.now())

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from stream.rules.runs import MOVE_S, Runs, Speeds, Stop
+from stream.rules.runs import MOVE_S, Runs, Stop, Travel
 from tests.factories import T0
 
 LAT, LON = 51.5, -0.1
@@ -21,7 +21,7 @@ def stop(vid: str, start: float, km_north: float = 0.0, minutes: float = 30.0,
 
 
 def runs_of(*stops: Stop, worker: str = "w1") -> Runs:
-    runs = Runs(Speeds(SPEED))
+    runs = Runs(Travel(SPEED))
     for s in stops:
         runs.visit(s, (worker,))
     return runs
@@ -77,29 +77,42 @@ def test_inside_past_the_planned_end_the_departure_moves_with_the_clock():
     assert by_visit(runs, T0 + 2800)["b"].late  # past b's late deadline (2700 s)
 
 
-def test_a_region_learns_its_speed_from_transfers_that_could_not_be_waiting():
-    speeds = Speeds(SPEED)
+def test_a_region_learns_its_travel_from_transfers_that_could_not_be_waiting():
+    travel = Travel(SPEED, 60.0)
     a, b = stop("a", T0), stop("b", T0 + 1800, 2)
-    speeds.observe(a, b, T0 + 1800, T0 + 1700)  # arrived before it left
-    speeds.observe(a, b, T0 + 1700, T0 + 1790)  # before b's start: may have waited
-    speeds.observe(a, b, T0 + 1700, T0 + 2000)  # within 5 minutes of it: may have, too
-    assert speeds.of(b.lat, b.lon) == SPEED
-    for seconds in (200, 200, 200, 200, 3000):  # 2 km: 10 m/s four times, and one delay
-        speeds.observe(a, b, T0 + 2200 - seconds, T0 + 2200)
-    assert speeds.of(b.lat, b.lon) == pytest.approx(10.0, rel=0.01)  # the median
-    assert speeds.of(LAT + 1, LON + 1) == SPEED  # another region keeps the default
+    travel.observe(a, b, T0 + 1800, T0 + 1700)  # arrived before it left
+    travel.observe(a, b, T0 + 1700, T0 + 1790)  # before b's start: may have waited
+    travel.observe(a, b, T0 + 1700, T0 + 2000)  # within 5 minutes of it: may have, too
+    assert travel.of(b.lat, b.lon) == (60.0, SPEED)
+    # 180 s to leave and park, then 10 m/s: from 1 to 6 km, and two that met a delay.
+    metres = [1000 + 250 * k for k in range(21)]
+    for k, m in enumerate(metres):
+        far = stop(f"x{k}", T0 + 1800, m / 1000)
+        seconds = 180 + m / 10 + (2400 if k in (3, 11) else 0)
+        travel.observe(a, far, T0 + 2400 - seconds, T0 + 2400)
+    overhead, speed = travel.of(b.lat, b.lon)
+    assert overhead == pytest.approx(180, abs=1) and speed == pytest.approx(10, rel=0.01)
+    seconds, _ = travel.seconds(LAT, LON, LAT + 4 * KM, LON)
+    assert seconds == pytest.approx(580, abs=2)
+    # Another region has none of its own yet: it takes all of the partition's together.
+    assert travel.of(LAT + 1, LON + 1) == (overhead, speed)
+    assert Travel(SPEED, 60.0).of(LAT + 1, LON + 1) == (60.0, SPEED)
 
 
-def test_check_ins_teach_the_run_partitions_speeds():
-    # Hourly visits, alternately 2 km apart in one region; out at 50:00, in at 06:00 of
-    # the next hour, after its start: 2 km in 960 s.
-    runs = runs_of(*[stop(f"v{k}", T0 + k * 3600, 2 * (k % 2)) for k in range(7)])
-    for k in range(5):
-        runs.event("w1", f"v{k}", "check_in", T0 + k * 3600 + 360)
-        runs.event("w1", f"v{k}", "check_out", T0 + k * 3600 + 3000)
-        assert runs.speeds.of(LAT, LON) == SPEED  # fewer than five transfers yet
-    runs.event("w1", "v5", "check_in", T0 + 5 * 3600 + 360)
-    assert runs.speeds.of(LAT, LON) == pytest.approx(2000 / 960, rel=0.02)
+def test_check_ins_teach_the_run_partitions_travel():
+    # Hourly visits, alternately 1 and 7 km north, a little further each time; out of each
+    # at 58:20, in at the next after its start: 120 s plus 100 s a km.
+    far = [1 + 6 * (k % 2) + 0.3 * k for k in range(24)]
+    runs = runs_of(*[stop(f"v{k}", T0 + k * 3600, far[k]) for k in range(24)])
+    runs.event("w1", "v0", "check_in", T0)
+    for k in range(23):
+        runs.event("w1", f"v{k}", "check_out", T0 + k * 3600 + 3500)
+        if k < 20:
+            assert runs.travel.of(LAT, LON) == (0.0, SPEED)  # too few transfers yet
+        km = abs(far[k + 1] - far[k])
+        runs.event("w1", f"v{k + 1}", "check_in", T0 + k * 3600 + 3500 + 120 + 100 * km)
+    overhead, speed = runs.travel.of(LAT, LON)
+    assert overhead == pytest.approx(120, abs=2) and speed == pytest.approx(10, rel=0.02)
 
 
 def test_a_reassigned_visit_leaves_its_run_and_its_prediction_is_withdrawn():
