@@ -11,6 +11,13 @@ is not carried: nothing in the facts foretells it). It is *callable* with lead `
 at ``late deadline - L``, what had reached Kafka of the previous visit already says so: its
 check-out (the true departure), or its check-in with the worker still there (the planned
 length, or that instant if later), plus the true drive.
+
+The *cause* a graded visit's ``late`` should state, where the simulator injected one:
+``phone_offline`` when the worker came in time and their phone delivered the check-in
+after the late deadline; ``carried_from_previous_visit`` when the lateness is carried;
+``unknown`` for a worker held up on the way and nothing carried (nothing in the facts
+says so until they come). A skipped visit has no injected cause and is not graded; the
+simulator makes no late roster change (its changes come one to three hours ahead).
 """
 
 from __future__ import annotations
@@ -30,10 +37,11 @@ class RunTruth:
     arrived: dict[str, float | None] = field(default_factory=dict)  # -> true arrival
     carried: list[str] = field(default_factory=list)  # really late and carried
     callable: list[str] = field(default_factory=list)  # ... and callable with LEAD_S
+    causes: dict[str, str] = field(default_factory=dict)  # graded visit -> its late's cause
 
     def to_doc(self) -> dict[str, Any]:
         return {"late_at": self.late_at, "arrived": self.arrived, "carried": self.carried,
-                "callable": self.callable, "lead_s": LEAD_S}
+                "callable": self.callable, "causes": self.causes, "lead_s": LEAD_S}
 
 
 def expect_runs(sc: Scenario, score_until: float) -> RunTruth:
@@ -49,7 +57,15 @@ def expect_runs(sc: Scenario, score_until: float) -> RunTruth:
         worker = workers[0]
         came = None if fact.missed or worker not in fact.came else fact.came[worker][0]
         truth.arrived[vid] = came
-        if came is None or came <= late_at or fact.leg is None:
+        if came is not None and came <= late_at:
+            if late_at < _delivered(fact) < math.inf:  # none accepted: a bad clock's
+                truth.causes[vid] = "phone_offline"
+            continue
+        if came is None:
+            continue
+        if fact.en_route_delay and max(fact.visit.start, came - fact.en_route_delay) <= late_at:
+            truth.causes[vid] = "unknown"  # in time but for the delay on the way
+        if fact.leg is None:
             continue
         prev = sc.facts.get(fact.leg[0])
         if prev is None or worker not in prev.came:
@@ -58,6 +74,7 @@ def expect_runs(sc: Scenario, score_until: float) -> RunTruth:
         if max(fact.visit.start, prev.came[worker][1] + drive) <= late_at:
             continue  # in time but for the delay on the way
         truth.carried.append(vid)
+        truth.causes[vid] = "carried_from_previous_visit"
         if _callable(prev, worker, fact.visit.start, drive, late_at - LEAD_S, late_at):
             truth.callable.append(vid)
     return truth
@@ -77,3 +94,10 @@ def _callable(prev: VisitFact, worker: str, start: float, drive: float, at: floa
     else:
         return False
     return max(start, departure + drive) > late_at
+
+
+def _delivered(fact: VisitFact) -> float:
+    """When the visit's first accepted check-in reached Kafka, whoever made it (a
+    replacement attends it too); infinity when none did."""
+    return min((ev.received for ev in fact.events if ev.type == "check_in" and ev.accepted),
+               default=math.inf)

@@ -220,6 +220,7 @@ def score_runs(ledger: Ledger, escalations: list[dict[str, Any]]) -> dict[str, A
                 errors[kind].append(abs(eta - came))
     hit = set(raised) & late
     callable_ = set(truth["callable"])
+    causes = _cause_grades(truth.get("causes", {}), escalations)
     leads = sorted(late_at[v] - d for v in hit
                    if (d := parse_instant(raised[v]["detected_at"])) is not None)
     return {
@@ -235,7 +236,36 @@ def score_runs(ledger: Ledger, escalations: list[dict[str, Any]]) -> dict[str, A
         "eta": {kind: {"with_eta": with_eta[kind], "error_p50_s": _percentile(sorted(e), 0.5),
                        "error_p90_s": _percentile(sorted(e), 0.9)}
                 for kind, e in errors.items()},
+        "causes": causes,
     }
+
+
+def _cause_grades(expected: dict[str, str], escalations: list[dict[str, Any]]
+                  ) -> dict[str, Any]:
+    """The cause each graded ``late`` states in its last revision, against the injected
+    one: per true cause, how many were graded and right, and what the wrong ones said."""
+    last: dict[str, dict[str, Any]] = {}
+    for r in escalations:
+        eid = r["escalation_id"]
+        if eid.endswith(":late") and r.get("revision", 1) >= last.get(eid, {}).get(
+                "revision", 0):
+            last[eid] = r
+    by: dict[str, dict[str, Any]] = {}
+    for vid, cause in expected.items():
+        r = last.get(f"{vid}:late")
+        if r is None:
+            continue  # graded with the late escalations themselves
+        said = (r.get("evidence") or {}).get("cause")
+        g = by.setdefault(cause, {"graded": 0, "right": 0, "said": Counter()})
+        g["graded"] += 1
+        g["right"] += said == cause
+        if said != cause:
+            g["said"][str(said)] += 1
+    graded = sum(g["graded"] for g in by.values())
+    right = sum(g["right"] for g in by.values())
+    return {"graded": graded, "right": right,
+            "accuracy": right / graded if graded else None,
+            "by_cause": {c: {**g, "said": dict(g["said"])} for c, g in sorted(by.items())}}
 
 
 def _action_id(deadletter: dict[str, Any]) -> str | None:
@@ -304,6 +334,14 @@ def format_report(report: dict[str, Any]) -> str:
         for kind, e in runs["eta"].items():
             lines.append(f"ETA on {kind:<8} {e['with_eta']:>6} carry one; |error| p50 "
                          f"{f(e['error_p50_s'])} s, p90 {f(e['error_p90_s'])} s")
+        c = runs.get("causes") or {}
+        if c.get("graded"):
+            lines.append(f"causes on late: {c['right']} of {c['graded']} right, accuracy "
+                         f"{c['accuracy']:.3f}")
+            for cause, g in c["by_cause"].items():
+                wrong = ", ".join(f"{k} {n}" for k, n in sorted(g["said"].items()))
+                lines.append(f"  {cause:<28} {g['right']:>6} of {g['graded']:<6}"
+                             + (f" (said: {wrong})" if wrong else ""))
     return "\n".join(lines)
 
 

@@ -260,10 +260,13 @@ def evidence_words(r: dict[str, Any]) -> str:
         lateness = ev.get("predicted_lateness_s")
         words.append(f"predicted {lateness / 60:.0f} min after the start"
                      if isinstance(lateness, int | float) else "predicted late")
+    cause = ev.get("cause")
+    cause = str(cause).replace("_", " ") if cause and cause != "unknown" else None
     if kind in ("late", "missed", "at_risk") and ev.get("expected_arrival"):
-        cause = ev.get("cause")
         words.append(f"expected {_clock(ev['expected_arrival'])}"
-                     + (f" ({str(cause).replace('_', ' ')})" if cause else ""))
+                     + (f" ({cause})" if cause else ""))
+    elif kind in ("late", "missed") and cause:
+        words.append(f"cause: {cause}")
     delay = ev.get("delivery_delay_s")
     if isinstance(delay, int | float) and delay > 60:
         words.append(f"phone offline: event delivered {delay / 60:.0f} min late")

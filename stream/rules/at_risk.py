@@ -69,13 +69,12 @@ def expected(vs: VisitState) -> tuple[float, Predicted] | None:
 
 def eta_evidence(vs: VisitState) -> dict[str, Any]:
     """What a ``late`` or ``missed`` says of when the worker will come: the expected
-    arrival and its basis, and the cause the run gives; nothing without a basis."""
+    arrival and its basis; nothing without a basis (its cause: stream/rules/causes.py)."""
     found = expected(vs)
     if found is None:
         return {}
     arrival, p = found
-    return {"expected_arrival": format_instant(arrival), "eta_basis": basis_doc(p),
-            **({"cause": p.cause} if p.cause is not None else {})}
+    return {"expected_arrival": format_instant(arrival), "eta_basis": basis_doc(p)}
 
 
 def basis_doc(p: Predicted) -> dict[str, Any]:

@@ -24,6 +24,7 @@ import math
 
 from stream.contract import Visit
 from stream.contract.records import Escalation
+from stream.rules import causes
 from stream.rules.at_risk import KIND as AT_RISK
 from stream.rules.at_risk import eta_evidence
 from stream.rules.book import EscalationBook
@@ -137,7 +138,7 @@ class Attendance:
                 "workers_absent": [w for w in v.worker_ids if w not in present],
                 "workers_present": present,
                 "minutes_after_start": round((now - v.start) / 60.0, 1),
-                **eta_evidence(vs)})
+                **eta_evidence(vs), **causes.at_deadline(vs)})
             if kind is _LATE and raised:  # late takes over from the prediction
                 raised += self.book.resolve(vs, AT_RISK, now, "late_raised", {}, due)
             return raised
@@ -183,8 +184,8 @@ class Attendance:
                     out += book.resolve(vs, kind, now, "arrived", {
                         "arrived_at": arrived, "lateness_s": round(arrived - v.start, 1),
                         "delivery_delay_s": round(max(
-                            m.received - m.occurred for m in vs.checkins.values()), 1)},
-                        known)
+                            m.received - m.occurred for m in vs.checkins.values()), 1),
+                        **causes.on_arrival(vs, deadline)}, known)
         # Most calls follow a check-in, with no check-out yet: that is tested first.
         if vs.checkouts and vs.checkins and all(w in vs.checkouts for w in vs.checkins):
             out_at = max(m.occurred for m in vs.checkouts.values())

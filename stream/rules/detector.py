@@ -226,6 +226,9 @@ class PartitionDetector:
         else:
             if visit.cancelled and not vs.visit.cancelled:
                 vs.cancelled_at = received
+            elif visit.worker_ids != vs.visit.worker_ids or visit.start != vs.visit.start:
+                vs.changed_at = received
+                vs.change = "reassigned" if visit.worker_ids != vs.visit.worker_ids else "moved"
             vs.visit = visit
         state.dirty[visit.visit_id] = vs
         if visit.cancelled:

@@ -19,7 +19,10 @@ no prediction: never invented.
 
 **The cause** of a predicted lateness: ``not_started`` for a run not started; otherwise the
 same chain is run again as if the visit the worker is at had ended on time: if that arrival
-is in time, the lateness is ``carried_from_previous_visit``, else it is the ``travel``.
+is in time, the lateness is ``carried_from_previous_visit``, else it is the ``travel``. A
+visit late only because the clock has passed its arrival (the worker should be there by
+now and no check-in has come) has no cause from the run: a delay on the road, a phone
+holding its events, or a worker gone elsewhere look the same.
 
 Pure: no I/O; time is passed in.
 """
@@ -258,7 +261,7 @@ class Runs:
             # The same chain had the visit the worker is at ended on time.
             ontime = max(s.start, ontime + travel)
             cause = None
-            if arrival > s.late_at:
+            if free + travel > s.late_at:  # the chain says so, not only the clock
                 cause = ("not_started" if basis_from == "not_started"
                          else "carried_from_previous_visit" if ontime <= s.late_at
                          else "travel")

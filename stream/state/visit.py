@@ -138,6 +138,10 @@ class VisitState(msgspec.Struct, gc=False):
     # When its cancellation reached Kafka (0: not cancelled, or cancelled before a
     # rebuild, which does not keep it): deadlines before it still stand.
     cancelled_at: float = 0.0
+    # When its workers or its start last changed and which ("reassigned", "moved"), as
+    # its cancellation: for the cause of a late or missed (stream/rules/causes.py).
+    changed_at: float = 0.0
+    change: str = ""
     # Per rostered worker, the latest prediction of their run (stream/rules/at_risk.py):
     # not written to the changelog, since run partitions send each again within
     # a refresh interval.

@@ -30,6 +30,18 @@ def test_late_carried_and_callable_follow_from_the_facts():
         at = truth.late_at[vid] - LEAD_S
         worker = fact.doc["worker_ids"][0]
         assert any(ev.worker == worker and ev.received <= at for ev in prev.events)
+    # The causes a late should state, where one was injected.
+    causes = truth.causes
+    assert {c for c in causes.values()} == {"carried_from_previous_visit", "unknown",
+                                            "phone_offline"}
+    assert {v for v, c in causes.items() if c == "carried_from_previous_visit"} == set(
+        truth.carried)
+    assert set(delayed_only) <= {v for v, c in causes.items() if c == "unknown"}
+    for vid in (v for v, c in causes.items() if c == "phone_offline"):
+        fact = sc.facts[vid]  # there in time, the check-in delivered after the deadline
+        assert truth.arrived[vid] <= truth.late_at[vid]
+        ins = [ev.received for ev in fact.events if ev.type == "check_in" and ev.accepted]
+        assert min(ins) > truth.late_at[vid]
     # Visits with two workers, or cancelled, are not graded.
     for vid in truth.late_at:
         assert len(sc.facts[vid].doc["worker_ids"]) == 1
@@ -47,18 +59,28 @@ def test_the_scorer_grades_at_risk_and_the_eta_against_the_truth():
     ledger = Ledger(t0 - 3600, t0 + 3600, t0 + 3000, 60.0, [], {}, runs={
         "late_at": late_at, "arrived": {"a": t0 + 600, "b": t0 + 300, "c": t0 - 60,
                                         "d": None},
-        "carried": ["a", "b"], "callable": ["a"], "lead_s": 600.0})
+        "carried": ["a", "b"], "callable": ["a"], "lead_s": 600.0,
+        "causes": {"a": "carried_from_previous_visit", "b": "carried_from_previous_visit",
+                   "c": "phone_offline"}})
 
-    def esc(vid: str, kind: str, detected: float, eta: float | None) -> dict:
+    def esc(vid: str, kind: str, detected: float, eta: float | None, revision: int = 1,
+            cause: str | None = None) -> dict:
         ev = {"expected_arrival": format_instant(eta)} if eta is not None else {}
-        return {"escalation_id": f"{vid}:{kind}", "kind": kind, "status": "open",
-                "revision": 1, "detected_at": format_instant(detected), "evidence": ev}
+        if cause is not None:
+            ev["cause"] = cause
+        return {"escalation_id": f"{vid}:{kind}", "kind": kind,
+                "status": "open" if revision == 1 else "resolved",
+                "revision": revision, "detected_at": format_instant(detected), "evidence": ev}
 
     report = score_runs(ledger, [esc("a", "at_risk", t0 - 900, t0 + 540),
                                  esc("c", "at_risk", t0 - 300, t0 + 60),
                                  esc("d", "at_risk", t0 - 120, t0 + 900),
-                                 esc("a", "late", t0 + 5, t0 + 660),
-                                 esc("b", "late", t0 + 5, None)])
+                                 esc("a", "late", t0 + 5, t0 + 660,
+                                     cause="carried_from_previous_visit"),
+                                 esc("b", "late", t0 + 5, None, cause="unknown"),
+                                 # c's phone held its check-in: its resolution says so
+                                 esc("c", "late", t0 + 5, None, cause="unknown"),
+                                 esc("c", "late", t0 + 5, None, 2, cause="phone_offline")])
     a = report["at_risk"]
     assert (a["raised"], a["true"], a["callable"], a["caught"]) == (3, 2, 1, 1)
     assert a["precision"] == 2 / 3 and a["recall"] == 1.0
@@ -67,3 +89,8 @@ def test_the_scorer_grades_at_risk_and_the_eta_against_the_truth():
     eta = report["eta"]
     assert eta["at_risk"]["with_eta"] == 3 and eta["at_risk"]["error_p50_s"] == 60.0  # a; c 120
     assert eta["late"] == {"with_eta": 1, "error_p50_s": 60.0, "error_p90_s": 60.0}
+    c = report["causes"]
+    assert (c["graded"], c["right"]) == (3, 2)
+    assert c["by_cause"]["carried_from_previous_visit"] == {"graded": 2, "right": 1,
+                                                            "said": {"unknown": 1}}
+    assert c["by_cause"]["phone_offline"]["right"] == 1

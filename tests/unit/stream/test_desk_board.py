@@ -154,6 +154,11 @@ def test_the_eta_and_its_cause_in_words():
     late = {"kind": "late", "evidence": {"minutes_after_start": 16,
                                          "expected_arrival": "2026-11-18T11:31:40.000Z"}}
     assert evidence_words(late) == "16 min after the start, no check-in; expected 11:31"
+    late["evidence"] = {"minutes_after_start": 16, "cause": "late_roster_change"}
+    assert evidence_words(late) == ("16 min after the start, no check-in; "
+                                    "cause: late roster change")
+    late["evidence"]["cause"] = "unknown"  # says nothing the row does not
+    assert evidence_words(late) == "16 min after the start, no check-in"
 
 
 def test_cases_ended_before_yesterday_are_let_go():

@@ -162,3 +162,13 @@ def test_forgetting_drops_ended_stops_and_empty_runs():
     assert set(runs.runs["w1"].stops) == {"b"}
     runs.forget(T0 + 99_999)
     assert runs.runs == {}
+
+
+def test_late_by_the_clock_alone_has_no_cause_from_the_run():
+    # Out of a on time, 1 km (200 s) to b: due in time. Past b's late deadline with no
+    # check-in, the worker is overdue: the road, a phone or another place; the run can't say.
+    runs = runs_of(stop("a", T0), stop("b", T0 + 2400, 1))
+    runs.event("w1", "a", "check_in", T0)
+    runs.event("w1", "a", "check_out", T0 + 1800)
+    b = by_visit(runs, T0 + 2400 + LATE + 60)["b"]
+    assert b.late and b.expected_arrival == T0 + 2400 + LATE + 60 and b.cause is None
