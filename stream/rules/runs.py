@@ -35,10 +35,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from statistics import median
 
+import msgspec
+
 from geofence.reference import haversine_m
 
 # A prediction moves by at least this much before it is sent again.
 MOVE_S = 60.0
+# Predictions are sent for the visit the worker goes to next, and for the visits whose late
+# deadline is at most this far ahead: a late or missed takes the ETA held when it falls
+# due, and further ahead a visit partition would hold a prediction per visit for nothing
+# (the runs are swept each minute, so a visit is sent within a minute of coming this near).
+SEND_AHEAD_S = 1800.0
 # A transfer counts towards a region's speed only when it could not have been spent
 # waiting: the worker arrived more than _PUNCTUAL_S after the next visit's start, went at
 # least _MIN_TRANSFER_M, within these bounds.
@@ -52,9 +59,8 @@ _MAX_OVERHEAD_S = 1800.0
 _ALL = (1 << 30, 1 << 30)  # not a cell: all of them together
 
 
-@dataclass(slots=True)
-class Stop:
-    """A visit in a worker's run."""
+class Stop(msgspec.Struct, gc=False):
+    """A visit in a worker's run (untracked by the collector: it holds no containers)."""
 
     visit_id: str
     partition: int  # the visit's partition, where its prediction goes
@@ -275,14 +281,16 @@ class Runs:
         return out
 
     def changed(self, worker: str, now: float) -> list[Prediction]:
-        """The predictions of the worker's run that moved since they were last sent (by
-        :data:`MOVE_S`, or in cause), and one without an arrival for each visit predicted
-        before that has no basis now (it left the run, or the run moved past it)."""
+        """The predictions of the worker's run to send (:data:`SEND_AHEAD_S`) that moved
+        since they were last sent (by :data:`MOVE_S`, or in cause), and one without an
+        arrival for each visit predicted before that has no basis now (it left the run, or
+        the run moved past it)."""
         run = self.runs.get(worker)
         if run is None:
             return []
         out = []
-        fresh = {p.visit_id: p for p in self.predict(worker, now)}
+        fresh = {p.visit_id: p for p in self.predict(worker, now)
+                 if p.basis[0] != "run" or p.late_at - now <= SEND_AHEAD_S}
         for vid, p in fresh.items():
             last = run.sent.get(vid)
             assert p.expected_arrival is not None

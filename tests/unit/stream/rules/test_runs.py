@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from stream.rules.runs import MOVE_S, Runs, Stop, Travel
+from stream.rules.runs import MOVE_S, SEND_AHEAD_S, Runs, Stop, Travel
 from tests.factories import T0
 
 LAT, LON = 51.5, -0.1
@@ -172,3 +172,15 @@ def test_late_by_the_clock_alone_has_no_cause_from_the_run():
     runs.event("w1", "a", "check_out", T0 + 1800)
     b = by_visit(runs, T0 + 2400 + LATE + 60)["b"]
     assert b.late and b.expected_arrival == T0 + 2400 + LATE + 60 and b.cause is None
+
+
+def test_sent_for_the_next_visit_and_those_whose_late_deadline_is_near():
+    runs = runs_of(stop("a", T0), stop("b", T0 + 5.9 * 3600, 1, minutes=5),
+                   stop("c", T0 + 6 * 3600, 2))
+    runs.event("w1", "a", "check_in", T0)
+    runs.event("w1", "a", "check_out", T0 + 1800)
+    sent = runs.changed("w1", T0 + 1800)
+    assert [p.visit_id for p in sent] == ["b"]  # the next visit, hours ahead
+    near = T0 + 6 * 3600 + LATE - SEND_AHEAD_S
+    assert runs.changed("w1", near - 60) == []
+    assert [p.visit_id for p in runs.changed("w1", near)] == ["c"]
