@@ -462,7 +462,7 @@ def lanes_side_by_side(base: Settings, scale: Scale, start: float,
         s = base.with_(app_id=app, input_lane=lane, topic_roster=f"{app}.roster",
                        topic_events=f"{app}.events", topic_work=f"{app}.work",
                        topic_state=f"{app}.state", topic_escalations=f"{app}.escalations",
-                       topic_deadletter=f"{app}.deadletter")
+                       topic_deadletter=f"{app}.deadletter", topic_runs=f"{app}.runs")
         bootstrap = s.bootstrap_servers[0]
         ensure_topics(s)
         produce(bootstrap, s.topic_roster,
@@ -616,9 +616,9 @@ def summarise_profile(path: Path, top: int = 15) -> dict[str, Any]:
 
 
 def run(scale: Scale, workdir: Path, log: Callable[[str], None] = print,
-        profile: bool = False) -> dict[str, Any]:
+        profile: bool = False, runs: bool = False) -> dict[str, Any]:
     port = free_port()
-    result: dict[str, Any] = {"machine": machine(), "scale": asdict(scale)}
+    result: dict[str, Any] = {"machine": machine(), "scale": asdict(scale), "runs": runs}
     with EmbeddedBroker(port) as broker:
         bootstrap = broker.bootstrap
         base = Settings(broker=bootstrap, app_id="bench-m", topic_roster="bench.roster",
@@ -626,7 +626,7 @@ def run(scale: Scale, workdir: Path, log: Callable[[str], None] = print,
                         topic_state="bench-m.state", topic_escalations="bench-m.escalations",
                         topic_deadletter="bench-m.deadletter", log_level="warn",
                         # Outlives the pause (SIGSTOP) while a backlog is produced.
-                        session_timeout_s=20.0)
+                        session_timeout_s=20.0, runs=runs, topic_runs="bench-m.runs")
         result["settings"] = {k: v for k, v in base.as_env().items()
                               if k.startswith("ECM_") and "TOPIC" not in k}
         ensure_topics(base)
@@ -805,7 +805,8 @@ def run(scale: Scale, workdir: Path, log: Callable[[str], None] = print,
             rs = base.with_(app_id="bench-r", topic_events="bench-r.events",
                             topic_work="bench-r.work", topic_state="bench-r.state",
                             topic_escalations="bench-r.escalations",
-                            topic_deadletter="bench-r.deadletter", store="rocksdb://")
+                            topic_deadletter="bench-r.deadletter", topic_runs="bench-r.runs",
+                            store="rocksdb://")
             ensure_topics(rs)
             r = Worker(rs, workdir, "worker-rocksdb")
             total = scale.visits + scale.latency_visits
@@ -972,6 +973,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--scale", choices=sorted(SCALES), default="full")
     p.add_argument("--out", type=Path, help="also write the JSON result here")
     p.add_argument("--keep", action="store_true", help="keep the worker logs")
+    p.add_argument("--runs", action="store_true",
+                   help="the workers with worker runs on (ECM_RUNS), to compare with a "
+                        "run without")
     p.add_argument("--profile", action="store_true",
                    help="sample the worker with py-spy during the event phases "
                         "(pip install -e '.[bench]')")
@@ -979,7 +983,7 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="ecm-bench-"))
     try:
         result = run(SCALES[args.scale], workdir, log=lambda s: print(s, flush=True),
-                     profile=args.profile)
+                     profile=args.profile, runs=args.runs)
         result["command"] = "python -m benchmarks.pipeline " + " ".join(argv or sys.argv[1:])
         print(table(result))
         line = json.dumps(result)
