@@ -14,7 +14,8 @@ length, or that instant if later), plus the true drive.
 
 The *cause* a graded visit's ``late`` should state, where the simulator injected one:
 ``phone_offline`` when the worker came in time and their phone delivered the check-in
-after the late deadline; ``carried_from_previous_visit`` when the lateness is carried;
+after the late deadline; for a carried lateness, ``carried_from_previous_visit`` when
+leaving the previous visit at its scheduled end would have been in time, else ``travel``;
 ``unknown`` for a worker held up on the way and nothing carried (nothing in the facts
 says so until they come). A skipped visit has no injected cause and is not graded; the
 simulator makes no late roster change (its changes come one to three hours ahead).
@@ -74,7 +75,11 @@ def expect_runs(sc: Scenario, score_until: float) -> RunTruth:
         if max(fact.visit.start, prev.came[worker][1] + drive) <= late_at:
             continue  # in time but for the delay on the way
         truth.carried.append(vid)
-        truth.causes[vid] = "carried_from_previous_visit"
+        # Carried when the previous visit ran past its end (or began late): leaving it on
+        # time, the worker would have been in time; else the drive itself is too long.
+        truth.causes[vid] = ("carried_from_previous_visit"
+                             if max(fact.visit.start, prev.visit.end + drive) <= late_at
+                             else "travel")
         if _callable(prev, worker, fact.visit.start, drive, late_at - LEAD_S, late_at):
             truth.callable.append(vid)
     return truth

@@ -138,7 +138,7 @@ class Attendance:
                 "workers_absent": [w for w in v.worker_ids if w not in present],
                 "workers_present": present,
                 "minutes_after_start": round((now - v.start) / 60.0, 1),
-                **eta_evidence(vs), **causes.at_deadline(vs)})
+                **eta_evidence(vs), **causes.at_deadline(vs, now, self.deadlines(v)[0])})
             if kind is _LATE and raised:  # late takes over from the prediction
                 raised += self.book.resolve(vs, AT_RISK, now, "late_raised", {}, due)
             return raised
@@ -179,7 +179,8 @@ class Attendance:
                 if known > deadline and not book.known(vid, kind):
                     # The rule became true before its timer could fire: a late arrival
                     # inside one sweep interval, or a visit booked after its deadline.
-                    out += book.open(vs, kind, deadline, now, {"workers_absent": []})
+                    out += book.open(vs, kind, deadline, now, {
+                        "workers_absent": [], **causes.at_deadline(vs, deadline, late)})
                 if book.is_open(vid, kind):  # the evidence is built only for a resolution
                     out += book.resolve(vs, kind, now, "arrived", {
                         "arrived_at": arrived, "lateness_s": round(arrived - v.start, 1),

@@ -9,6 +9,9 @@ At the deadline, the first that the evidence shows:
   late changes";
 - the cause the worker's run gives, when its prediction explains the lateness
   (stream/rules/runs.py): ``carried_from_previous_visit``, ``travel`` or ``not_started``;
+  and ``carried_from_previous_visit`` when the prediction found the worker inside their
+  previous visit and, still there now, they cannot make it (the prediction may be up to a
+  sweep old: the overrun that makes the visit late may be in its last minute);
 - ``unknown``.
 
 Later, ``phone_offline``: when the check-in that answers the escalation was made before the
@@ -32,16 +35,22 @@ LATE_CHANGE_S = 3600.0
 OFFLINE_S = 600.0
 
 
-def at_deadline(vs: VisitState) -> dict[str, Any]:
-    """The cause of a ``late`` or ``missed`` raised now, and its evidence."""
+def at_deadline(vs: VisitState, now: float, late_at: float) -> dict[str, Any]:
+    """The cause of a ``late`` or ``missed`` raised at ``now`` (the visit's late deadline
+    ``late_at``), and its evidence."""
     v = vs.visit
     if vs.changed_at and v.start - vs.changed_at < LATE_CHANGE_S:
         return {"cause": "late_roster_change", "cause_evidence": {
             "change": vs.change, "changed_at": format_instant(vs.changed_at),
             "before_start_s": round(v.start - vs.changed_at, 1)}}
     found = expected(vs)
-    if found is not None and found[1].cause is not None:
-        return {"cause": found[1].cause}  # its evidence is the ETA's basis
+    if found is not None:
+        p = found[1]
+        if p.cause is not None:
+            return {"cause": p.cause}  # its evidence is the ETA's basis
+        source, _, free_at, travel_s, _ = p.basis
+        if source == "inside" and now > free_at and now + travel_s > late_at:
+            return {"cause": "carried_from_previous_visit"}
     return {"cause": UNKNOWN}
 
 

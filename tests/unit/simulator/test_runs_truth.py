@@ -32,10 +32,14 @@ def test_late_carried_and_callable_follow_from_the_facts():
         assert any(ev.worker == worker and ev.received <= at for ev in prev.events)
     # The causes a late should state, where one was injected.
     causes = truth.causes
-    assert {c for c in causes.values()} == {"carried_from_previous_visit", "unknown",
-                                            "phone_offline"}
-    assert {v for v, c in causes.items() if c == "carried_from_previous_visit"} == set(
-        truth.carried)
+    assert {c for c in causes.values()} == {"carried_from_previous_visit", "travel",
+                                            "unknown", "phone_offline"}
+    run_causes = {"carried_from_previous_visit", "travel"}
+    assert {v for v, c in causes.items() if c in run_causes} == set(truth.carried)
+    for vid in (v for v, c in causes.items() if c == "carried_from_previous_visit"):
+        fact = sc.facts[vid]  # leaving the visit before at its end, in time
+        assert fact.leg is not None
+        assert sc.facts[fact.leg[0]].visit.end + fact.leg[1] <= truth.late_at[vid]
     assert set(delayed_only) <= {v for v, c in causes.items() if c == "unknown"}
     for vid in (v for v, c in causes.items() if c == "phone_offline"):
         fact = sc.facts[vid]  # there in time, the check-in delivered after the deadline

@@ -33,8 +33,20 @@ def test_the_runs_cause_where_its_prediction_explains_it():
     h = Harness()
     h.roster(visit())
     h.at(T0 + 300)
-    h.predict("v1", T0 + 1500, cause=None)  # late by the clock alone: the run cannot say
+    # Out of the visit before at 3:20, 5 minutes away: due in time, and not come. Late by
+    # the clock alone: the road, the phone or elsewhere; the run cannot say.
+    h.predict("v1", T0 + 500, cause=None, basis=("checked_out", "v0", T0 + 200, 300.0, 5.0))
     assert _late(h)["evidence"]["cause"] == "unknown"
+
+
+def test_carried_when_the_worker_is_still_inside_the_visit_before():
+    # Predicted at 5:00 to leave the visit before at 8:00 and be here at 13:00; still
+    # there at the deadline (the overrun came after the last prediction): carried.
+    h = Harness()
+    h.roster(visit())
+    h.at(T0 + 300)
+    h.predict("v1", T0 + 780, cause=None, basis=("inside", "v0", T0 + 480, 300.0, 5.0))
+    assert _late(h)["evidence"]["cause"] == "carried_from_previous_visit"
 
 
 def test_a_reassignment_or_move_shortly_before_the_start():
