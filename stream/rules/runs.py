@@ -189,14 +189,18 @@ class Runs:
                 changed.append(worker)
         if cancelled:
             return changed
+        first = True
         for worker in workers:
             if owns is not None and not owns(worker):
                 continue
+            # Each worker's run its own stop: a double-up's workers check in and out apart.
+            mine = stop if first else msgspec.structs.replace(stop)
+            first = False
             run = self.runs.setdefault(worker, Run())
             held = run.stops.get(stop.visit_id)
-            if held is not None:
-                stop.check_in, stop.check_out = held.check_in, held.check_out
-            run.stops[stop.visit_id] = stop
+            mine.check_in, mine.check_out = ((held.check_in, held.check_out)
+                                             if held is not None else (None, None))
+            run.stops[stop.visit_id] = mine
             changed.append(worker)
         return changed
 

@@ -184,3 +184,17 @@ def test_sent_for_the_next_visit_and_those_whose_late_deadline_is_near():
     near = T0 + 6 * 3600 + LATE - SEND_AHEAD_S
     assert runs.changed("w1", near - 60) == []
     assert [p.visit_id for p in runs.changed("w1", near)] == ["c"]
+
+
+def test_a_double_ups_workers_come_and_go_apart():
+    runs = Runs(Travel(SPEED))
+    for s in (stop("a", T0), stop("b", T0 + 3600, 1)):
+        runs.visit(s, ("w1", "w2") if s.visit_id == "a" else ("w2",))
+    runs.event("w1", "a", "check_in", T0)
+    runs.event("w2", "a", "check_in", T0)
+    runs.event("w1", "a", "check_out", T0 + 600)  # w1 leaves early; w2 stays on
+    b = by_visit(runs, T0 + 1500, worker="w2")["b"]
+    assert b.basis[0] == "inside" and b.basis[2] == T0 + 1800
+    runs.visit(stop("a", T0), ("w1", "w2"))  # the record again keeps each one's marks
+    assert runs.runs["w1"].stops["a"].check_out == T0 + 600
+    assert runs.runs["w2"].stops["a"].check_out is None
