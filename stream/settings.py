@@ -137,6 +137,19 @@ class Settings:
     # Per contract, where the roster names one: JSON, {"<contract_id>": {"owner_s": 300,
     # "pathway_s": 600}}; either may be left out. They apply to every priority.
     case_contract_slas: str = ""
+    # Visit records (stream/rules/visit_records.py): one per visit once it is settled, on
+    # ecm.visits, for the management report (`ecm report`).
+    visit_records: bool = True
+    topic_visits: str = "ecm.visits"
+    # Safeguarding on repeated failure (stream/rules/safeguarding.py): "Multiple missed or
+    # late calls will be classed as a safeguarding issue" (the late and missed policy,
+    # 5.11). A review is raised when a person has this many missed, or late, visits
+    # within the window; per contract, JSON {"<contract_id>": {"missed": 1, "late": 2,
+    # "window_s": 1209600}}, any left out taking the defaults.
+    safeguarding_missed: int = 2
+    safeguarding_late: int = 3
+    safeguarding_window_s: float = 604800.0
+    safeguarding_contracts: str = ""
     heartbeat_s: float = 1.0
     log_level: str = "info"
     # "text" (Faust's, coloured on a terminal) or "json": one object a line, for a shipper.
@@ -181,6 +194,12 @@ class Settings:
             raise SettingsError(f"ECM_CASE_KINDS names kinds that do not exist: "
                                 f"{sorted(unknown)}; they are {ESCALATION_KINDS}")
         self.contract_slas  # noqa: B018 (checked once here, not at the first escalation)
+        if min(self.safeguarding_missed, self.safeguarding_late) < 1:
+            raise SettingsError("ECM_SAFEGUARDING_MISSED and ECM_SAFEGUARDING_LATE must be at "
+                                "least 1")
+        if self.safeguarding_window_s <= 0:
+            raise SettingsError("ECM_SAFEGUARDING_WINDOW_S must be positive")
+        self.safeguarding_thresholds  # noqa: B018 (checked once here)
         keep = self.state_retention_s
         if keep < 0 or 0 < keep < 2 * self.checkpoint_max_age_s:
             raise SettingsError("ECM_STATE_RETENTION_S must be 0 (keep for good) or at least "
@@ -231,6 +250,32 @@ class Settings:
                                     "positive numbers of seconds")
             out[contract] = (None if pair[0] is None else float(pair[0]),
                              None if pair[1] is None else float(pair[1]))
+        return out
+
+    @property
+    def safeguarding_thresholds(self) -> dict[str, tuple[int, int, float]]:
+        """ECM_SAFEGUARDING_CONTRACTS: per contract id, its (missed, late, window_s)."""
+        if not self.safeguarding_contracts.strip():
+            return {}
+        try:
+            doc = json.loads(self.safeguarding_contracts)
+        except ValueError as exc:
+            raise SettingsError(f"ECM_SAFEGUARDING_CONTRACTS is not JSON: {exc}") from exc
+        if not isinstance(doc, dict):
+            raise SettingsError("ECM_SAFEGUARDING_CONTRACTS must be a JSON object")
+        out: dict[str, tuple[int, int, float]] = {}
+        for contract, t in doc.items():
+            if not isinstance(t, dict) or set(t) - {"missed", "late", "window_s"}:
+                raise SettingsError(f"ECM_SAFEGUARDING_CONTRACTS[{contract!r}] must be an "
+                                    "object of missed, late and window_s")
+            values = (t.get("missed", self.safeguarding_missed),
+                      t.get("late", self.safeguarding_late),
+                      t.get("window_s", self.safeguarding_window_s))
+            if any(isinstance(v, bool) or not isinstance(v, int | float) or v < 1
+                   for v in values) or any(not isinstance(v, int) for v in values[:2]):
+                raise SettingsError(f"ECM_SAFEGUARDING_CONTRACTS[{contract!r}]: counts are "
+                                    "whole numbers of at least 1, window_s seconds")
+            out[contract] = (int(values[0]), int(values[1]), float(values[2]))
         return out
 
     @property

@@ -31,6 +31,9 @@ def by_partition(records: Iterable[dict[str, Any]], partitions: int
     return groups
 
 
+_VISITS_CONFIG = {"cleanup.policy": "compact", "retention.ms": "-1"}
+
+
 def _retained(settings: Settings) -> dict[str, str]:
     """The configuration of the topics a partition is rebuilt from."""
     ms = round(settings.state_retention_s * 1000) if settings.state_retention_s > 0 else -1
@@ -52,7 +55,8 @@ def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> list[str]:
 
     names = [*settings.input_topics, settings.topic_work,
              settings.topic_state, settings.topic_escalations, settings.topic_deadletter,
-             *([settings.topic_runs] if settings.runs else [])]
+             *([settings.topic_runs] if settings.runs else []),
+             *([settings.topic_visits] if settings.visit_records else [])]
     deadline = time.monotonic() + timeout_s
     while True:
         try:
@@ -73,10 +77,13 @@ def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> list[str]:
             # ecm.runs is the run partitions' changelog (stream/worker/runs.py).
             keep = name in (settings.topic_state, settings.topic_escalations,
                             settings.topic_runs)
+            # ecm.visits is the record the care documents ask for: a visit's last record
+            # is kept for good (compacted), so a review of any four weeks is a query.
+            configs = (_retained(settings) if keep else _VISITS_CONFIG
+                       if name == settings.topic_visits else {})
             try:
                 admin.create_topics([NewTopic(name, settings.partitions, 1,
-                                              topic_configs=_retained(settings) if keep
-                                              else {})])
+                                              topic_configs=configs)])
                 created.append(name)
             except TopicAlreadyExistsError:
                 pass

@@ -25,7 +25,7 @@ VISIT_STATUSES = ("scheduled", "cancelled")
 # What an escalation can be about: each is decided in stream/rules/ (docs/rules.md).
 ESCALATION_KINDS = ("missed", "late", "no_check_out", "shortened", "location_mismatch",
                     "wrong_worker", "unscheduled", "location_unverified", "extended",
-                    "at_risk")
+                    "at_risk", "safeguarding_review")
 
 # A visit longer than this is a roster error (the EVV aggregators' rule: at most 25 hours).
 MAX_VISIT_S = 25 * 3600.0

@@ -25,6 +25,7 @@ from geofence.fences import Decision
 from stream.clock import Clock
 from stream.contract import Codec, Event, Source, Visit
 from stream.contract.bounds import Bounds
+from stream.rules import safeguarding, visit_records
 from stream.rules.at_risk import AtRisk
 from stream.rules.attendance import Attendance, known_at
 from stream.rules.book import EscalationBook
@@ -53,6 +54,7 @@ _HELD_EVIDENCE_S = 1.0
 
 _GRACE, _ADHOC, _SEEN, _FORGET, _CASE = (TimerKind.GRACE, TimerKind.ADHOC, TimerKind.SEEN,
                                          TimerKind.FORGET, TimerKind.CASE)
+_NO_CHECK_OUT, _REVIEW = TimerKind.NO_CHECK_OUT, TimerKind.REVIEW
 
 
 class PartitionDetector:
@@ -77,6 +79,8 @@ class PartitionDetector:
         self.matching = Matching(settings, self.state, self.timers, self.unscheduled,
                                  self.codec)
         self.cases = Cases(settings, self.book, self.timers)
+        self.safeguarding = safeguarding.Safeguarding(settings, self.book, self.state,
+                                                      self.timers)
         self.at_risk = AtRisk(self.book, lambda v: self.attendance.deadlines(v)[0])
         self.short = ShortPath(settings, self.state, self.codec, self.matching,
                                self.attendance, self.book, self.cases.recovering)
@@ -89,6 +93,9 @@ class PartitionDetector:
         # position, why)``, where is "ecm.state" or "ecm.escalations" (position: the
         # document's index in what restore() was given) or "sweep" (position -1).
         self.skipped: list[tuple[str, int, str]] = []
+        # The visits a batch or sweep changed in a way their record may show: each one
+        # settled gets its record (stream/rules/visit_records.py) at the batch's end.
+        self._touched: dict[str, None] = {}
 
     # ---- what it holds, for the metrics and for callers that inspect it ---------------------
 
@@ -168,9 +175,38 @@ class PartitionDetector:
             self._action(obj, source, received, now, out)
         for obj in predictions:  # after the batch's check-ins: a visit reached is not at risk
             self._prediction(obj, now, out)
+        self._finish(now, out)
         out.latencies, out.resolutions = self.book.take_timings()
         out.case_timings, out.case_breaches = self.cases.take()
         return out
+
+    def _finish(self, now: float, out: Output) -> None:
+        """What a batch or sweep raised leads to: safeguarding reviews, visit records."""
+        out.escalations += self.safeguarding.observe(out.escalations, now)
+        self._settle(now, out)
+
+    def _settle(self, now: float, out: Output) -> None:
+        """The record of every settled visit the batch or sweep touched, or whose
+        escalations it changed."""
+        touched = self._touched
+        if not self.settings.visit_records:
+            touched.clear()
+            return
+        for e in out.escalations:
+            touched[e.visit_id] = None
+        if not touched:
+            return
+        visits = self.state.visits
+        deadlines = self.attendance.deadlines
+        for vid in touched:
+            vs = visits.get(vid)
+            if vs is None:
+                continue  # an unscheduled visit's, or forgotten
+            d = deadlines(vs.visit)
+            settled = visit_records.outcome(vs, now, d[2])
+            if settled is not None:
+                out.visits.append(visit_records.build(vs, settled, self.book, d, now))
+        touched.clear()
 
     def _action(self, obj: Any, source: Source, received: float, now: float,
                 out: Output) -> None:
@@ -223,7 +259,11 @@ class PartitionDetector:
         if vs is None:
             vs = VisitState(visit)
             state.book(vs)
+            if visit.cancelled:
+                self._touched[visit.visit_id] = None
         else:
+            # A settled visit's record shows its roster as it stands.
+            self._touched[visit.visit_id] = None
             if visit.cancelled and not vs.visit.cancelled:
                 vs.cancelled_at = received
             elif visit.worker_ids != vs.visit.worker_ids or visit.start != vs.visit.start:
@@ -249,6 +289,7 @@ class PartitionDetector:
         # Its source is in the event index since it was admitted (matching, restore).
         vs.add_event(ev.event_id)
         self.state.dirty[v.visit_id] = vs
+        self._touched[v.visit_id] = None
         if v.cancelled:
             return
         mark = Mark(ev.occurred_at, ev.received or now, ev.event_id, ev.method)
@@ -315,12 +356,17 @@ class PartitionDetector:
                     self.state.event_index.pop(timer.key, None)
                 elif kind is _CASE:
                     raised.extend(self.cases.fire(timer.key, timer.due, now))
+                elif kind is _REVIEW:
+                    self.book.forget(timer.key)
                 else:
                     vs = visits.get(timer.key)
                     if vs is None:
                         continue  # forgotten: its entries fall due and are dropped
                     if kind is not _FORGET:
                         raised.extend(attendance.fire(vs, timer, now))
+                        if (kind is _NO_CHECK_OUT and not visit_records.settled_early(vs)
+                                and attendance.current(vs, timer)):
+                            self._touched[timer.key] = None  # missed, or never checked out
                     elif attendance.current(vs, timer):
                         self._forget(timer.key)
             except Exception as exc:  # one bad visit must not stop the sweep
@@ -334,6 +380,7 @@ class PartitionDetector:
             for e in raised:
                 if e.revision == 1:  # an opening, not a case's change
                     e.evidence["input_held_s"] = round(now - held, 1)
+        self._finish(now, out)
         out.latencies, out.resolutions = self.book.take_timings()
         out.case_timings, out.case_breaches = self.cases.take()
         return out
@@ -393,9 +440,12 @@ class PartitionDetector:
         for vid in {r.visit_id for r in self.book.records.values()} - visits.keys():
             if vid.startswith(ADHOC_PREFIX):
                 self.unscheduled.arm_forgetting(vid)  # forgotten at the first sweep if due
+            elif vid.startswith(safeguarding.PREFIX):
+                pass  # armed by the safeguarding rule's restore, below
             else:
                 self.book.forget(vid)
         self.cases.restored()
+        self.safeguarding.restored()
         for vs in visits.values():
             self.attendance.schedule(vs)
         for p in self.state.pending.values():

@@ -28,6 +28,9 @@ class Output:
     case_breaches: list[tuple[str, str]] = field(default_factory=list)
     # What the worker runs need of this batch, for ecm.runs (stream/rules/runfacts.py).
     runs: list[list[Any]] = field(default_factory=list)
+    # The records of the visits settled or changed since settling, for ecm.visits
+    # (stream/rules/visit_records.py).
+    visits: list[dict[str, Any]] = field(default_factory=list)
 
 
 def reject(codec: Codec, failure: tuple[str, str], raw: dict[str, Any] | tuple[bytes, int],

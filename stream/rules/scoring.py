@@ -35,6 +35,7 @@ KIND_BASE = {
     "location_unverified": 15,
     "extended": 10,
     "at_risk": 35,  # scored as the lateness it predicts
+    "safeguarding_review": 60,  # P2 or P1 whatever the score: stream/rules/safeguarding.py
 }
 KINDS = ESCALATION_KINDS
 assert set(KIND_BASE) == set(KINDS), "every kind of escalation has a base score"

@@ -29,10 +29,11 @@ class TimerKind(StrEnum):
     ADHOC = "adhoc"  # an unscheduled visit's records are dropped (stream/rules/unscheduled.py)
     SEEN = "seen"  # an expired event's id is dropped from the event index
     CASE = "case"  # an escalation's case has a deadline (stream/rules/cases.py)
+    REVIEW = "review"  # a safeguarding review is dropped (stream/rules/safeguarding.py)
 
 
 # Entries that forget rather than decide: left out of the armed-deadlines gauge.
-FORGETTING = frozenset({TimerKind.FORGET, TimerKind.ADHOC, TimerKind.SEEN})
+FORGETTING = frozenset({TimerKind.FORGET, TimerKind.ADHOC, TimerKind.SEEN, TimerKind.REVIEW})
 
 
 class Timer(msgspec.Struct, gc=False, order=True, array_like=True):

@@ -164,7 +164,8 @@ def encode_delta(delta: dict[str, Any], max_bytes: int) -> list[tuple[dict[str, 
     p, deleted, pending = delta[K.PARTITION], delta[K.DELETED], delta[K.PENDING]
     base = {k: delta[k] for k in (K.BASE, K.BASE_TIME) if k in delta}
     # A checkpoint slice's escalation records and topic offset ride in the first document.
-    extra = {k: delta[k] for k in (K.ESCALATIONS, K.ESCALATIONS_FROM) if k in delta}
+    extra = {k: delta[k] for k in (K.ESCALATIONS, K.ESCALATIONS_FROM, K.FAILURES)
+             if k in delta}
     # Without its first check-ins, which have documents of their own, a delta's visits may
     # fit in one.
     parts = max(1 if firsts else 2, math.ceil(size / (_FILL * max_bytes)))

@@ -119,6 +119,8 @@ class Checkpointer:
                K.BASE: self.base, K.BASE_TIME: self.at, K.ESCALATIONS: records}
         if first:
             doc[K.ESCALATIONS_FROM] = self.escalations_next
+            if state.failures:
+                doc[K.FAILURES] = state.failures_doc(state.failures)
         return doc
 
     def slice_written(self, offset: int) -> bool:

@@ -21,6 +21,8 @@ BASE: Final = "b"  # the ecm.state offset a replay starts from: the last complet
 BASE_TIME: Final = "bt"  # when that checkpoint began, on the worker clock
 FIRSTS: Final = "fc"  # first check-ins taken by the short path, as columns (FIRST_*)
 ESCALATIONS: Final = "esc"  # a checkpoint slice's escalation records
+FAILURES: Final = "sf"  # per client, its late and missed visits counted for safeguarding
+#                        (stream/rules/safeguarding.py): the client's list whole, [] once none
 ESCALATIONS_FROM: Final = "e"  # a checkpoint's first slice: the ecm.escalations offset the
 #                                replay reads on from, after the records of the slices
 

@@ -21,8 +21,9 @@ from stream.state.visit import Pending, VisitState
 
 
 class PartitionState:
-    __slots__ = ("by_client", "checked_in", "deleted", "dirty", "event_index", "firsts",
-                 "partition", "pending", "pending_changed", "visits", "waiting")
+    __slots__ = ("by_client", "checked_in", "deleted", "dirty", "event_index", "failures",
+                 "failures_changed", "firsts", "partition", "pending", "pending_changed",
+                 "visits", "waiting")
 
     def __init__(self, partition: int) -> None:
         self.partition = partition
@@ -46,6 +47,11 @@ class PartitionState:
         self.deleted: list[str] = []
         # Waiting events changed since the last delta: the event, or None once removed.
         self.pending_changed: dict[str, Pending | None] = {}
+        # Per client, the late and missed visits counted toward a safeguarding review
+        # (stream/rules/safeguarding.py), and the clients whose list changed since the
+        # last delta.
+        self.failures: dict[str, list[list[Any]]] = {}
+        self.failures_changed: set[str] = set()
 
     # ---- visits --------------------------------------------------------------------------
 
@@ -134,15 +140,22 @@ class PartitionState:
         """The state changed since the last call, as one changelog document, or None when
         nothing changed and not ``force``."""
         if (not force and not self.dirty and not self.deleted and not self.pending_changed
-                and not self.firsts.ids):
+                and not self.firsts.ids and not self.failures_changed):
             return None
         doc = delta_doc(self.partition, list(self.dirty.values()), self.deleted,
                         self.pending_changed, self.event_index, base, base_time,
                         self.firsts.take(self.dirty, self.deleted))
+        if self.failures_changed:
+            doc[K.FAILURES] = self.failures_doc(self.failures_changed)
+            self.failures_changed = set()
         self.dirty.clear()
         self.deleted = []
         self.pending_changed = {}
         return doc
+
+    def failures_doc(self, clients: Iterable[str]) -> dict[str, list[list[Any]]]:
+        """The clients' failure lists as a document writes them (a copy: [] for none)."""
+        return {c: [list(f) for f in self.failures.get(c, ())] for c in clients}
 
     def load(self, docs: Iterable[Any], codec: Codec,
              skip: Callable[[int, str], None]) -> list[Any]:
@@ -182,6 +195,15 @@ class PartitionState:
                     self.pending.pop(eid, None)
             except POISON as exc:
                 skip(i, f"unreadable deletions ({type(exc).__name__})")
+            try:
+                for client, failures in (doc.get(K.FAILURES) or {}).items():
+                    if failures:
+                        self.failures[client] = [
+                            [float(f[0]), str(f[1]), str(f[2]), str(f[3])] for f in failures]
+                    else:
+                        self.failures.pop(client, None)
+            except POISON as exc:
+                skip(i, f"unreadable safeguarding counts ({type(exc).__name__})")
             for key in (K.PENDING, K.PENDING_MORE, K.PENDING_ADDED):
                 for pdoc in doc.get(key) or ():
                     try:

@@ -35,9 +35,11 @@ class Snapshot:
     escalations: list[dict[str, Any]] = field(default_factory=list)
     state_offset: int = 0  # next offset of ecm.state to read
     escalations_offset: int = 0  # next offset of ecm.escalations to read
+    failures: dict[str, list[Any]] = field(default_factory=dict)
 
     def as_delta(self) -> dict[str, Any]:
-        return {K.VISITS: self.visits, K.DELETED: [], K.PENDING: self.pending}
+        return {K.VISITS: self.visits, K.DELETED: [], K.PENDING: self.pending,
+                K.FAILURES: self.failures}
 
 
 class PartitionStore(Protocol):
@@ -73,6 +75,7 @@ _WAITING_END = b"p;"  # the first key after them
 _VISIT = b"v:"  # a visit's marks: check-ins, check-outs, events
 _RECORD = b"r:"  # its roster record or checkpoint fields, written when a delta carries one
 _ESC = b"e:"
+_FAILURES = b"f:"  # a client's safeguarding counts, by client id
 
 
 # A worker opens one database per partition it owns. With RocksDB's defaults each would hold
@@ -124,6 +127,8 @@ class RocksStore:
                 records[key[len(_RECORD):]] = orjson.loads(value)
             elif key.startswith(_ESC):
                 snap.escalations.append(orjson.loads(value))
+            elif key.startswith(_FAILURES):
+                snap.failures[key[len(_FAILURES):].decode()] = orjson.loads(value)
             elif key.startswith(_WAITING):
                 waiting.append(orjson.loads(value))
             elif key == _PENDING:
@@ -183,6 +188,11 @@ class RocksStore:
                 _put_waiting(wb, pdoc)
         for eid in delta.get(K.PENDING_REMOVED, ()):
             wb.delete(_WAITING + eid.encode())
+        for client, failures in (delta.get(K.FAILURES) or {}).items():
+            if failures:
+                wb.put(_FAILURES + client.encode(), dumps(failures))
+            else:
+                wb.delete(_FAILURES + client.encode())
         wb.put(_STATE_OFFSET, str(offset + 1).encode())
         self.db.write(wb)
 

@@ -58,6 +58,10 @@ class Metrics:
         self.escalations_raised = PCounter(
             "ecm_escalations_raised", "Escalations published as open, by kind and priority.",
             ["kind", "priority"], registry=r)
+        self.visit_records = PCounter(
+            "ecm_visit_records", "Visit records published to ecm.visits, by outcome and "
+            "suggested classification (a record written again when it changes counts again).",
+            ["outcome", "suggested"], registry=r)
         self.escalations_resolved = PCounter(
             "ecm_escalations_resolved", "Escalations published as resolved, by kind and "
             "priority.", ["kind", "priority"], registry=r)

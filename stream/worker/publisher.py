@@ -47,6 +47,7 @@ log = logging.getLogger(__name__)
 
 # An escalation record's JSON: msgspec writes the struct's fields in one call.
 _encode = msgspec.json.Encoder().encode
+_dumps = orjson.dumps
 
 # Visits a publish writes for checkpoints under way, over all partitions.
 CHECKPOINT_SLICE = 1000
@@ -133,6 +134,7 @@ class Publisher:
         """Publish what the partitions decided: every escalation and dead letter,
         acknowledged, then every partition's state delta, acknowledged."""
         topic = self.settings.topic_escalations
+        visits = self.settings.topic_visits
         sends: list[_Send] = []
         spans = []
         if any(out.rejections for _, out in results):
@@ -143,6 +145,9 @@ class Publisher:
             sends += [("none", topic, r.escalation_id.encode(), _encode(r), p)
                       for r in out.escalations]
             sends += self._deadletter_sends(out.rejections, "detector", lambda r, p=p: p)
+            if out.visits:  # visit records, in the partition's own number as its escalations
+                sends += [("none", visits, r["visit_id"].encode(), _dumps(r), p)
+                          for r in out.visits]
         facts = [f for _, out in results for f in out.runs]
         if facts:  # what the worker runs need, to their run partitions (worker runs)
             n = self.settings.partitions
@@ -308,6 +313,12 @@ class Publisher:
                 raised[(r.kind, r.priority)] += 1
             elif r.status == "resolved":
                 resolved[(r.kind, r.priority)] += 1
+        if out.visits:
+            settled: Counter[tuple[str, str]] = Counter(
+                (r["outcome"], r["classification"]["suggested_classification"] or "none")
+                for r in out.visits)
+            for labels, n in settled.items():
+                m.visit_records.labels(*labels).inc(n)
         for labels, n in raised.items():
             m.escalations_raised.labels(*labels).inc(n)
         for labels, n in resolved.items():

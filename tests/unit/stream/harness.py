@@ -37,6 +37,8 @@ class Harness:
         self.detector = PartitionDetector(0, self.settings, self.clock, self.codec)
         self.escalations: list[dict[str, Any]] = []
         self.rejections: list[Rejection] = []
+        # Visit records as ecm.visits carries them, in the order written.
+        self.records: list[dict[str, Any]] = []
         self._offsets = itertools.count()
         self.last: Output | None = None
 
@@ -89,6 +91,7 @@ class Harness:
         # As published: the records' JSON, as the topic's consumers read them.
         self.escalations += [orjson.loads(msgspec.json.encode(e)) for e in out.escalations]
         self.rejections += out.rejections
+        self.records += [orjson.loads(orjson.dumps(r)) for r in out.visits]
         self.last = out
         return out
 
@@ -99,6 +102,12 @@ class Harness:
         found = [e for e in self.escalations if e["escalation_id"] == eid and e["status"] == status]
         assert len(found) == 1, (eid, status, self.statuses())
         return found[0]
+
+    def record(self, visit_id: str = "v1") -> dict[str, Any]:
+        """The visit's last record (the last one wins)."""
+        found = [r for r in self.records if r["visit_id"] == visit_id]
+        assert found, (visit_id, [r["visit_id"] for r in self.records])
+        return found[-1]
 
     def reasons(self) -> list[str]:
         return [r.reason for r in self.rejections]

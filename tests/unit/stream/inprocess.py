@@ -34,6 +34,7 @@ class Worker:
         self.offsets: Counter[tuple[str, int]] = Counter()
         self.rejections: list[Rejection] = []
         self.escalations: list[Any] = []
+        self.visits: list[dict[str, Any]] = []  # visit records, in the order written
         self.accepted: Counter[str] = Counter()
 
     def send(self, topic: str, value: bytes, partition: int = 0) -> None:
@@ -64,6 +65,7 @@ class Worker:
         for e in out.escalations:
             assert len(msgspec.json.encode(e)) < self.settings.max_message_bytes
         self.escalations += out.escalations
+        self.visits += out.visits
         delta = self.detectors[p].take_delta()
         if delta is not None:
             for _, value in encode_delta(delta, self.settings.max_message_bytes):

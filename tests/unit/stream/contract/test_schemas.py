@@ -21,8 +21,9 @@ def _schema(name):
 
 
 def _busy_harness():
-    """A run that raises and resolves every kind and rejects several ways."""
-    h = Harness()
+    """A run that raises and resolves every kind and rejects several ways, and writes
+    visit records of every outcome."""
+    h = Harness(safeguarding_missed=1)  # the missed visit e raises a review
     far = north_of_home(3000)
     h.roster(visit("a", client_id="a", lives_alone=True, cognitive_impairment=True),
              visit("b", client_id="b"),
@@ -66,6 +67,11 @@ def test_emitted_escalations_and_dead_letters_match_their_schemas():
     esc = _schema("escalation")
     for record in h.escalations:
         esc.validate(json.loads(json.dumps(record)))
+    visits = _schema("visit")
+    assert {r["outcome"] for r in h.records} == {"attended", "attended_no_check_out",
+                                                  "missed", "cancelled"}
+    for record in h.records:
+        visits.validate(record)
     dead = _schema("deadletter")
     assert {r.reason for r in h.rejections} == {"client_mismatch"}
     for r in h.rejections:
