@@ -21,6 +21,7 @@ from typing import Any
 
 from simulator.desk import Desk, attended_at, known, sla
 from simulator.ledger import Expected
+from simulator.safeguarding import KIND as REVIEW
 from simulator.scenario import Scenario, VisitFact
 from stream.settings import Settings
 from stream.timeutil import parse_instant
@@ -101,7 +102,11 @@ class _Case:
         self.window = window
         self.guard = sc.config.guard_s
         self.band = band  # how long after its base the escalation may have been raised
-        p = priority(e.kind, fact.doc if fact is not None else None)
+        if e.kind == REVIEW:  # P1 for a person living alone or with cognitive impairment
+            doc = sc.facts[e.escalation_id.split(":")[2]].doc
+            p = "P1" if doc.get("lives_alone") or doc.get("cognitive_impairment") else "P2"
+        else:
+            p = priority(e.kind, fact.doc if fact is not None else None)
         self.owner_s, self.pathway_s = sla(settings, p, e.kind)
         self.tolerance = settings.future_tolerance_s
 

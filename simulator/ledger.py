@@ -15,6 +15,8 @@ from typing import Any
 
 from geofence.kernels import ACCURACY_68_TO_95
 from geofence.reference import haversine_m
+from simulator.safeguarding import KIND as REVIEW
+from simulator.safeguarding import expect_reviews
 from simulator.scenario import RADIUS_M, EventFact, Scenario, VisitFact
 from stream.timeutil import parse_instant
 
@@ -42,21 +44,29 @@ class Ledger:
     cases: dict[str, Any] | None = None
     # What the worker runs must show, when the workers predict (simulator/runs.py).
     runs: dict[str, Any] | None = None
+    # The visits behind each safeguarding review expected (simulator/safeguarding.py).
+    safeguarding: dict[str, list[str]] | None = None
+    # What the visit records must say (simulator/records.py).
+    records: dict[str, Any] | None = None
 
     def to_doc(self) -> dict[str, Any]:
         return {"window_start": self.window_start, "window_end": self.window_end,
                 "score_until": self.score_until, "speed": self.speed,
                 "expected": [asdict(e) for e in self.expected],
-                "deadletters": self.deadletters, "cases": self.cases, "runs": self.runs}
+                "deadletters": self.deadletters, "cases": self.cases, "runs": self.runs,
+                "safeguarding": self.safeguarding, "records": self.records}
 
     @classmethod
     def from_doc(cls, doc: dict[str, Any]) -> Ledger:
         return cls(doc["window_start"], doc["window_end"], doc["score_until"], doc["speed"],
                    [Expected(**e) for e in doc["expected"]], dict(doc["deadletters"]),
-                   doc.get("cases"), doc.get("runs"))
+                   doc.get("cases"), doc.get("runs"), doc.get("safeguarding"),
+                   doc.get("records"))
 
 
-def build_ledger(sc: Scenario) -> Ledger:
+def build_ledger(sc: Scenario, safeguarding: tuple[int, int, float] = (2, 3, 604800.0)
+                 ) -> Ledger:
+    """``safeguarding``: the workers' thresholds, (missed, late, window_s)."""
     start, end = sc.config.window
     # Events sent in the last guard band may not be processed before the run stops.
     score_until = end - 2 * sc.config.guard_s
@@ -81,9 +91,16 @@ def build_ledger(sc: Scenario) -> Ledger:
         eid = f"adhoc:{u.doc['client_id']}:{u.worker}:{day}:unscheduled"
         expected.append(Expected(eid, "unscheduled", deadline, start <= deadline <= score_until,
                                  deadline))
+    reviews = expect_reviews(sc, [(e.escalation_id.rsplit(":", 1)[0], e.kind, e.deadline,
+                                   e.base) for e in expected if e.kind in ("late", "missed")],
+                             *safeguarding)
+    for r in reviews:
+        expected.append(Expected(r.escalation_id, REVIEW, r.deadline,
+                                 start <= r.deadline <= score_until, r.base))
     for reason in [r for r, n in dead.items() if n == 0]:
         del dead[reason]
-    return Ledger(start, end, score_until, sc.config.speed, expected, dead)
+    return Ledger(start, end, score_until, sc.config.speed, expected, dead,
+                  safeguarding={r.escalation_id: list(r.visits) for r in reviews})
 
 
 def _stamp(e: EventFact) -> float:

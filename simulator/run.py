@@ -22,6 +22,7 @@ from simulator.cases import expect_cases, priority
 from simulator.desk import Desk, play_desk
 from simulator.ledger import Ledger, build_ledger
 from simulator.player import play
+from simulator.records import expect_records
 from simulator.runs import expect_runs
 from simulator.scenario import Rates, SimConfig, build_scenario
 from simulator.score import (
@@ -32,6 +33,7 @@ from simulator.score import (
     score_runs,
     summary_json,
 )
+from simulator.score_records import score_records, score_review_visits
 from simulator.watch import EscalationWatch
 from stream.clock import ScaledClock
 from stream.settings import Settings
@@ -68,7 +70,9 @@ def simulate(config: SimConfig, settings: Settings, *, ledger_path: Path,
                                  future_tolerance_s=settings.future_tolerance_s)
     t = time.monotonic()
     sc = build_scenario(config)
-    ledger = build_ledger(sc)
+    thresholds = (settings.safeguarding_missed, settings.safeguarding_late,
+                  settings.safeguarding_window_s)
+    ledger = build_ledger(sc, thresholds)
     desk = None
     if config.desk:
         # The desk acts on the missed visits the monitor raises; its recovery visits and
@@ -78,10 +82,11 @@ def simulate(config: SimConfig, settings: Settings, *, ledger_path: Path,
                    priority("missed", sc.facts[e.escalation_id.rsplit(":", 1)[0]].doc))
                   for e in ledger.expected if e.kind == "missed" and e.scored]
         desk = play_desk(sc, missed, settings, config.seed + 1)
-        ledger = build_ledger(sc)
+        ledger = build_ledger(sc, thresholds)
     if config.runs:
         ledger.runs = expect_runs(sc, ledger.score_until).to_doc()
         settings = settings.with_(runs=True)
+    ledger.records = expect_records(sc, ledger, run_causes=_run_causes(ledger))
     ledger_path.write_bytes(orjson.dumps(ledger.to_doc()))
     n_events = sum(len(m.records or []) for m in sc.messages if m.topic == "events")
     print(f"built {len(sc.roster.visits):,} visits ({len(sc.facts):,} in the window) for "
@@ -134,6 +139,8 @@ def simulate(config: SimConfig, settings: Settings, *, ledger_path: Path,
         if desk is not None and watch is not None:
             _derive_cases(sc, ledger, desk, settings, stats.sent,
                           {eid: clock.from_wall(at) for eid, at in watch.seen.items()})
+            ledger.records = expect_records(sc, ledger, _declined(ledger, desk),
+                                            _run_causes(ledger))
             ledger_path.write_bytes(orjson.dumps(ledger.to_doc()))
         report = _score(ledger, settings)
         report["events_sent"] = stats.events
@@ -149,6 +156,25 @@ def simulate(config: SimConfig, settings: Settings, *, ledger_path: Path,
             w.stop()
         if broker is not None:
             broker.stop()
+
+
+def _run_causes(ledger: Ledger) -> dict[str, str] | None:
+    return None if ledger.runs is None else ledger.runs["causes"]
+
+
+def _declined(ledger: Ledger, desk: Desk) -> dict[str, float]:
+    """Per visit, when the desk's close of its case as ``client_declined`` reached Kafka,
+    where the cases' truth has it applied."""
+    cases = ledger.cases or {}
+    refused = set(cases.get("refusals", {})) | set(cases.get("unjudged_actions", ()))
+    out = {}
+    for a in desk.actions:
+        doc = a.doc
+        if (doc["type"] == "close" and doc["final_outcome_code"] == "client_declined"
+                and doc["action_id"] not in refused and a.received != math.inf):
+            vid = doc["escalation_id"].rsplit(":", 1)[0]
+            out[vid] = min(out.get(vid, math.inf), a.received)
+    return out
 
 
 def _derive_cases(sc: Any, ledger: Ledger, desk: Desk, settings: Settings,
@@ -183,6 +209,13 @@ def _score(ledger: Ledger, settings: Settings) -> dict[str, Any]:
     runs = score_runs(ledger, escalations)
     if runs is not None:
         report["runs"] = runs
+    if settings.visit_records:
+        records = score_records(ledger, read_topic(settings, settings.topic_visits))
+        if records is not None:
+            report["records"] = records
+    reviews = score_review_visits(ledger, escalations)
+    if reviews is not None:
+        report["safeguarding_visits"] = reviews
     return report
 
 

@@ -39,6 +39,7 @@ class Rates:
     wrong_worker: float = 0.005
     shortened: float = 0.02
     extended: float = 0.02
+    no_access: float = 0.004  # checked in at the door, not let in: gone within 1-4 minutes
     missing_check_out: float = 0.01
     cancel: float = 0.01
     late_cancel: float = 0.002
@@ -119,6 +120,10 @@ class VisitFact:
     came: dict[str, tuple[float, float]] = field(default_factory=dict)
     leg: tuple[str, float] | None = None
     en_route_delay: float = 0.0
+    # A worker who checked in at the home and was not let in (visit records' truth).
+    no_access: bool = False
+    # The roster change sent before the day: ("reassigned" or "moved", when it was sent).
+    changed: tuple[str, float] | None = None
 
     def threshold(self, name: str) -> float:
         return self.visit.thresholds.get(name, DEFAULTS[name])
@@ -211,6 +216,7 @@ class _Day:
             bank = f"bank{self.bank:04d}"
             self.bank += 1
             fact.doc = dict(fact.doc, worker_ids=[bank, *v.workers[1:]])
+            fact.changed = ("reassigned", early)
             self._send_roster(early, fact.doc)
             v.workers = [bank, *v.workers[1:]]
             arrive = v.start + rng.uniform(-240, 240)
@@ -221,6 +227,7 @@ class _Day:
             v.end += shift
             fact.doc = dict(fact.doc, scheduled_start=format_instant(v.start),
                             scheduled_end=format_instant(v.end))
+            fact.changed = ("moved", early)
             self._send_roster(early, fact.doc)
 
     def _send_roster(self, at: float, doc: dict[str, Any]) -> None:
@@ -281,6 +288,9 @@ class _Day:
             stay = max(300.0, sched - sl - rng.uniform(300, 900))
         elif roll < r.shortened + r.extended:
             stay = sched + sl + rng.uniform(300, 900)
+        elif roll < r.shortened + r.extended + r.no_access:
+            stay = rng.uniform(60, 240)
+            fact.no_access = True
         else:
             stay = max(300.0, sched + rng.uniform(-240, 240))
         leave = arrive + stay
@@ -291,9 +301,11 @@ class _Day:
         who = worker
         if not bank and rng.random() < r.wrong_worker:
             who = f"w-unrostered-{rng.randrange(10_000):04d}"
-        method, fix = self._method(v.client)
+        # Not let in: checked in and out at the door, where the monitor can see it.
+        shut_out = stay < 300.0
+        method, fix = self._method(v.client, placed=shut_out)
         for etype, t in (("check_in", arrive), ("check_out", leave)):
-            if etype == "check_out" and rng.random() < r.missing_check_out:
+            if etype == "check_out" and rng.random() < r.missing_check_out and not shut_out:
                 continue
             stamp = t + skew
             received = (leave + rng.uniform(1200, 3600)) if offline else t + rng.uniform(1, 8)
@@ -312,9 +324,10 @@ class _Day:
                 self.messages.append(Message(again, "events", [doc]))
         return leave
 
-    def _method(self, client: Client) -> tuple[str, dict[str, Any]]:
+    def _method(self, client: Client, placed: bool = False) -> tuple[str, dict[str, Any]]:
+        """A check-in's method and fix; ``placed``: at the home, as the roster places it."""
         rng, r = self.rng, self.r
-        roll = rng.random()
+        roll = 1.0 if placed else rng.random()
         if roll < r.wrong_phone:
             return "telephony", {"caller_number": f"07700 {rng.randrange(900000, 999999)}"}
         if roll < r.wrong_phone + r.car_park:

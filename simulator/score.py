@@ -342,6 +342,9 @@ def format_report(report: dict[str, Any]) -> str:
                 wrong = ", ".join(f"{k} {n}" for k, n in sorted(g["said"].items()))
                 lines.append(f"  {cause:<28} {g['right']:>6} of {g['graded']:<6}"
                              + (f" (said: {wrong})" if wrong else ""))
+    from simulator.score_records import format_records
+
+    lines += format_records(report)
     return "\n".join(lines)
 
 

@@ -41,16 +41,15 @@ def test_each_plan_leads_to_what_the_rules_say():
         stages = set(truth.breaches.get(eid, ())) | set(truth.ambiguous.get(eid, ()))
         if plan == "ignored":
             # Both deadlines pass with nobody acting, unless the visit answered it first
-            # (a worker who came after all, or a cancellation).
-            assert stages in ({"owner", "pathway"}, set()), (eid, stages)
-        elif plan == "slow":  # as ignored, until the late owner and pathway come
-            assert not stages or {"owner", "pathway"} <= stages, (eid, stages)
+            # (a worker who came after all, or a cancellation), or between them.
+            assert stages in ({"owner", "pathway"}, {"owner"}, set()), (eid, stages)
         elif plan == "no_show" and "recovery" in truth.breaches.get(eid, ()):
             assert "closure" in truth.breaches[eid]
         elif plan == "prompt" and truth.verifications.get(eid):
             assert not set(truth.breaches.get(eid, ())) & {"recovery", "closure"}
-    ignored = [e for e, p in desk.plans.items() if p == "ignored"]
-    assert sum(1 for e in ignored if "owner" in truth.breaches.get(e, ())) > len(ignored) / 2
+    for late_plan in ("ignored", "slow"):  # the owner comes late, or never
+        cases = [e for e, p in desk.plans.items() if p == late_plan]
+        assert sum(1 for e in cases if "owner" in truth.breaches.get(e, ())) > len(cases) / 2
     # The premature close is refused by the stage; the no-show's claim by the evidence.
     assert refused[("premature", "close")] >= 1
     assert refused[("no_show", "close")] >= 1
