@@ -60,8 +60,9 @@ def travel_s(a: Client | None, b: Client) -> float:
 
 
 def build_roster(rng: random.Random, region: Region, day_start: float,
-                 visits_per_client: float, double_up_rate: float) -> Roster:
-    """Plan the day that starts at ``day_start`` (epoch seconds, local midnight)."""
+                 visits_per_client: float, double_up_rate: float, prefix: str = "") -> Roster:
+    """Plan the day that starts at ``day_start`` (epoch seconds, local midnight); its visit
+    ids begin with ``prefix`` (the days of a week apart)."""
     requests = []
     for c in region.clients:
         n = min(len(PEAKS), max(1, round(rng.gauss(visits_per_client, 0.8))))
@@ -94,7 +95,7 @@ def build_roster(rng: random.Random, region: Region, day_start: float,
         start = max(max(e[0] + travel_s(last[e[2]], c) + SLACK_S, preferred) for e in chosen)
         start = float(round(start / 60) * 60)  # rosters are in whole minutes
         end = start + minutes * 60.0
-        v = Visit(f"v{n:07d}", c, [e[2] for e in chosen], start, end, critical, PEAKS[p][0])
+        v = Visit(f"{prefix}v{n:07d}", c, [e[2] for e in chosen], start, end, critical, PEAKS[p][0])
         visits.append(v)
         for e in chosen:
             runs[e[2]].append(v)

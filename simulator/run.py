@@ -307,7 +307,9 @@ def config_from_args(args: Any) -> SimConfig:
             raise SystemExit(f"unknown rate {name!r}; one of {known}")
         setattr(rates, name, float(value))
     return SimConfig(seed=args.seed, clients=args.clients, workers=args.workers,
-                     date=args.date, start_hour=args.start_hour, hours=args.hours,
+                     date=args.date, start_hour=args.start_hour,
+                     hours=args.hours + 24.0 * (getattr(args, "days", 1) - 1),
+                     days=getattr(args, "days", 1),
                      speed=args.speed, batch_size=args.batch_size, rates=rates,
                      desk=not getattr(args, "no_desk", False),
                      runs=bool(getattr(args, "runs", False)))

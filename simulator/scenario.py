@@ -64,6 +64,10 @@ class SimConfig:
     date: str = "2026-11-23"
     start_hour: float = 6.0
     hours: float = 18.0
+    # Days rostered from ``date`` on: a week shows the trends a day cannot (safeguarding's
+    # seven-day window, the management report). ``hours`` counts from the first day's
+    # ``start_hour``.
+    days: int = 1
     speed: float = 60.0
     batch_size: int = 100
     future_tolerance_s: float = 300.0
@@ -154,6 +158,15 @@ def build_scenario(config: SimConfig) -> Scenario:
     region = build_region(rng, config.clients, config.workers)
     roster = build_roster(rng, region, config.day_start, config.visits_per_client,
                           config.double_up_rate)
+    for d in range(1, config.days):
+        more = build_roster(rng, region, config.day_start + d * 86400.0,
+                            config.visits_per_client, config.double_up_rate, prefix=f"d{d}-")
+        roster.visits += more.visits
+        for worker, run in more.runs.items():
+            roster.runs[worker] += run
+    if config.days > 1:  # a bed call past midnight may follow the next day's first
+        for run in roster.runs.values():
+            run.sort(key=lambda v: v.start)
     return _Day(config, rng, region, roster).play()
 
 

@@ -36,3 +36,14 @@ def test_compressed_hours_are_caught_exactly(settings, tmp_path):
         assert (c["precision"], c["recall"]) == (1.0, 1.0), (name, c)
     assert cases["breaches"]["duplicates"] == 0
     assert dead["not_allowed"]["got"] == dead["not_allowed"]["expected"] >= 5
+    # The visit records: one per visit the window settled, each saying what the facts say.
+    rec = report["records"]
+    assert rec["graded"] >= 150 and rec["missing"] == 0 and rec["spurious"] == 0, rec
+    for name, g in rec["fields"].items():
+        assert g["accuracy"] == 1.0, (name, g)
+    assert rec["classification"]["silent_said_no"] == 0
+    assert rec["classification"]["accuracy"] == 1.0, rec["classification"]
+    sg = report["kinds"].get("safeguarding_review")
+    if sg is not None:  # a person's repeated failures in two hours: as the ledger says
+        assert (sg["precision"], sg["recall"]) == (1.0, 1.0), sg
+        assert report["safeguarding_visits"]["right"] == report["safeguarding_visits"]["graded"]

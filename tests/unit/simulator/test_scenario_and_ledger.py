@@ -90,3 +90,19 @@ def test_wrong_place_and_wrong_phone():
     # Raised when the event that makes each true reaches Kafka: their cases count from then.
     assert kinds["location_mismatch"] == (T0, T0 + 1)
     assert kinds["location_unverified"] == (T0 + 1800, T0 + 1801)
+
+
+def test_a_week_rosters_each_day_with_ids_of_its_own():
+    from collections import Counter
+
+    from simulator.scenario import SimConfig, build_scenario
+
+    config = SimConfig(seed=2, clients=300, workers=40, start_hour=6.0, hours=18 + 2 * 24,
+                       days=3)
+    sc = build_scenario(config)
+    ids = [v.visit_id for v in sc.roster.visits]
+    assert len(ids) == len(set(ids))
+    days = Counter(int((v.start - config.day_start) // 86400) for v in sc.roster.visits)
+    assert all(days[d] > 500 for d in (0, 1, 2))  # and a few past the last midnight
+    facts = [f for f in sc.facts.values() if f.visit.visit_id.startswith("d2-")]
+    assert facts and any(f.events for f in facts)  # the last day is played too
