@@ -1,4 +1,4 @@
-"""The ``ecm`` command: broker, topics, worker, watch, case, demo, simulate, score."""
+"""The ``ecm`` command: broker, topics, worker, watch, case, report, demo, simulate, score."""
 
 from __future__ import annotations
 
@@ -30,8 +30,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--from-beginning", action="store_true")
 
     from stream import case
+    from stream.report import cli as report
 
     case.add_parser(sub)
+    report.add_parser(sub)
 
     p = sub.add_parser("desk", help="serve the duty desk's board: open cases, live, and act")
     p.add_argument("--broker")
@@ -54,7 +56,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--date", default="2026-11-23", help="the simulated day (UTC)")
     p.add_argument("--start-hour", type=float, default=6.0)
-    p.add_argument("--hours", type=float, default=18.0)
+    p.add_argument("--hours", type=float, default=18.0, help="of each day")
+    p.add_argument("--days", type=int, default=1,
+                   help="days to play from --date (a week: 7); --hours of each")
     p.add_argument("--speed", type=float, default=60.0,
                    help="simulated seconds per wall second (60: an hour a minute)")
     p.add_argument("--batch-size", type=int, default=100, help="events per message")
@@ -94,6 +98,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return watch(settings, from_beginning=args.from_beginning)
     if args.command == "case":
         return case.run(args, settings)
+    if args.command == "report":
+        return report.run(args, settings)
     if args.command == "desk":
         from stream.desk.server import run
 

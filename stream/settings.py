@@ -150,6 +150,9 @@ class Settings:
     safeguarding_late: int = 3
     safeguarding_window_s: float = 604800.0
     safeguarding_contracts: str = ""
+    # `ecm report --pseudonymise` keys its hashes with this, so that pseudonyms stay the
+    # same from one report to the next (unset: a random key per report). A secret.
+    report_key: str = ""
     heartbeat_s: float = 1.0
     log_level: str = "info"
     # "text" (Faust's, coloured on a terminal) or "json": one object a line, for a shipper.
