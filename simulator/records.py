@@ -18,7 +18,9 @@ not let in (``no_access``), a person who declined the recovery (the desk's ``dec
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Collection, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from simulator.ledger import Ledger, _location, _stamp
@@ -42,6 +44,29 @@ def expect_records(sc: Scenario, ledger: Ledger, declined: Mapping[str, float] |
         if truth is not None:
             visits[vid] = truth
     return {"visits": visits}
+
+
+def report_totals(ledger: Ledger, first: str, last: str) -> dict[str, int]:
+    """The totals ``ecm report --from first --to last`` must give (docs/operating.md, "The
+    management report"), from the ledger: the visits scheduled on those days (UTC), and the
+    safeguarding reviews raised on them."""
+    n: Counter[str] = Counter()
+    for t in (ledger.records or {}).get("visits", {}).values():
+        if not first <= t["day"] <= last:
+            continue
+        n["visits"] += 1
+        n["planned"] += t["timeliness"] != "cancelled"
+        n[t["timeliness"]] += 1
+        n["attended"] += t["outcome"] in ("attended", "attended_no_check_out")
+        n[f"disruption_{t['service_side_disruption']}"] += 1
+        if t["suggested_classification"] is not None:
+            n[f"suggested_{t['suggested_classification']}"] += 1
+    reviews = {e.escalation_id: e.deadline for e in ledger.expected
+               if e.kind == "safeguarding_review"}
+    n["safeguarding_reviews"] = sum(
+        1 for at in reviews.values()
+        if first <= datetime.fromtimestamp(at, UTC).date().isoformat() <= last)
+    return dict(n)
 
 
 def _visit(sc: Scenario, fact: VisitFact, expected: Collection[str],
@@ -126,6 +151,7 @@ def _visit(sc: Scenario, fact: VisitFact, expected: Collection[str],
     contact = bool(calls) and all("".join(ch for ch in c if ch.isdigit()) in phones
                                   for c in calls)
     return {"outcome": outcome, "timeliness": timeliness, "changed": changed,
+            "day": datetime.fromtimestamp(start, UTC).date().isoformat(),
             "service_side_disruption": disruption, "suggested_classification": suggested,
             "contactability": "someone_home" if contact else "unknown",
             "injected": injected}

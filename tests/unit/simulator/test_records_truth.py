@@ -34,12 +34,13 @@ def _day(**rates: Any) -> tuple[Any, Any]:
     return sc, ledger
 
 
-def _play(sc: Any) -> Worker:
-    """The day's messages in order, each when it is sent, swept as simulated time passes."""
+def _play(sc: Any, thresholds: tuple[int, int] = (_MISSED_N, _LATE_N)) -> Worker:
+    """The day's messages in order, each when it is sent, swept as simulated time passes;
+    ``thresholds``: the safeguarding rule's (missed, late)."""
     end = sc.config.window[1]
     w = Worker(start=sc.messages[0].at, future_tolerance_s=sc.config.future_tolerance_s,
                unscheduled_grace_s=sc.config.unscheduled_grace_s,
-               safeguarding_missed=_MISSED_N, safeguarding_late=_LATE_N)
+               safeguarding_missed=thresholds[0], safeguarding_late=thresholds[1])
     topics = {"roster": w.settings.topic_roster, "events": w.settings.topic_events}
     swept = sc.messages[0].at
     for m in sc.messages:
