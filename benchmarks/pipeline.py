@@ -28,7 +28,9 @@ One run, one embedded broker, real ``ecm worker`` processes, measured side by si
    messages;
 7. the two input lanes (``ECM_INPUT_LANE``): a worker with each loads the same smaller
    roster and works off the same one-event and 100-event backlogs, every escalation
-   checked; then the idiomatic per-event Faust baseline (``benchmarks/baseline.py``);
+   checked; visit records off and on (``benchmarks/records.py``): the same roster's
+   check-ins and check-outs, each visit's record checked; then the idiomatic per-event
+   Faust baseline (``benchmarks/baseline.py``);
 8. the timer sweep over the tracked visits, in process, as the worker runs it (loaded state
    frozen out of the collector's sight): idle, and five busy sweeps of 1,000 and more
    deadlines each, the median held to the target.
@@ -830,6 +832,12 @@ def run(scale: Scale, workdir: Path, log: Callable[[str], None] = print,
         log("the input lanes side by side")
         result["lanes"] = lanes_side_by_side(base, scale, far, workdir)
 
+        log("visit records off and on side by side")
+        from benchmarks import records
+
+        result["records"] = records.side_by_side(base, scale.lane_visits, workdir, rounds=1,
+                                                 log=log)
+
         log("idiomatic Faust baseline")
         result["baseline"] = baseline(bootstrap, scale, far, workdir)
 
@@ -929,6 +937,8 @@ TARGETS = [
     ("escalations_missing", "<=", 0),
     ("escalations_false", "<=", 0),
     ("escalations_duplicate", "<=", 0),
+    ("records.quiet_on_vs_off", ">=", 0.9),
+    ("records.records_wrong", "<=", 0),
 ]
 
 
@@ -958,7 +968,7 @@ def table(result: dict[str, Any]) -> str:
                 "sweep_worker_mean_ms", "rss_mb_memory_roster_at_ready", "rss_mb_memory_roster",
                 "rss_mb_memory_after_events", "rss_mb_rocksdb_roster_at_ready",
                 "roster_ingest_visits_per_s_rocksdb",
-                "lanes", "baseline", "ratios", "sweep"):
+                "lanes", "records", "baseline", "ratios", "sweep"):
         if key in result:
             rows.append((key, json.dumps(result[key]) if isinstance(result[key], dict)
                          else f"{result[key]:,}", "", ""))

@@ -43,6 +43,10 @@ def test_small_pipeline_benchmark_answers_exactly(tmp_path):
             assert lanes[f"{key}_{lane}"] > 0, (key, lane)
         assert lanes[f"escalations_{lane}"] == {"missing": 0, "false": 0, "duplicate": 0}
     assert lanes["escalations_expected"] > 0
+    # With visit records on, one record a visit, each attended on time.
+    records = result["records"]
+    assert records["records_wrong"] == 0 and records["records_per_round"] == scale.lane_visits
+    assert records["events_per_s_on"] > 0 and records["events_per_s_off"] > 0
     base = result["baseline"]
     assert base["escalations"] == base["escalations_expected"] > 0
     assert result["sweep"]["sweep_1000_due_raised"] > 0
