@@ -835,8 +835,9 @@ def run(scale: Scale, workdir: Path, log: Callable[[str], None] = print,
         log("visit records off and on side by side")
         from benchmarks import records
 
-        result["records"] = records.side_by_side(base, scale.lane_visits, workdir, rounds=1,
-                                                 log=log)
+        result["records"] = records.side_by_side(
+            base, scale.lane_visits, workdir, rounds=1, log=log,
+            broker_pid=broker.process.pid if broker.process else None)
 
         log("idiomatic Faust baseline")
         result["baseline"] = baseline(bootstrap, scale, far, workdir)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import os
 import signal
 import statistics
 import sys
@@ -48,8 +49,33 @@ def _event(i: int, kind: str, at: str) -> dict[str, Any]:
             "method": "gps", "lat": lat, "lon": lon, "accuracy_m": 10.0}
 
 
-def one_worker(base: Settings, visits: int, records: bool, n: int, workdir: Path
-               ) -> dict[str, Any]:
+def cpu_s(pid: int) -> float:
+    """CPU seconds used so far by a process and its descendants (Linux /proc)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    parents: dict[int, int] = {}
+    used: dict[int, float] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents[int(entry)] = int(fields[1])
+        used[int(entry)] = (int(fields[11]) + int(fields[12])) / tick
+    total = 0.0
+    for p in used:
+        q = p
+        while q and q != pid:
+            q = parents.get(q, 0)
+        if q == pid:
+            total += used[p]
+    return total
+
+
+def one_worker(base: Settings, visits: int, records: bool, n: int, workdir: Path,
+               broker_pid: int | None = None) -> dict[str, Any]:
     from benchmarks.pipeline import Worker, _progress_since, produce, wait_for
 
     app = f"bench-rec-{'on' if records else 'off'}-{n}"
@@ -71,6 +97,7 @@ def one_worker(base: Settings, visits: int, records: bool, n: int, workdir: Path
         for kind, at in (("check_in", start + 60.0), ("check_out", start + 3660.0)):
             before = w.progress("event")
             w.proc.signal(signal.SIGSTOP)
+            cpu = (cpu_s(w.proc.p.pid), cpu_s(broker_pid) if broker_pid else 0.0)
             try:
                 produce(bootstrap, s.topic_events, wl.keyed_messages(
                     (_event(i, kind, format_instant(at)) for i in range(visits)), 100,
@@ -82,6 +109,11 @@ def one_worker(base: Settings, visits: int, records: bool, n: int, workdir: Path
                            f"{app} {kind}s", w.alive, resumed)
             out[f"{kind}_events_per_s"] = round(got.rate)
             seconds += got.seconds
+            # What each event cost the worker, and the broker (from the produce on).
+            out[f"{kind}_worker_cpu_us"] = round(1e6 * (cpu_s(w.proc.p.pid) - cpu[0]) / visits, 1)
+            if broker_pid:
+                out[f"{kind}_broker_cpu_us"] = round(
+                    1e6 * (cpu_s(broker_pid) - cpu[1]) / visits, 1)
         out["events_per_s"] = round(2 * visits / seconds)
         time.sleep(1.0)  # the last batch's records are published after its count
     finally:
@@ -100,18 +132,20 @@ def one_worker(base: Settings, visits: int, records: bool, n: int, workdir: Path
 
 
 def side_by_side(base: Settings, visits: int, workdir: Path, rounds: int = 2,
-                 log: Any = print) -> dict[str, Any]:
+                 log: Any = print, broker_pid: int | None = None) -> dict[str, Any]:
     """Records off and on, alternating, ``rounds`` times each: the medians, their ratio."""
     runs: dict[str, list[dict[str, Any]]] = {"off": [], "on": []}
     for n in range(rounds):
         for name in ("off", "on"):
-            got = one_worker(base, visits, name == "on", n, workdir)
+            got = one_worker(base, visits, name == "on", n, workdir, broker_pid)
             log(f"visit records {name}: {got['events_per_s']:,} events/s")
             runs[name].append(got)
     out: dict[str, Any] = {"visits": visits, "rounds": rounds}
     for name, got in runs.items():
-        for key in ("events_per_s", "check_in_events_per_s", "check_out_events_per_s"):
-            out[f"{key}_{name}"] = round(statistics.median(g[key] for g in got))
+        for key in ("events_per_s", "check_in_events_per_s", "check_out_events_per_s",
+                    "check_out_worker_cpu_us", "check_out_broker_cpu_us"):
+            if key in got[0]:
+                out[f"{key}_{name}"] = round(statistics.median(g[key] for g in got), 1)
     out["records_wrong"] = sum(g["records_wrong"] for g in runs["on"])
     out["records_per_round"] = runs["on"][0]["records"]
     out["quiet_on_vs_off"] = round(out["events_per_s_on"] / out["events_per_s_off"], 3)
@@ -133,7 +167,8 @@ def main(argv: list[str] | None = None) -> int:
     with EmbeddedBroker(free_port()) as broker:
         base = Settings(broker=broker.bootstrap, log_level="warn", session_timeout_s=20.0)
         result = side_by_side(base, args.visits, workdir, args.rounds,
-                              log=lambda s: print(s, flush=True))
+                              log=lambda s: print(s, flush=True),
+                              broker_pid=broker.process.pid if broker.process else None)
     result["machine"] = machine()
     result["command"] = "python -m benchmarks.records " + " ".join(argv or sys.argv[1:])
     ok = result["quiet_on_vs_off"] >= 0.9 and result["records_wrong"] == 0

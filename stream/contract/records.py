@@ -111,6 +111,68 @@ class Case(msgspec.Struct, gc=False, kw_only=True):
     history: tuple[dict[str, Any], ...] = ()
 
 
+class RosterChange(msgspec.Struct, gc=False, kw_only=True):
+    """A visit record's roster change (``visit.schema.json``)."""
+
+    change: str  # "reassigned", "moved" or "cancelled"
+    at: str
+    before_start_s: float
+    late: bool
+
+
+class WorkerVisit(msgspec.Struct, gc=False, kw_only=True):
+    """A worker who came, as a visit record shows them."""
+
+    worker_id: str
+    role: str  # "rostered" or "substitute"
+    checked_in_at: str | None
+    check_in_method: str | None
+    checked_out_at: str | None
+    check_out_method: str | None
+    duration_s: float | None
+
+
+class Classification(msgspec.Struct, gc=False, kw_only=True):
+    """What the evidence suggests of a visit (stream/rules/classification.py)."""
+
+    service_side_disruption: str
+    disruption_evidence: tuple[str, ...]
+    suggested_classification: str | None
+    decided: None
+    note: str
+
+
+class VisitRecord(msgspec.Struct, gc=False, kw_only=True):
+    """A settled visit as ``ecm.visits`` carries it (``schemas/visit.schema.json``), keyed by
+    its ``visit_id``: built by stream/rules/visit_records.py, encoded once when published.
+    Every field is written, null where unknown. A struct, not a dict: a day writes one per
+    visit, and a struct is built and encoded in a fraction of the time."""
+
+    schema_version: int
+    visit_id: str
+    client_id: str
+    contract_id: str | None
+    settled_at: str
+    outcome: str
+    timeliness: str
+    scheduled_start: str
+    scheduled_end: str
+    scheduled_duration_s: float
+    rostered_worker_ids: tuple[str, ...]
+    roster_changes: tuple[RosterChange, ...]
+    workers: tuple[WorkerVisit, ...]
+    short_staffed: bool
+    arrived_at: str | None
+    delayed_s: float | None
+    actual_duration_s: float | None
+    extended: bool
+    location: str | None
+    escalations: tuple[dict[str, Any], ...]
+    cause: str | None
+    contactability: str
+    classification: Classification
+
+
 class Escalation(msgspec.Struct, gc=False, kw_only=True, omit_defaults=True):
     """An escalation as ``ecm.escalations`` carries it (``schemas/escalation.schema.json``),
     keyed by its ``escalation_id``: built by the rules, encoded once when it is published.

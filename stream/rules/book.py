@@ -40,6 +40,9 @@ class EscalationBook:
         self.open_by_kind: Counter[tuple[str, str]] = Counter()
         # And per (status, priority): the cases' stages (stream/rules/cases.py).
         self.open_by_status: Counter[tuple[str, str]] = Counter()
+        # How many records each visit has, open or not: a visit record of a visit with none
+        # (most of them) is built without looking each kind up (visit_records.py).
+        self.per_visit: Counter[str] = Counter()
         # For the metrics, as numbers (never parsed back from the records' strings): when
         # each open record was detected, and, since they were last taken, each opening's
         # detection latency and each resolution's time to resolution, by kind.
@@ -107,6 +110,7 @@ class EscalationBook:
             revision=1, level=1, breaches=(),
             case=self.new_case(eid, kind, visit.get("contract_id"), a.priority, now), **visit)
         self.records[eid] = record
+        self.per_visit[record.visit_id] += 1
         self._count(record, 1)
         self.detected[eid] = now
         self.latencies.append((kind, now - deadline))
@@ -169,6 +173,8 @@ class EscalationBook:
         held = self.records.get(eid)
         if held is None or record.revision > held.revision:
             self.records[eid] = record
+            if held is None:
+                self.per_visit[record.visit_id] += 1
             if held is not None and held.status not in FINAL_STATUSES:
                 self._count(held, -1)
             if record.status not in FINAL_STATUSES:
@@ -185,6 +191,7 @@ class EscalationBook:
             eid = escalation_id(visit_id, kind)
             record = self.records.pop(eid, None)
             if record is not None:
+                self.per_visit.pop(visit_id, None)
                 if record.status not in FINAL_STATUSES:
                     self._count(record, -1)
                     self.detected.pop(eid, None)

@@ -10,7 +10,7 @@ from operational access failure". So:
   reassigned, a cancellation less than an hour before the start, the cause a worker's run
   gave: travel, carried from the previous visit, not started); ``no`` only when the visit
   was delivered as rostered (the rostered workers, all of them, on time, at the home, for
-  its length, nothing changed);
+  its length, no late change or reassignment);
   otherwise ``unknown``, never assumed ``no``;
 - a failed visit (late, missed, or no access) gets a ``suggested_classification``:
   ``service_failure`` when the service side was disrupted; ``person_declined`` only when a
@@ -23,7 +23,7 @@ evidence list is that answer where the monitor has it.
 
 from __future__ import annotations
 
-from typing import Any
+from stream.contract.records import Classification, RosterChange
 
 # A worker who checked in at the home and left within this was, as a rule, not let in.
 NO_ACCESS_S = 300.0
@@ -31,31 +31,30 @@ NO_ACCESS_S = 300.0
 # Causes a worker's run gives (stream/rules/runs.py) that lie with the service.
 RUN_CAUSES = ("travel", "carried_from_previous_visit", "not_started")
 
-NOTE = ("Suggested by the monitor from the evidence it holds; a person decides the "
-        "classification, in the case system.")
+NOTE = "suggested by the monitor; people decide"
 
 
-def classify(rec: dict[str, Any], *, declined: bool, no_access: bool) -> dict[str, Any]:
-    """The classification of a visit record built so far (stream/rules/visit_records.py)."""
+def classify(*, changes: tuple[RosterChange, ...], cause: str | None, timeliness: str,
+             delivered: bool, declined: bool, no_access: bool) -> Classification:
+    """A visit's classification. ``delivered``: attended by the rostered workers, all of
+    them and nobody else, at the home, for its length (no ``shortened``), as far as the
+    record shows; whether on time and unchanged is judged here."""
     evidence: list[str] = []
-    for change in rec["roster_changes"]:
-        if change["change"] == "cancelled":
-            if change["late"]:
+    for change in changes:
+        if change.change == "cancelled":
+            if change.late:
                 evidence.append("late_cancellation")
         else:
-            if change["late"]:
+            if change.late:
                 evidence.append("late_roster_change")
-            if change["change"] == "reassigned":
+            if change.change == "reassigned":
                 evidence.append("reassigned")
-    if rec["cause"] in RUN_CAUSES:
-        evidence.append(rec["cause"])
-    failed = rec["timeliness"] in ("late", "missed") or no_access
+    if cause in RUN_CAUSES:
+        evidence.append(cause)  # type: ignore[arg-type]
+    failed = timeliness in ("late", "missed") or no_access
     if evidence:
         disruption = "yes"
-    elif (not failed and rec["outcome"] == "attended" and not rec["short_staffed"]
-          and rec["location"] == "verified"
-          and all(w["role"] == "rostered" for w in rec["workers"])
-          and not any(e["kind"] == "shortened" for e in rec["escalations"])):
+    elif not failed and delivered:
         disruption = "no"
     else:
         disruption = "unknown"
@@ -65,5 +64,6 @@ def classify(rec: dict[str, Any], *, declined: bool, no_access: bool) -> dict[st
                      else "person_declined" if declined
                      else "access_barrier_possible" if no_access
                      else "needs_review")
-    return {"service_side_disruption": disruption, "disruption_evidence": evidence,
-            "suggested_classification": suggested, "decided": None, "note": NOTE}
+    return Classification(service_side_disruption=disruption,
+                          disruption_evidence=tuple(evidence),
+                          suggested_classification=suggested, decided=None, note=NOTE)

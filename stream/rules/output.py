@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from stream.contract import Codec, Rejection, Source
-from stream.contract.records import Escalation
+from stream.contract.records import Escalation, VisitRecord
 
 
 @dataclass(slots=True)
@@ -30,7 +30,7 @@ class Output:
     runs: list[list[Any]] = field(default_factory=list)
     # The records of the visits settled or changed since settling, for ecm.visits
     # (stream/rules/visit_records.py).
-    visits: list[dict[str, Any]] = field(default_factory=list)
+    visits: list[VisitRecord] = field(default_factory=list)
 
 
 def reject(codec: Codec, failure: tuple[str, str], raw: dict[str, Any] | tuple[bytes, int],

@@ -47,7 +47,6 @@ log = logging.getLogger(__name__)
 
 # An escalation record's JSON: msgspec writes the struct's fields in one call.
 _encode = msgspec.json.Encoder().encode
-_dumps = orjson.dumps
 
 # Visits a publish writes for checkpoints under way, over all partitions.
 CHECKPOINT_SLICE = 1000
@@ -146,7 +145,7 @@ class Publisher:
                       for r in out.escalations]
             sends += self._deadletter_sends(out.rejections, "detector", lambda r, p=p: p)
             if out.visits:  # visit records, in the partition's own number as its escalations
-                sends += [("none", visits, r["visit_id"].encode(), _dumps(r), p)
+                sends += [("none", visits, r.visit_id.encode(), _encode(r), p)
                           for r in out.visits]
         facts = [f for _, out in results for f in out.runs]
         if facts:  # what the worker runs need, to their run partitions (worker runs)
@@ -315,7 +314,7 @@ class Publisher:
                 resolved[(r.kind, r.priority)] += 1
         if out.visits:
             settled: Counter[tuple[str, str]] = Counter(
-                (r["outcome"], r["classification"]["suggested_classification"] or "none")
+                (r.outcome, r.classification.suggested_classification or "none")
                 for r in out.visits)
             for labels, n in settled.items():
                 m.visit_records.labels(*labels).inc(n)

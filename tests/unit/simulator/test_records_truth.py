@@ -81,7 +81,7 @@ def test_the_truth_has_every_outcome_and_injected_cause():
 def test_a_day_played_in_process_writes_exactly_the_records_and_reviews_the_ledger_expects():
     sc, ledger = _day(**_RATES)
     w = _play(sc)
-    records = [orjson.loads(orjson.dumps(r)) for r in w.visits]
+    records = [orjson.loads(msgspec.json.encode(r)) for r in w.visits]
     rec = score_records(ledger, records)
     assert rec is not None
     assert rec["graded"] > 1000 and rec["missing"] == 0 and rec["spurious"] == 0, rec

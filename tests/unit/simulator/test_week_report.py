@@ -33,7 +33,7 @@ def test_a_week_reported_gives_the_ledgers_totals(tmp_path, capsys):
     reviews = score(ledger, escalations, [])["kinds"]["safeguarding_review"]
     assert reviews["expected"] >= 5 and (reviews["precision"], reviews["recall"]) == (1.0, 1.0)
     visits, escs = tmp_path / "visits.jsonl", tmp_path / "escalations.jsonl"
-    visits.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in w.visits))
+    visits.write_bytes(b"".join(msgspec.json.encode(r) + b"\n" for r in w.visits))
     escs.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in escalations))
     # The week's days but its last, whose visits the run may end before settling.
     first = datetime.fromtimestamp(config.day_start, UTC).date().isoformat()

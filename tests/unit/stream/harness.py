@@ -91,7 +91,7 @@ class Harness:
         # As published: the records' JSON, as the topic's consumers read them.
         self.escalations += [orjson.loads(msgspec.json.encode(e)) for e in out.escalations]
         self.rejections += out.rejections
-        self.records += [orjson.loads(orjson.dumps(r)) for r in out.visits]
+        self.records += [orjson.loads(msgspec.json.encode(r)) for r in out.visits]
         self.last = out
         return out
 

@@ -200,3 +200,30 @@ def test_records_can_be_turned_off():
     h.events(event("check_out", at=END))
     h.at(NO_CHECK_OUT_AT)
     assert h.records == []
+
+
+def test_the_quiet_visits_short_build_gives_the_full_builds_record(monkeypatch):
+    from stream.rules import visit_records
+
+    def day(fast: bool) -> list[dict[str, Any]]:
+        monkeypatch.setattr(visit_records, "FAST", fast)
+        h = Harness()
+        h.roster(*[visit(f"v{i}", client_id=f"c{i}") for i in range(5)])
+        h.events(event(at=T0 + 60, visit_id="v0", client_id="c0"),
+                 event(at=T0, visit_id="v1", client_id="c1", method="telephony"),
+                 event(at=T0, visit_id="v2", client_id="c2", method="nfc"),
+                 event(at=T0 + 30, visit_id="v3", client_id="c3"),
+                 event(at=T0, visit_id="v4", client_id="c4"))
+        h.events(event("check_out", at=END, visit_id="v0", client_id="c0"),
+                 event("check_out", at=END + 60, visit_id="v1", client_id="c1"),
+                 event("check_out", at=END + 960, visit_id="v2", client_id="c2",
+                       method="nfc"),  # extended
+                 event("check_out", at=T0 + 150, visit_id="v3", client_id="c3"),  # no access
+                 event("check_out", at=END, visit_id="v4", client_id="c4", method="qr",
+                       tag_id="tag-1"))
+        return h.records
+
+    fast, full = day(True), day(False)
+    assert len(fast) == 5 and fast == full
+    assert {r["classification"]["suggested_classification"] for r in fast} == {
+        None, "access_barrier_possible"}
