@@ -131,3 +131,24 @@ def test_rocks_stores_share_one_memtable_budget(tmp_path):
     assert len(stores[0].load().visits) == 40_000
     for store in stores:
         store.close()
+
+
+def test_rocks_store_keeps_the_safeguarding_counts_after_their_visits_are_gone(tmp_path):
+    from tests.unit.stream.state.test_changelog_and_restore import _rebuild
+
+    store = RocksStore(tmp_path / "p0")
+    h = Harness()
+    h.roster(visit("v1"), visit("v2", client_id="c2"))
+    h.at(T0 + 900)  # both late: counted for safeguarding
+    store.apply_delta(h.detector.take_delta(), 0)
+    h.at(T0 + 40 * 3600)  # both forgotten
+    store.apply_delta(h.detector.take_delta(), 1)
+    store.close()
+    again = RocksStore(tmp_path / "p0")
+    snap = again.load()
+    again.close()
+    assert snap.visits == []
+    assert sorted(snap.failures) == ["c1", "c2"]
+    copy = _rebuild(h, [snap.as_delta()])
+    assert copy.state.failures == h.detector.state.failures
+    assert [f[1:3] for f in copy.state.failures["c1"]] == [["late", "v1"], ["missed", "v1"]]
