@@ -464,6 +464,7 @@ def lanes_side_by_side(base: Settings, scale: Scale, start: float,
         s = base.with_(app_id=app, input_lane=lane, topic_roster=f"{app}.roster",
                        topic_events=f"{app}.events", topic_work=f"{app}.work",
                        topic_state=f"{app}.state", topic_escalations=f"{app}.escalations",
+                       topic_visits=f"{app}.visits",
                        topic_deadletter=f"{app}.deadletter", topic_runs=f"{app}.runs")
         bootstrap = s.bootstrap_servers[0]
         ensure_topics(s)
@@ -626,6 +627,7 @@ def run(scale: Scale, workdir: Path, log: Callable[[str], None] = print,
         base = Settings(broker=bootstrap, app_id="bench-m", topic_roster="bench.roster",
                         topic_events="bench.events", topic_work="bench-m.work",
                         topic_state="bench-m.state", topic_escalations="bench-m.escalations",
+                        topic_visits="bench-m.visits",
                         topic_deadletter="bench-m.deadletter", log_level="warn",
                         # Outlives the pause (SIGSTOP) while a backlog is produced.
                         session_timeout_s=20.0, runs=runs, topic_runs="bench-m.runs")
@@ -807,6 +809,7 @@ def run(scale: Scale, workdir: Path, log: Callable[[str], None] = print,
             rs = base.with_(app_id="bench-r", topic_events="bench-r.events",
                             topic_work="bench-r.work", topic_state="bench-r.state",
                             topic_escalations="bench-r.escalations",
+                            topic_visits="bench-r.visits",
                             topic_deadletter="bench-r.deadletter", topic_runs="bench-r.runs",
                             store="rocksdb://")
             ensure_topics(rs)

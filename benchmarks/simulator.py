@@ -56,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
                                 topic_events=f"b{batch}.events", topic_work=f"b{batch}.work",
                                 topic_state=f"b{batch}.state",
                                 topic_escalations=f"b{batch}.esc",
+                                topic_visits=f"b{batch}.visits",
                                 topic_deadletter=f"b{batch}.dl", partitions=4)
             ensure_topics(settings)
             stats = play(events, settings, None, batch, until=float("inf"), progress=False)

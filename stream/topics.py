@@ -87,7 +87,8 @@ def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> list[str]:
                 created.append(name)
             except TopicAlreadyExistsError:
                 pass
-        aligned = (settings.topic_work, settings.topic_state, settings.topic_escalations)
+        aligned = (settings.topic_work, settings.topic_state, settings.topic_escalations,
+                   *([settings.topic_visits] if settings.visit_records else []))
         for desc in admin.describe_topics(list(aligned)):
             count = len(desc.get("partitions", []))
             if count and count != settings.partitions:

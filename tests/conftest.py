@@ -46,6 +46,7 @@ def settings(broker: str, request: pytest.FixtureRequest) -> Settings:
     s = Settings(broker=broker, app_id=f"ecm-{tag}", partitions=4,
                  topic_roster=f"{tag}.roster", topic_events=f"{tag}.events",
                  topic_escalations=f"{tag}.escalations", topic_deadletter=f"{tag}.deadletter",
+                 topic_visits=f"{tag}.visits",
                  topic_work=f"{tag}.work", topic_state=f"{tag}.state",
                  topic_actions=f"{tag}.actions",
                  unscheduled_grace_s=3.0, sweep_interval_s=0.5, log_level="info")

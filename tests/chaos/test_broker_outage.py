@@ -91,6 +91,7 @@ def _behind_a_proxy(tag: str, partitions: int) -> Iterator[tuple[FaultProxy, Set
                 broker=broker.bootstrap, app_id=f"ecm-{tag}", partitions=partitions,
                 topic_roster=f"{tag}.roster", topic_events=f"{tag}.events",
                 topic_escalations=f"{tag}.escalations", topic_deadletter=f"{tag}.deadletter",
+                topic_visits=f"{tag}.visits",
                 topic_work=f"{tag}.work", topic_state=f"{tag}.state",
                 topic_actions=f"{tag}.actions",
                 unscheduled_grace_s=120.0)

@@ -48,6 +48,7 @@ def test_kill_9_rotation_through_a_morning_loses_and_doubles_nothing(broker, tmp
     settings = Settings(broker=broker, app_id=f"ecm-{tag}", partitions=6,
                         topic_roster=f"{tag}.roster", topic_events=f"{tag}.events",
                         topic_escalations=f"{tag}.escalations",
+                        topic_visits=f"{tag}.visits",
                         topic_deadletter=f"{tag}.deadletter", topic_work=f"{tag}.work",
                         topic_state=f"{tag}.state", topic_actions=f"{tag}.actions",
                         unscheduled_grace_s=120.0)
