@@ -90,8 +90,7 @@ def _quiet(vs: VisitState, i: Mark, o: Mark, deadlines: tuple[float, float, floa
     checked in and out, and nothing was raised or changed (so the location was verified)."""
     v = vs.visit
     arrived = i.occurred
-    timeliness = ("on_time" if arrived <= deadlines[0] else "late" if arrived <= deadlines[1]
-                  else "missed")
+    timeliness = _timeliness(arrived, deadlines)
     stay = o.occurred - arrived
     no_access = 0.0 <= stay < classification.NO_ACCESS_S
     failed = timeliness != "on_time" or no_access
@@ -129,7 +128,6 @@ def _full(vs: VisitState, settled: str, book: EscalationBook,
           deadlines: tuple[float, float, float, float], now: float) -> VisitRecord:
     v = vs.visit
     vid = v.visit_id
-    late_at, missed_at = deadlines[0], deadlines[1]
     records = _escalations(book, vid)
     ins, outs = vs.checkins, vs.checkouts
     rostered = v.worker_ids
@@ -158,8 +156,7 @@ def _full(vs: VisitState, settled: str, book: EscalationBook,
     elif arrived is None:
         timeliness = "missed"
     else:
-        timeliness = ("on_time" if arrived <= late_at else "late" if arrived <= missed_at
-                      else "missed")
+        timeliness = _timeliness(arrived, deadlines)
     location = None
     if len(ins):
         location = next((word for kind, word in _LOCATION if kind in kinds), "verified")
@@ -192,6 +189,13 @@ def _full(vs: VisitState, settled: str, book: EscalationBook,
                          and r.case.closure.get("final_outcome_code") == "client_declined"
                          for r in records if r.kind in ("late", "missed")),
             no_access=_no_access(vs, location)))
+
+
+def _timeliness(arrived: float, deadlines: tuple[float, float, float, float]) -> str:
+    """By the device's time of the arrival: within the late threshold, the missed one, or
+    after it (the policy, 5.1: a visit running over its missed threshold late is missed)."""
+    return ("on_time" if arrived <= deadlines[0] else "late" if arrived <= deadlines[1]
+            else "missed")
 
 
 def _escalations(book: EscalationBook, vid: str) -> list[Escalation]:
