@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DURATION ?= 0
 
-.PHONY: demo test unit install clean promtool browser
+.PHONY: demo test unit install clean promtool browser stunnel
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,7 +18,7 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/ecm demo --duration $(DURATION)
 
-test: $(STAMP) promtool browser
+test: $(STAMP) promtool browser stunnel
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 # promtool and the Prometheus server come from Debian's prometheus package; the alert-rule
@@ -36,6 +36,13 @@ browser:
 	  echo "installing Debian's chromium and chromium-driver (the board's browser test)"; \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	  $$SUDO apt-get update -q && $$SUDO apt-get install -y -q chromium chromium-driver; }
+
+# The TLS test puts Debian's stunnel in front of the embedded broker (tests/tls.py says why).
+stunnel:
+	@command -v stunnel4 >/dev/null || command -v stunnel >/dev/null || { \
+	  echo "installing Debian's stunnel4 (the TLS test)"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -q && $$SUDO apt-get install -y -q stunnel4; }
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests/unit

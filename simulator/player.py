@@ -22,6 +22,7 @@ import orjson
 from simulator.scenario import Message
 from simulator.watch import EscalationWatch
 from stream.clock import ScaledClock
+from stream.security import connection
 from stream.settings import Settings
 from stream.timeutil import to_datetime
 from stream.topics import by_partition
@@ -49,7 +50,7 @@ def play(messages: list[Message], settings: Settings, clock: ScaledClock | None,
          watch: EscalationWatch | None = None) -> PlayStats:
     from kafka import KafkaProducer
 
-    producer = KafkaProducer(bootstrap_servers=settings.bootstrap_servers, linger_ms=5,
+    producer = KafkaProducer(**connection(settings), linger_ms=5,
                              batch_size=1 << 20, max_request_size=16 << 20, acks=1)
     topics = {"roster": settings.topic_roster, "events": settings.topic_events,
               "actions": settings.topic_actions}

@@ -17,6 +17,7 @@ import orjson
 
 from simulator.ledger import Ledger
 from stream.contract.records import lifecycle
+from stream.security import connection
 from stream.settings import Settings
 from stream.timeutil import parse_instant
 
@@ -31,7 +32,7 @@ def read_stamped(settings: Settings, topic: str) -> list[tuple[dict[str, Any], f
     gives none), from the beginning to its end offsets now."""
     from kafka import KafkaConsumer, TopicPartition
 
-    consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers, group_id=None,
+    consumer = KafkaConsumer(**connection(settings), group_id=None,
                              enable_auto_commit=False, consumer_timeout_ms=2000)
     out: list[tuple[dict[str, Any], float | None]] = []
 

@@ -12,6 +12,7 @@ import threading
 
 import orjson
 
+from stream.security import connection
 from stream.settings import Settings
 
 
@@ -40,7 +41,7 @@ class EscalationWatch:
         from kafka import KafkaConsumer, TopicPartition
 
         topic = self.settings.topic_escalations
-        consumer = KafkaConsumer(bootstrap_servers=self.settings.bootstrap_servers,
+        consumer = KafkaConsumer(**connection(self.settings),
                                  group_id=None, enable_auto_commit=False,
                                  fetch_max_wait_ms=100)
         try:

@@ -26,6 +26,7 @@ from stream.contract.actions import action_checked
 from stream.contract.bounds import Bounds
 from stream.contract.checks import Invalid
 from stream.contract.records import OUTCOME_CODES, RECOVERY_CODES, VALIDATION_STATUSES
+from stream.security import connection
 from stream.settings import Settings
 from stream.timeutil import format_instant
 
@@ -118,7 +119,7 @@ def send(settings: Settings, doc: dict[str, Any]) -> None:
 
     from stream.topics import partition_for
 
-    producer = KafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all")
+    producer = KafkaProducer(**connection(settings), acks="all")
     try:
         producer.send(settings.topic_actions, orjson.dumps(doc),
                       key=doc["client_id"].encode(),

@@ -18,6 +18,7 @@ import orjson
 from simulator.demo_feed import Feed, build_demo_feed
 from stream.broker import EmbeddedBroker, free_port, port_open
 from stream.contract.records import lifecycle
+from stream.security import connection
 from stream.settings import Settings
 from stream.topics import by_partition, ensure_topics
 from stream.watch import describe
@@ -59,7 +60,7 @@ def run_demo(duration_s: float = 0.0, visits: int = 300, seed: int = 7) -> int:
         feeder = threading.Thread(target=_play, args=(settings, feed, stop), daemon=True)
         feeder.start()
         consumer = KafkaConsumer(settings.topic_escalations, settings.topic_deadletter,
-                                 bootstrap_servers=settings.bootstrap_servers,
+                                 **connection(settings),
                                  auto_offset_reset="earliest", enable_auto_commit=False,
                                  group_id=None, consumer_timeout_ms=500)
         counts: collections.Counter[tuple[str, str]] = collections.Counter()
@@ -101,7 +102,7 @@ def _play(settings: Settings, feed: Feed, stop: threading.Event) -> None:
     """Send the roster at once, then each event when its instant comes, in gateway batches."""
     from kafka import KafkaProducer
 
-    producer = KafkaProducer(bootstrap_servers=settings.bootstrap_servers, linger_ms=5)
+    producer = KafkaProducer(**connection(settings), linger_ms=5)
     # Keyed by client: each message goes to its records' partition (docs/contract.md, "Messages").
     for p, group in by_partition(feed.roster, settings.partitions).items():
         for i in range(0, len(group), 100):

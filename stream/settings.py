@@ -11,8 +11,9 @@ import dataclasses
 import json
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 
+from stream import security
 from stream.clock import Clock, ScaledClock, SystemClock
 from stream.contract.records import ESCALATION_KINDS
 from stream.errors import SettingsError
@@ -31,6 +32,19 @@ class Settings:
     """Everything a worker, the router and the tools need to agree on."""
 
     broker: str = "127.0.0.1:9092"
+    # How every client connects (stream/security.py): PLAINTEXT, SSL, SASL_PLAINTEXT or
+    # SASL_SSL; SASL's mechanism PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512. The password from
+    # the variable or, better, a file; it is never printed. TLS trusts the system's roots
+    # or the CA file, and presents a client certificate where both files are set.
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str = "PLAIN"
+    sasl_username: str = ""
+    sasl_password: str = field(default="", repr=False)
+    sasl_password_file: str = ""
+    ssl_cafile: str = ""
+    ssl_certfile: str = ""
+    ssl_keyfile: str = ""
+    ssl_check_hostname: bool = True
     app_id: str = "ecm"
     # Partitions of ecm.work, ecm.state and ecm.escalations: they must be equal, because a
     # visit's state, its work and its escalations live in the same partition number.
@@ -124,7 +138,7 @@ class Settings:
     # "user:token" pairs, comma separated, here or one a line in the file (stream/desk/auth.py).
     desk_port: int = 6070
     desk_host: str = "127.0.0.1"
-    desk_tokens: str = ""
+    desk_tokens: str = field(default="", repr=False)
     desk_tokens_file: str = ""
     # Controlled recovery (missed-visit-recovery-escalation.txt): a named owner within 10
     # minutes of the escalation, a recovery pathway within 15; shorter for P1. The kinds
@@ -152,7 +166,7 @@ class Settings:
     safeguarding_contracts: str = ""
     # `ecm report --pseudonymise` keys its hashes with this, so that pseudonyms stay the
     # same from one report to the next (unset: a random key per report). A secret.
-    report_key: str = ""
+    report_key: str = field(default="", repr=False)
     heartbeat_s: float = 1.0
     log_level: str = "info"
     # "text" (Faust's, coloured on a terminal) or "json": one object a line, for a shipper.
@@ -169,6 +183,7 @@ class Settings:
         return SystemClock()
 
     def __post_init__(self) -> None:
+        security.check(self)
         if self.partitions < 1:
             raise SettingsError("ECM_PARTITIONS must be at least 1")
         if not any(self.store.startswith(s) for s in _STORES):

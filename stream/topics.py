@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from stream.contract import routing_key
+from stream.security import connection
 from stream.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -60,7 +61,7 @@ def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> list[str]:
     deadline = time.monotonic() + timeout_s
     while True:
         try:
-            admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap_servers,
+            admin = KafkaAdminClient(**connection(settings),
                                      client_id=f"{settings.app_id}-admin",
                                      request_timeout_ms=10_000)
             break

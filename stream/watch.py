@@ -7,6 +7,7 @@ from typing import Any
 
 import orjson
 
+from stream.security import connection
 from stream.settings import Settings
 from stream.timeutil import format_instant, parse_instant, to_datetime
 
@@ -87,7 +88,7 @@ def watch(settings: Settings, *, from_beginning: bool = False) -> int:
     from kafka import KafkaConsumer
 
     consumer = KafkaConsumer(settings.topic_escalations,
-                             bootstrap_servers=settings.bootstrap_servers,
+                             **connection(settings),
                              auto_offset_reset="earliest" if from_beginning else "latest",
                              enable_auto_commit=False, group_id=None)
     colour = sys.stdout.isatty()

@@ -16,6 +16,7 @@ from kafka import KafkaConsumer, KafkaProducer
 
 from simulator.run import kill, stop
 from stream.broker import free_port
+from stream.security import connection
 from stream.settings import Settings
 
 _READY_MARK = "[^Worker]: Ready"
@@ -72,7 +73,7 @@ def metric(port: int, series: str) -> float:
 
 def produce(settings: Settings, topic: str,
             values: Iterable[bytes | dict[str, Any] | list[Any]]) -> None:
-    producer = KafkaProducer(bootstrap_servers=settings.bootstrap_servers)
+    producer = KafkaProducer(**connection(settings))
     for v in values:
         producer.send(topic, v if isinstance(v, bytes) else orjson.dumps(v))
     producer.flush()
@@ -83,7 +84,7 @@ class Reader:
     """Everything published to some topics since the start, read as it comes."""
 
     def __init__(self, settings: Settings, *topics: str) -> None:
-        self.consumer = KafkaConsumer(*topics, bootstrap_servers=settings.bootstrap_servers,
+        self.consumer = KafkaConsumer(*topics, **connection(settings),
                                       auto_offset_reset="earliest", enable_auto_commit=False,
                                       group_id=None, consumer_timeout_ms=200)
         self.records: dict[str, list[dict[str, Any]]] = {t: [] for t in topics}

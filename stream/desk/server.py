@@ -34,6 +34,7 @@ from stream.contract.records import (
 )
 from stream.desk.auth import SESSION_COOKIE, Users
 from stream.desk.board import Board, Filters
+from stream.security import connection
 from stream.settings import Settings
 from stream.timeutil import format_instant
 from stream.topics import partition_for
@@ -91,7 +92,7 @@ class Desk:
     async def _start(self, app: web.Application) -> None:
         from aiokafka import AIOKafkaProducer
 
-        self.producer = AIOKafkaProducer(bootstrap_servers=self.settings.bootstrap_servers,
+        self.producer = AIOKafkaProducer(**connection(self.settings),
                                          acks="all")
         await self.producer.start()
         self.tasks.append(asyncio.create_task(self._follow()))
@@ -124,7 +125,7 @@ class Desk:
         s = self.settings
         # A fetch waits at most ECM_FETCH_MAX_WAIT_MS for data, as the workers' do: at
         # aiokafka's default (500 ms) a new case reached the page half a second later.
-        consumer = AIOKafkaConsumer(bootstrap_servers=s.bootstrap_servers, group_id=None,
+        consumer = AIOKafkaConsumer(**connection(s), group_id=None,
                                     enable_auto_commit=False, auto_offset_reset="earliest",
                                     fetch_max_wait_ms=s.fetch_max_wait_ms)
         await consumer.start()

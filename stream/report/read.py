@@ -32,6 +32,7 @@ import msgspec
 import orjson
 
 from stream.report import ReportError
+from stream.security import connection
 from stream.settings import Settings
 from stream.timeutil import AwareDatetime
 
@@ -143,7 +144,7 @@ def from_kafka(staged: Staged, settings: Settings) -> None:
     from kafka.errors import KafkaError
 
     try:
-        consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers, group_id=None,
+        consumer = KafkaConsumer(**connection(settings), group_id=None,
                                  enable_auto_commit=False, auto_offset_reset="earliest",
                                  client_id=f"{settings.app_id}-report")
     except KafkaError as exc:

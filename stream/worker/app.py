@@ -13,6 +13,7 @@ from faust.types import TP
 
 from geofence import warm_up
 from stream.clock import Clock
+from stream.security import faust_credentials
 from stream.settings import Settings
 from stream.worker.faust_patches import EcmApp, QuietMonitor, install
 from stream.worker.lane import Lanes
@@ -56,6 +57,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> EcmApp:
     app = EcmApp(
         settings.app_id,
         broker=[f"kafka://{s}" for s in settings.bootstrap_servers],
+        broker_credentials=faust_credentials(settings),
         store="memory://",
         datadir=settings.datadir,
         web_port=settings.web_port,

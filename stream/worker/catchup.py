@@ -13,6 +13,7 @@ from collections.abc import Hashable, Iterable
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from stream.security import connection
 from stream.settings import Settings
 
 
@@ -34,7 +35,7 @@ async def committed(settings: Settings,
     parts = [TopicPartition(t, p) for t, p in tps]
     if not parts:
         return {}
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers,
+    consumer = AIOKafkaConsumer(**connection(settings),
                                 group_id=settings.app_id, enable_auto_commit=False,
                                 fetch_max_wait_ms=_FETCH_MAX_WAIT_MS)
     await consumer.start()

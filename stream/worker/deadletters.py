@@ -22,6 +22,7 @@ from collections.abc import Iterable
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
+from stream.security import connection
 from stream.settings import Settings
 from stream.worker.catchup import true_end
 
@@ -69,7 +70,7 @@ async def written_since(settings: Settings, tps: Iterable[tuple[str, int]]) -> s
     parts = [TopicPartition(t, p) for t, p in tps]
     if not parts:
         return set()
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers,
+    consumer = AIOKafkaConsumer(**connection(settings),
                                 group_id=settings.app_id, enable_auto_commit=False,
                                 auto_offset_reset="earliest",
                                 fetch_max_wait_ms=_FETCH_MAX_WAIT_MS)

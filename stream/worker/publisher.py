@@ -37,6 +37,7 @@ from stream.contract import Rejection
 from stream.contract.deadletter import deadletter_doc, deadletter_key
 from stream.rules.detector import Output, PartitionDetector
 from stream.rules.runfacts import destinations, fact_messages
+from stream.security import connection
 from stream.settings import Settings
 from stream.state.changelog import encode_delta
 from stream.state.store import PartitionStore
@@ -354,7 +355,7 @@ class Publisher:
     async def _start_aiokafka(self, compression: str) -> Producer:
         s = self.settings
         producer = AIOKafkaProducer(
-            bootstrap_servers=s.bootstrap_servers, acks="all",
+            **connection(s), acks="all",
             compression_type=None if compression == "none" else compression,
             max_batch_size=_BATCH_BYTES,
             max_request_size=max(_BATCH_BYTES, s.max_message_bytes) + (64 << 10))

@@ -22,6 +22,7 @@ from stream.clock import Clock
 from stream.contract import Codec
 from stream.contract.records import Escalation
 from stream.rules.detector import PartitionDetector
+from stream.security import connection
 from stream.settings import Settings
 from stream.state import keys as K
 from stream.state.store import PartitionStore
@@ -44,7 +45,7 @@ async def load_partition(settings: Settings, partition: int, clock: Clock,
     # A fetch at a partition's end waits fetch_max_wait_ms for records: at aiokafka's
     # default (500 ms) the offset lookups and every read's tail waited that long, and a
     # worker's first batch waited for its empty partitions' rebuilds.
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers,
+    consumer = AIOKafkaConsumer(**connection(settings),
                                 enable_auto_commit=False, group_id=None,
                                 auto_offset_reset="earliest",
                                 fetch_max_wait_ms=_FETCH_MAX_WAIT_MS)

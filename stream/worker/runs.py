@@ -27,6 +27,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from stream.clock import Clock
 from stream.rules.runfacts import apply, prediction_doc
 from stream.rules.runs import Prediction, Runs, Travel
+from stream.security import connection
 from stream.settings import Settings
 from stream.worker.metrics import Metrics
 from stream.worker.publisher import Publisher
@@ -95,7 +96,7 @@ class RunPartitions:
         s = self.settings
         runs = Runs(Travel(s.run_speed_m_s, s.run_overhead_s))
         tp = TopicPartition(s.topic_runs, p)
-        consumer = AIOKafkaConsumer(bootstrap_servers=s.bootstrap_servers, group_id=None,
+        consumer = AIOKafkaConsumer(**connection(s), group_id=None,
                                     enable_auto_commit=False, fetch_max_wait_ms=100)
         await consumer.start()
         bad = 0

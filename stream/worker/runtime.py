@@ -23,6 +23,7 @@ from stream.clock import Clock
 from stream.contract import Codec, Rejection, Source
 from stream.contract.bounds import Bounds
 from stream.rules.detector import PartitionDetector
+from stream.security import connection
 from stream.settings import Settings
 from stream.state.store import PartitionStore, Stores
 from stream.worker.catchup import CatchUp, Ends, committed
@@ -536,7 +537,7 @@ class Runtime:
     async def _consumer(self) -> AIOKafkaConsumer:
         """The worker's consumer outside its group, for probes and offsets."""
         if self._offsets_consumer is None:
-            consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.bootstrap_servers,
+            consumer = AIOKafkaConsumer(**connection(self.settings),
                                         group_id=None, fetch_max_wait_ms=100)
             try:
                 await asyncio.wait_for(consumer.start(), _PROBE_TIMEOUT_S)
