@@ -36,9 +36,11 @@ async def load_partition(settings: Settings, partition: int, clock: Clock,
                          ) -> PartitionDetector:
     """The partition's detector, rebuilt. What cannot be read back is skipped, logged at
     error with its offset, and told to ``skipped`` ("state" or "escalations", by the topic
-    it was in): a poisoned record must not
-    stop the partition from loading at every restart."""
-    detector = PartitionDetector(partition, settings, clock, codec)
+    it was in): a poisoned record must not stop the partition from loading at every
+    restart. A record of the last checkpoint that cannot be read (a corrupt or truncated
+    slice) would lose the visits only it held: the rebuild falls back to the checkpoint
+    before it, whose state and the deltas since hold the same. What no record holds again
+    is stated, by partition and offset (:func:`_state_losses`)."""
     snap = store.load()
     state = TopicPartition(settings.topic_state, partition)
     esc = TopicPartition(settings.topic_escalations, partition)
@@ -72,38 +74,58 @@ async def load_partition(settings: Settings, partition: int, clock: Clock,
         tail, tail_read = await _read(consumer, state, tail_from, end[state])
         last = _last_document(tail)
         base = _number(last.get(K.BASE), int) or 0
-        # An empty store replays from the last checkpoint, and the escalation records from
-        # where the checkpoint says the book it carries ends; a store replays both from its
-        # own positions (what it reflects already includes the deletions before them).
-        start = snap.state_offset or base
-        if start == tail_from:  # read already: an empty partition, or a checkpoint's last
-            deltas, read = tail, tail_read
-        else:
-            deltas, read = await _read(consumer, state, start, end[state])
-        esc_start = snap.escalations_offset
-        if not snap.state_offset and deltas and deltas[0][0] == base:
-            first = deltas[0][1]
-            esc_start = (_number(first.get(K.ESCALATIONS_FROM), int) or 0
-                         if type(first) is dict else 0)
-        if not snap.state_offset and (base < begin[state] or esc_start < begin[esc]):
-            log.error("partition %d: its last checkpoint (ecm.state from %d, ecm.escalations "
-                      "from %d) is older than the topics' retention (they start at %d and %d): "
-                      "rebuilt from what is left, so escalations may be raised again",
-                      partition, base, esc_start, begin[state], begin[esc])
-        escalations, _ = await _read(consumer, esc, esc_start, end[esc])
+        base_time = _number(last.get(K.BASE_TIME), float) if tail else None
+        superseded: list[tuple[int, int | None]] = []  # checkpoints fallen back from
+        while True:
+            detector = PartitionDetector(partition, settings, clock, codec)
+            # An empty store replays from the last checkpoint, and the escalation records
+            # from where the checkpoint says the book it carries ends; a store replays both
+            # from its own positions (what it reflects already includes the deletions
+            # before them).
+            start = snap.state_offset or base
+            if start == tail_from:  # read already: an empty partition, or a checkpoint's last
+                deltas, read = tail, tail_read
+            else:
+                deltas, read = await _read(consumer, state, start, end[state])
+            esc_start = snap.escalations_offset
+            if not snap.state_offset and deltas and deltas[0][0] == base:
+                first = deltas[0][1]
+                esc_start = (_number(first.get(K.ESCALATIONS_FROM), int) or 0
+                             if type(first) is dict else 0)
+            if not snap.state_offset and (base < begin[state] or esc_start < begin[esc]):
+                log.error("partition %d: its last checkpoint (ecm.state from %d, "
+                          "ecm.escalations from %d) is older than the topics' retention (they "
+                          "start at %d and %d): rebuilt from what is left, so escalations may "
+                          "be raised again", partition, base, esc_start, begin[state],
+                          begin[esc])
+            escalations, _ = await _read(consumer, esc, esc_start, end[esc])
+            detector.restore([snap.as_delta()] + [d for _, d in deltas],
+                             snap.escalations + [e for _, e in escalations])
+            bad = _where(detector, deltas, escalations, len(snap.escalations))
+            if snap.state_offset or not _checkpoint_unreadable(bad, deltas, base, settings):
+                break
+            earlier = await _base_before(consumer, state, base, begin[state])
+            if earlier is None:
+                log.error("partition %d: a record of the checkpoint at ecm.state offset %d "
+                          "cannot be read, and no earlier checkpoint is left to rebuild "
+                          "from", partition, base)
+                break
+            log.warning("partition %d: a record of the checkpoint at ecm.state offset %d "
+                        "cannot be read; rebuilding from the checkpoint before it, at %d",
+                        partition, base, earlier[0])
+            superseded.append(_checkpoint_span(deltas, base))
+            base, base_time = earlier
     finally:
         await consumer.stop()
-    detector.restore([snap.as_delta()] + [d for _, d in deltas],
-                     snap.escalations + [e for _, e in escalations])
-    bad = _where(detector, deltas, escalations, len(snap.escalations))
     for topic, offset, why in bad:
         log.error("partition %d: skipped %s at offset %s while rebuilding: %s", partition,
                   topic, offset, why)
         skipped("state" if topic == settings.topic_state else "escalations")
+    for line in _losses(bad, superseded, settings):
+        log.error("partition %d: %s", partition, line)
     # A last message without a base time comes from before checkpoints had an age.
     detector.checkpointer.restored(
-        base, _number(last.get(K.BASE_TIME), float) if tail else None, read,
-        escalations[-1][0] + 1 if escalations else esc_start)
+        base, base_time, read, escalations[-1][0] + 1 if escalations else esc_start)
     bad_state = {offset for topic, offset, _ in bad if topic == settings.topic_state}
     for offset, delta in deltas:
         if offset not in bad_state:
@@ -117,6 +139,87 @@ async def load_partition(settings: Settings, partition: int, clock: Clock,
              len(detector.book.records), len(detector.pending), len(deltas), len(escalations),
              base, detector.checkpointer.at, esc_start)
     return detector
+
+
+def _checkpoint_span(deltas: list[tuple[int, Any]], base: int) -> tuple[int, int | None]:
+    """Where the checkpoint at ``base`` may lie: from ``base`` to the first document that
+    names it as its base (written once its last slice was), or to the end (None)."""
+    complete = next((o for o, d in deltas if type(d) is dict and d.get(K.BASE) == base), None)
+    return base, complete
+
+
+def _within(offset: Any, span: tuple[int, int | None]) -> bool:
+    return type(offset) is int and span[0] <= offset and (span[1] is None or offset < span[1])
+
+
+def _checkpoint_unreadable(bad: list[tuple[str, Any, str]], deltas: list[tuple[int, Any]],
+                           base: int, settings: Settings) -> bool:
+    """Whether a record skipped may be a slice of the checkpoint the replay started from.
+    A checkpoint at 0 is the partition's beginning: nothing is before it."""
+    if not base:
+        return False
+    span = _checkpoint_span(deltas, base)
+    return any(topic == settings.topic_state and _within(offset, span)
+               for topic, offset, _ in bad)
+
+
+async def _base_before(consumer: AIOKafkaConsumer, tp: TopicPartition, base: int,
+                       begin: int) -> tuple[int, float | None] | None:
+    """The checkpoint before the one at ``base``, and when it began: the base the record
+    just before ``base`` names. None where that record is gone, unreadable or names none
+    earlier."""
+    if base - 1 < begin:
+        return None
+    docs, _ = await _read(consumer, tp, base - 1, base)
+    doc = next((d for o, d in docs if o == base - 1), None)
+    if type(doc) is not dict:
+        return None
+    earlier = _number(doc.get(K.BASE), int)
+    if earlier is None or not begin <= earlier < base:
+        return None
+    return earlier, _number(doc.get(K.BASE_TIME), float)
+
+
+def _losses(bad: list[tuple[str, Any, str]], superseded: list[tuple[int, int | None]],
+            settings: Settings) -> list[str]:
+    """What the skipped records held that the rebuild could not find again, one line each.
+
+    A changelog record lost is a batch's changes to the partition's visits (their roster
+    records, check-ins and check-outs, waiting events); the later records of the same
+    visits bring them back as far as they repeat them (a roster record sent again, a
+    check-out). One within a checkpoint the rebuild fell back from was most likely a slice
+    of it, whose content the earlier checkpoint and the deltas since hold. An escalation
+    record lost is recovered by a later record of the same escalation, which carries it
+    whole; without one, the book keeps the record before it (a status lost), or none (the
+    escalation may be raised again: a duplicate, never a loss). Nothing of a record's values is said: they may be anything."""
+    out = []
+    state = [o for t, o, _ in bad if t == settings.topic_state and type(o) is int]
+    covered = [o for o in state if any(_within(o, span) for span in superseded)]
+    lost = [o for o in state if o not in covered]
+    if covered:
+        out.append(f"{len(covered)} ecm.state record(s) unreadable in a checkpoint the "
+                   f"rebuild fell back from (offsets {_offsets(covered)}): a slice's visits "
+                   "were read from the checkpoint before it; were one a delta written while "
+                   "that checkpoint was under way, its changes are lost unless a later "
+                   "record repeats them")
+    if lost:
+        out.append(f"{len(lost)} ecm.state record(s) lost (offsets {_offsets(lost)}): the "
+                   "check-ins, check-outs, roster records and waiting events they carried "
+                   "are missing from the rebuilt state unless a later record repeats them; "
+                   "a visit they changed may be escalated as if they had not happened")
+    esc = [o for t, o, _ in bad if t == settings.topic_escalations and type(o) is int]
+    if esc:
+        out.append(f"{len(esc)} ecm.escalations record(s) unreadable (offsets "
+                   f"{_offsets(esc)}): unless a later record of the same escalation follows, "
+                   "the book holds the record before it, so the status it carried is "
+                   "missing; where it was the escalation's first record, the escalation may "
+                   "be raised again")
+    return out
+
+
+def _offsets(offsets: list[int]) -> str:
+    shown = ", ".join(map(str, offsets[:10]))
+    return shown + (f" and {len(offsets) - 10} more" if len(offsets) > 10 else "")
 
 
 def _last_document(tail: list[tuple[int, Any]]) -> dict[str, Any]:
