@@ -191,7 +191,8 @@ def _losses(bad: list[tuple[str, Any, str]], superseded: list[tuple[int, int | N
     of it, whose content the earlier checkpoint and the deltas since hold. An escalation
     record lost is recovered by a later record of the same escalation, which carries it
     whole; without one, the book keeps the record before it (a status lost), or none (the
-    escalation may be raised again: a duplicate, never a loss). Nothing of a record's values is said: they may be anything."""
+    escalation may be raised again: a duplicate, never a loss). Nothing of a record's
+    values is said: they may be anything."""
     out = []
     state = [o for t, o, _ in bad if t == settings.topic_state and type(o) is int]
     covered = [o for o in state if any(_within(o, span) for span in superseded)]
