@@ -11,12 +11,23 @@ end as an unscheduled visit instead.
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import orjson
+from kafka import KafkaProducer
 
+from stream.contract.records import (
+    ACTION_TYPES,
+    OUTCOME_CODES,
+    RECOVERY_CODES,
+    VALIDATION_STATUSES,
+)
+from stream.security import connection
+from stream.settings import Settings
 from stream.timeutil import format_instant
+from stream.topics import partition_for
 from tests.factories import HOME
 
 # The mutation classes, each a function of (rng, a valid record) to a record or to bytes.
@@ -51,11 +62,44 @@ def _valid_event(rng: random.Random, visit: dict[str, Any], n: int, now: float
     return doc
 
 
-def _mutate(rng: random.Random, doc: dict[str, Any]) -> Any:
+def _valid_action(rng: random.Random, visit: dict[str, Any], n: int, now: float
+                  ) -> dict[str, Any]:
+    """A duty desk's decision on one of a visit's escalations: raised or not yet, and
+    allowed at its case's stage or not (both are accounted for)."""
+    kind = rng.choice(ACTION_TYPES)
+    doc: dict[str, Any] = {
+        "action_id": f"fa{n}", "type": kind, "client_id": visit["client_id"],
+        "escalation_id": f"{visit['visit_id']}:{rng.choice(('late', 'missed'))}",
+        "at": format_instant(now + rng.randint(-600, 30)), "by": f"duty{rng.randint(1, 3)}"}
+    if kind == "acknowledge":
+        doc["owner_id"] = doc["by"]
+    elif kind == "assign_recovery":
+        doc.update(recovery_action_code=rng.choice(RECOVERY_CODES),
+                   assigned_worker_id=f"fw{rng.randint(0, 50)}",
+                   recovery_deadline=format_instant(now + 1800))
+    elif kind == "record_decision":
+        doc.update(action_type="welfare_call", reviewer_id="lead1")
+    elif kind == "complete_recovery":
+        doc.update(service_outcome="delivered", member_condition="well")
+    else:
+        doc.update(validation_status=rng.choice(VALIDATION_STATUSES),
+                   final_outcome_code=rng.choice(OUTCOME_CODES))
+    return doc
+
+
+# Mutations that make a message large (deep nesting, huge strings and arrays, a polygon of
+# 20,000 points): ``huge`` scales how often they are kept (a million-record run keeps the
+# broker's memory in bounds with fewer).
+_LARGE = frozenset({4, 5, 6, 12})
+
+
+def _mutate(rng: random.Random, doc: dict[str, Any], huge: float = 1.0) -> Any:
     """One mutation of a valid record: a record again, or raw bytes."""
     doc = dict(doc)
     key = rng.choice(sorted(doc))
     kind = rng.randrange(16)
+    if kind in _LARGE and rng.random() >= huge:
+        kind = 1
     if kind == 0:
         del doc[key]  # a missing field
     elif kind == 1:
@@ -119,8 +163,10 @@ def _nested(depth: int) -> Any:
     return value
 
 
-def _random_bytes(rng: random.Random) -> bytes:
+def _random_bytes(rng: random.Random, huge: float = 1.0) -> bytes:
     kind = rng.randrange(6)
+    if kind == 3 and rng.random() >= huge:
+        kind = 0
     if kind == 0:
         return bytes(rng.randrange(256) for _ in range(rng.randint(1, 200)))
     if kind == 1:
@@ -134,36 +180,44 @@ def _random_bytes(rng: random.Random) -> bytes:
     return b"{" * rng.randint(1, 100)
 
 
-def messages(seed: int, records: int, now: float) -> Iterator[tuple[str, bytes, int]]:
-    """About ``records`` records' worth of hostile and valid input, in messages."""
+def messages(seed: int, records: int, now: float, huge: float = 1.0
+             ) -> Iterator[tuple[str, bytes, int]]:
+    """About ``records`` records' worth of hostile and valid input, in messages, to
+    "roster", "events" and "actions"."""
     rng = random.Random(seed)
     visits: list[dict[str, Any]] = []
     made = n = 0
     while made < records:
         n += 1
-        roster = rng.random() < 0.35 or not visits
+        draw = rng.random()
+        topic = ("roster" if draw < 0.3 or not visits else
+                 "events" if draw < 0.8 else "actions")
         size = rng.choice((1, 1, 1, 5, 20))
         items: list[Any] = []
         for k in range(size):
-            if roster:
+            if topic == "roster":
                 v = _valid_visit(rng, n * 100 + k, now)
                 if rng.random() < 0.7:
                     visits.append(v)
                     items.append(v)
                 else:
-                    items.append(_mutate(rng, v))
-            else:
-                if rng.random() < 0.8:
-                    target = rng.choice(visits)
-                else:  # a visit never rostered: waits, then unknown_visit
-                    target = _valid_visit(rng, -n * 100 - k, now)
-                e = _valid_event(rng, target, n * 100 + k, now)
+                    items.append(_mutate(rng, v, huge))
+                continue
+            if rng.random() < 0.8:
+                target = rng.choice(visits)
+            else:  # a visit never rostered: waits, then unknown_visit
+                target = _valid_visit(rng, -n * 100 - k, now)
+            if topic == "events":
+                record = _valid_event(rng, target, n * 100 + k, now)
                 if rng.random() < 0.05:
-                    e["event_id"] = f"fe{rng.randint(1, n * 100)}"  # a duplicate id, maybe
-                items.append(e if rng.random() < 0.6 else _mutate(rng, e))
-        topic = "roster" if roster else "events"
+                    record["event_id"] = f"fe{rng.randint(1, n * 100)}"  # a duplicate, maybe
+            else:
+                record = _valid_action(rng, target, n * 100 + k, now)
+                if rng.random() < 0.05:
+                    record["action_id"] = f"fa{rng.randint(1, n * 100)}"
+            items.append(record if rng.random() < 0.6 else _mutate(rng, record, huge))
         if rng.random() < 0.03:
-            value = _random_bytes(rng)
+            value = _random_bytes(rng, huge)
         elif any(type(i) is bytes for i in items):
             # Raw bytes stand alone: each is its own message.
             for i in items:
@@ -189,3 +243,40 @@ def count(value: bytes, max_items: int = 10_000, max_bytes: int = 768 * 1024) ->
     if type(doc) is list and len(doc) <= max_items:
         return len(doc)
     return 1
+
+
+def produce(settings: Settings, stream: Iterable[tuple[str, bytes, int]], seed: int = 7
+            ) -> Counter[str]:
+    """Send :func:`messages` to the settings' topics, each keyed by its first record's
+    client (as a well-behaved gateway sends) or to any partition, half and half: the
+    records sent, per topic name."""
+    topics = {"roster": settings.topic_roster, "events": settings.topic_events,
+              "actions": settings.topic_actions}
+    rng = random.Random(seed)
+    sent: Counter[str] = Counter()
+    producer = KafkaProducer(**connection(settings), max_request_size=2 << 20, linger_ms=20,
+                             batch_size=1 << 20)
+    for topic, value, records in stream:
+        try:
+            first = orjson.loads(value)
+            first = first[0] if type(first) is list else first
+            client = first.get("client_id") if type(first) is dict else None
+        except (orjson.JSONDecodeError, IndexError):
+            client = None
+        partition = (partition_for(client, settings.partitions)
+                     if type(client) is str and rng.random() < 0.5
+                     else rng.randrange(settings.partitions))
+        producer.send(topics[topic], value, partition=partition)
+        sent[topics[topic]] += records
+    producer.flush()
+    producer.close()
+    return sent
+
+
+def accounted(settings: Settings, accepted: dict[str, int], dead: Counter[str]
+              ) -> dict[str, int]:
+    """Records accepted plus dead-lettered, per input topic: ``accepted`` by kind (the
+    worker's /progress), ``dead`` by the dead letters' source topic."""
+    return {settings.topic_roster: accepted["roster"] + dead[settings.topic_roster],
+            settings.topic_events: accepted["event"] + dead[settings.topic_events],
+            settings.topic_actions: accepted["action"] + dead[settings.topic_actions]}

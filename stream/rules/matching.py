@@ -155,4 +155,5 @@ class Matching:
             out.rejections.append(reject(self.codec, ("unknown_visit", (
                 f"no roster record for the visit within {grace:.0f} s")), ev.raw, p.source))
             return
+        out.accepted["event"] += 1  # evidence of an unscheduled visit
         out.escalations.extend(self.unscheduled.judge(ev, now, p.received))

@@ -4,16 +4,12 @@ stops (tests/fuzz.py generates it from a fixed seed)."""
 from __future__ import annotations
 
 import json
-import random
 import time
 import urllib.request
 from collections import Counter
 
-import orjson
 import pytest
-from kafka import KafkaProducer
 
-from stream.topics import partition_for
 from tests import fuzz
 from tests.cluster import Reader
 
@@ -31,35 +27,14 @@ def test_a_hostile_stream_never_stops_the_worker_and_every_record_is_accounted_f
         settings, spawn_worker):
     worker = spawn_worker("fuzz")
     worker.wait_ready()
-    topics = {"roster": settings.topic_roster, "events": settings.topic_events}
-    rng = random.Random(7)
-    sent: Counter[str] = Counter()
-    producer = KafkaProducer(bootstrap_servers=settings.bootstrap_servers,
-                             max_request_size=2 << 20, linger_ms=20)
-    for topic, value, records in fuzz.messages(seed=29, records=RECORDS, now=time.time()):
-        try:  # keyed, as a well-behaved gateway sends, or anywhere
-            first = orjson.loads(value)
-            first = first[0] if type(first) is list else first
-            client = first.get("client_id") if type(first) is dict else None
-        except (orjson.JSONDecodeError, IndexError):
-            client = None
-        partition = (partition_for(client, settings.partitions)
-                     if type(client) is str and rng.random() < 0.5
-                     else rng.randrange(settings.partitions))
-        producer.send(topics[topic], value, partition=partition)
-        sent[topics[topic]] += records
-    producer.flush()
-    producer.close()
+    sent = fuzz.produce(settings, fuzz.messages(seed=29, records=RECORDS, now=time.time()))
     assert sum(sent.values()) >= RECORDS
     reader = Reader(settings, settings.topic_deadletter)
     port = worker.settings.web_port
 
     def accounted(r: Reader) -> bool:
         dead = Counter(d["source"]["topic"] for d in r.records[settings.topic_deadletter])
-        accepted = _progress(port)["accepted"]
-        got = {settings.topic_roster: accepted["roster"] + dead[settings.topic_roster],
-               settings.topic_events: accepted["event"] + dead[settings.topic_events]}
-        return got == dict(sent)
+        return fuzz.accounted(settings, _progress(port)["accepted"], dead) == dict(sent)
 
     # Events that name a visit never rostered wait out their grace before they are
     # dead-lettered; then nothing more may come.
@@ -70,6 +45,7 @@ def test_a_hostile_stream_never_stops_the_worker_and_every_record_is_accounted_f
     # Every mutation class reached the worker and was named.
     for reason in ("invalid_json", "invalid_utf8", "not_an_object", "missing_field",
                    "wrong_type", "invalid_value", "invalid_time", "invalid_coordinates",
-                   "value_too_large", "too_deeply_nested", "unknown_visit", "duplicate_event"):
+                   "value_too_large", "too_deeply_nested", "unknown_visit", "duplicate_event",
+                   "unknown_escalation", "not_allowed"):
         assert reasons[reason] > 0, (reason, reasons)
     reader.close()

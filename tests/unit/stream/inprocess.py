@@ -42,7 +42,8 @@ class Worker:
         offset = self.offsets[(topic, partition)]
         self.offsets[(topic, partition)] += 1
         routed = route([(Source(topic, partition, offset), value, 1.0)], s.topic_roster,
-                       s.partitions, s.max_message_bytes, set(self.detectors), {}, self.codec)
+                       s.partitions, s.max_message_bytes, set(self.detectors), {}, self.codec,
+                       actions_topic=s.topic_actions)
         batches: dict[int, list[Any]] = {p: list(r) for p, r in routed.local.items()}
         for p, work in routed.encoded():
             assert len(work) <= s.max_message_bytes

@@ -2,10 +2,13 @@
 
 from datetime import UTC, datetime
 
+import orjson
+
 from stream.clock import ManualClock
 from stream.rules.detector import PartitionDetector
 from tests.factories import T0, event
 from tests.unit.stream.harness import Harness
+from tests.unit.stream.inprocess import Worker
 
 
 def test_unscheduled_after_grace_period():
@@ -57,3 +60,15 @@ def test_a_rebuilt_partition_forgets_unscheduled_records_when_due():
     assert copy.book.open_count() == 1
     copy.clock.set(day_end + 7200 + 120 + 1)
     assert copy.sweep().escalations == [] and copy.book.records == {}
+
+
+def test_an_event_judged_unscheduled_is_counted_accepted():
+    # Every record is accepted or dead-lettered: one that names no visit and ends as an
+    # unscheduled visit's evidence is accepted (found by fuzzing: it was neither).
+    w = Worker(start=T0)
+    w.keyed("ecm.events", orjson.dumps(event(at=T0, visit_id=None, client_id="c7",
+                                             worker_id="w3")), "c7")
+    assert w.accepted["event"] == 0 and not w.rejections  # waiting for a roster
+    w.sweep(T0 + 121)
+    assert [e.kind for e in w.escalations] == ["unscheduled"]
+    assert w.accepted["event"] == 1 and not w.rejections
