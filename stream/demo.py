@@ -50,7 +50,8 @@ def run_demo(duration_s: float = 0.0, visits: int = 300, seed: int = 7) -> int:
             stdout=(datadir / "desk.log").open("w"), stderr=subprocess.STDOUT)
         now = time.time()
         feed = build_demo_feed(now, visits=visits, seed=seed)
-        print(f"broker {broker.bootstrap}; worker log {log_path}")
+        print(f"broker {broker.bootstrap}; worker log {log_path}; worker metrics "
+              f"http://127.0.0.1:{settings.web_port}/metrics")
         print(f"the duty desk's board: http://127.0.0.1:{desk_port}/ (sign in as demo, "
               f"token {token})")
         print(f"{len(feed.roster)} visits, {len(feed.events)} check-ins and check-outs to come; "

@@ -6,6 +6,9 @@ for its ``client_id`` (every Kafka request header carries it) and :meth:`FaultPr
 severs only the connections of the clients it selects: the workers, say, while the
 simulated region's gateways (kafka-python) still reach the broker. A severed client's new
 connections are closed as soon as it names itself, until :meth:`FaultProxy.restore`.
+While :attr:`FaultProxy.delay_s` is set, every byte the broker sends a selected client is
+held that long (a slow broker: each response arrives that much later, in order, without
+limiting how many are in flight).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import struct
 import threading
+import time
 from collections.abc import Callable
 
 
@@ -36,6 +40,7 @@ class FaultProxy:
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._open: set[tuple[asyncio.StreamWriter, asyncio.StreamWriter]] = set()
         self.severed = 0  # connections closed because of a cut
+        self.delay_s = 0.0  # added to every response to a selected client
 
     def start(self) -> FaultProxy:
         self._thread.start()
@@ -85,8 +90,35 @@ class FaultProxy:
         pair = (writer, up_writer)
         if selected:
             self._open.add(pair)
-        await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
+        down = self._delayed(up_reader, writer) if selected else self._pipe(up_reader, writer)
+        await asyncio.gather(self._pipe(reader, up_writer), down)
         self._open.discard(pair)
+
+    async def _delayed(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Pass on what the broker sends, each chunk ``delay_s`` after it came."""
+        queue: asyncio.Queue[tuple[float, bytes] | None] = asyncio.Queue()
+
+        async def take() -> None:
+            try:
+                while data := await reader.read(1 << 16):
+                    queue.put_nowait((time.monotonic() + self.delay_s, data))
+            except (ConnectionError, OSError):
+                pass
+            queue.put_nowait(None)
+
+        taking = asyncio.create_task(take())
+        try:
+            while (item := await queue.get()) is not None:
+                due, data = item
+                if (wait := due - time.monotonic()) > 0:
+                    await asyncio.sleep(wait)
+                writer.write(data)
+                await writer.drain()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            taking.cancel()
+            writer.close()
 
     @staticmethod
     async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
