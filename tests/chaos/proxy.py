@@ -90,18 +90,21 @@ class FaultProxy:
         pair = (writer, up_writer)
         if selected:
             self._open.add(pair)
-        down = self._delayed(up_reader, writer) if selected else self._pipe(up_reader, writer)
-        await asyncio.gather(self._pipe(reader, up_writer), down)
+        await asyncio.gather(self._pipe(reader, up_writer, lambda: 0.0),
+                             self._pipe(up_reader, writer,
+                                        (lambda: self.delay_s) if selected else lambda: 0.0))
         self._open.discard(pair)
 
-    async def _delayed(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        """Pass on what the broker sends, each chunk ``delay_s`` after it came."""
+    @staticmethod
+    async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                    delay: Callable[[], float]) -> None:
+        """Pass on what one side sends, each chunk ``delay()`` seconds after it came."""
         queue: asyncio.Queue[tuple[float, bytes] | None] = asyncio.Queue()
 
         async def take() -> None:
             try:
                 while data := await reader.read(1 << 16):
-                    queue.put_nowait((time.monotonic() + self.delay_s, data))
+                    queue.put_nowait((time.monotonic() + delay(), data))
             except (ConnectionError, OSError):
                 pass
             queue.put_nowait(None)
@@ -118,15 +121,4 @@ class FaultProxy:
             pass
         finally:
             taking.cancel()
-            writer.close()
-
-    @staticmethod
-    async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while data := await reader.read(1 << 16):
-                writer.write(data)
-                await writer.drain()
-        except (ConnectionError, OSError):
-            pass
-        finally:
             writer.close()
