@@ -109,3 +109,25 @@ class Reader:
 
     def close(self) -> None:
         self.consumer.close()
+
+
+def missed_visit_escalated(settings: Settings, worker: WorkerProcess) -> list[str]:
+    """Roster a visit nobody attends and one attended on time, through ``settings``' own
+    connection, and read back what the worker raised: the escalation ids, sorted."""
+    from tests.factories import event, visit
+
+    worker.wait_ready()
+    reader = Reader(settings, settings.topic_escalations)
+    now = time.time()
+    produce(settings, settings.topic_roster, [[
+        visit("v-missed", client_id="c1", start=now, late_after_s=2, missed_after_s=4),
+        visit("v-kept", client_id="c2", start=now, late_after_s=2, missed_after_s=4,
+              no_checkout_after_s=3600)]])
+    produce(settings, settings.topic_events, [[event("check_in", visit_id="v-kept",
+                                                     client_id="c2", at=now)]])
+    try:
+        reader.until(lambda r: len(r.records[settings.topic_escalations]) >= 2, timeout_s=60,
+                     quiet_s=3)
+    finally:
+        reader.close()
+    return sorted(e["escalation_id"] for e in reader.records[settings.topic_escalations])

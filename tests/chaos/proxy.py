@@ -90,35 +90,35 @@ class FaultProxy:
         pair = (writer, up_writer)
         if selected:
             self._open.add(pair)
-        await asyncio.gather(self._pipe(reader, up_writer, lambda: 0.0),
-                             self._pipe(up_reader, writer,
+        await asyncio.gather(pipe(reader, up_writer, lambda: 0.0),
+                             pipe(up_reader, writer,
                                         (lambda: self.delay_s) if selected else lambda: 0.0))
         self._open.discard(pair)
 
-    @staticmethod
-    async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                    delay: Callable[[], float]) -> None:
-        """Pass on what one side sends, each chunk ``delay()`` seconds after it came."""
-        queue: asyncio.Queue[tuple[float, bytes] | None] = asyncio.Queue()
 
-        async def take() -> None:
-            try:
-                while data := await reader.read(1 << 16):
-                    queue.put_nowait((time.monotonic() + delay(), data))
-            except (ConnectionError, OSError):
-                pass
-            queue.put_nowait(None)
+async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+               delay: Callable[[], float] = lambda: 0.0) -> None:
+    """Pass on what one side sends, each chunk ``delay()`` seconds after it came."""
+    queue: asyncio.Queue[tuple[float, bytes] | None] = asyncio.Queue()
 
-        taking = asyncio.create_task(take())
+    async def take() -> None:
         try:
-            while (item := await queue.get()) is not None:
-                due, data = item
-                if (wait := due - time.monotonic()) > 0:
-                    await asyncio.sleep(wait)
-                writer.write(data)
-                await writer.drain()
+            while data := await reader.read(1 << 16):
+                queue.put_nowait((time.monotonic() + delay(), data))
         except (ConnectionError, OSError):
             pass
-        finally:
-            taking.cancel()
-            writer.close()
+        queue.put_nowait(None)
+
+    taking = asyncio.create_task(take())
+    try:
+        while (item := await queue.get()) is not None:
+            due, data = item
+            if (wait := due - time.monotonic()) > 0:
+                await asyncio.sleep(wait)
+            writer.write(data)
+            await writer.drain()
+    except (ConnectionError, OSError):
+        pass
+    finally:
+        taking.cancel()
+        writer.close()

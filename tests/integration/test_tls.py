@@ -6,7 +6,6 @@ port."""
 from __future__ import annotations
 
 import asyncio
-import time
 
 import pytest
 from aiokafka import AIOKafkaProducer
@@ -15,8 +14,7 @@ from aiokafka.errors import KafkaError
 from stream.broker import EmbeddedBroker, free_port
 from stream.security import connection
 from stream.topics import ensure_topics
-from tests.cluster import Reader, produce
-from tests.factories import event, visit
+from tests.cluster import missed_visit_escalated
 from tests.tls import Certificates, Stunnel
 
 pytestmark = pytest.mark.integration
@@ -48,20 +46,7 @@ def test_worker_over_mutual_tls(settings, spawn_worker, tmp_path):
         s = settings.with_(**tls)
         ensure_topics(s)
         worker = spawn_worker("tls", **tls)
-        worker.wait_ready()
-        reader = Reader(s, s.topic_escalations)
-        now = time.time()
-        produce(s, s.topic_roster, [[
-            visit("v-missed", client_id="c1", start=now, late_after_s=2, missed_after_s=4),
-            visit("v-kept", client_id="c2", start=now, late_after_s=2, missed_after_s=4,
-                  no_checkout_after_s=3600)]])
-        produce(s, s.topic_events, [[event("check_in", visit_id="v-kept", client_id="c2", at=now)]])
-        try:
-            reader.until(lambda r: len(r.records[s.topic_escalations]) >= 2, timeout_s=60,
-                         quiet_s=3)
-        finally:
-            reader.close()
-        got = sorted(e["escalation_id"] for e in reader.records[s.topic_escalations])
+        got = missed_visit_escalated(s, worker)
         assert got == ["v-missed:late", "v-missed:missed"], got
         assert stunnel.connections() >= 3  # the worker's, the producer's, the reader's
         # The same port refuses a client without TLS, and one without a certificate.
