@@ -16,6 +16,21 @@ _RESOLVED = "\033[32m"
 _RESET = "\033[0m"
 
 
+def line(value: bytes | None, colour: bool = False) -> str | None:
+    """The line of an escalation record's bytes; None for bytes that are not one (a
+    corrupt or foreign record must not stop the watch)."""
+    try:
+        doc = orjson.loads(value) if value is not None else None
+    except orjson.JSONDecodeError:
+        return None
+    if type(doc) is not dict or not isinstance(doc.get("escalation_id"), str):
+        return None
+    try:
+        return describe(doc, colour)
+    except (TypeError, ValueError, AttributeError, KeyError):
+        return None
+
+
 def describe(e: dict[str, Any], colour: bool = False) -> str:
     """One line: when, what, how urgent, and the evidence that matters most; for a change
     to its case (revision 2 on, stream/rules/cases.py), what changed."""
@@ -94,7 +109,9 @@ def watch(settings: Settings, *, from_beginning: bool = False) -> int:
     colour = sys.stdout.isatty()
     try:
         for message in consumer:
-            print(describe(orjson.loads(message.value), colour), flush=True)
+            print(line(message.value, colour)
+                  or f"(skipped a record that is not an escalation: partition "
+                     f"{message.partition}, offset {message.offset})", flush=True)
     except KeyboardInterrupt:
         pass
     finally:

@@ -73,8 +73,19 @@ async def load_partition(settings: Settings, partition: int, clock: Clock,
         tail_from = max(0, end[state] - 1)
         tail, tail_read = await _read(consumer, state, tail_from, end[state])
         last = _last_document(tail)
+        if not last and tail_from > begin[state]:
+            # The last record is unreadable (poisoned, or a foreign write): the base is in
+            # the last one that names it, a little further back. Without it the rebuild
+            # would replay the whole changelog, or lose what the retention dropped.
+            tail_from = max(begin[state], end[state] - _TAIL_BACK)
+            tail, tail_read = await _read(consumer, state, tail_from, end[state])
+            last = _last_document(tail)
+            if not last:
+                log.error("partition %d: none of the last %d ecm.state records names its "
+                          "checkpoint; rebuilding from the first record", partition,
+                          len(tail))
         base = _number(last.get(K.BASE), int) or 0
-        base_time = _number(last.get(K.BASE_TIME), float) if tail else None
+        base_time = _number(last.get(K.BASE_TIME), float) if last else None
         superseded: list[tuple[int, int | None]] = []  # checkpoints fallen back from
         while True:
             detector = PartitionDetector(partition, settings, clock, codec)
@@ -224,9 +235,12 @@ def _offsets(offsets: list[int]) -> str:
 
 
 def _last_document(tail: list[tuple[int, Any]]) -> dict[str, Any]:
-    """The partition's last changelog document, or an empty one (none, or unreadable)."""
-    last = tail[-1][1] if tail else None
-    return last if type(last) is dict else {}
+    """The last changelog document of ``tail`` that names the partition's checkpoint, or
+    an empty one (none, or none readable)."""
+    for _, doc in reversed(tail):
+        if type(doc) is dict and _number(doc.get(K.BASE), int) is not None:
+            return doc
+    return {}
 
 
 def _number(value: Any, kind: type) -> Any:
@@ -245,19 +259,25 @@ def _escalation(entry: tuple[int, Any]) -> Escalation | None:
 
 def _where(detector: PartitionDetector, deltas: list[tuple[int, Any]],
            escalations: list[tuple[int, Any]], stored: int) -> list[tuple[str, Any, str]]:
-    """What the detector skipped while restoring, as ``(topic, offset, why)``: the offset of
-    the document its position names (position 0 of the changelog, and the first ``stored``
-    escalation records, are the local store's)."""
+    """What the detector skipped while restoring, as ``(topic, offset, why)``, once per
+    record (the first reason given for it): the offset of the document its position names
+    (position 0 of the changelog, and the first ``stored`` escalation records, are the
+    local store's)."""
     out = []
+    seen: set[tuple[str, Any]] = set()
     s = detector.settings
     for where, i, why in detector.skipped:
         if where == "ecm.state":
+            topic = s.topic_state
             offset: Any = (deltas[i - 1][0] if 0 < i <= len(deltas) else
                            "the local store" if i == 0 else "a checkpoint slice")
-            out.append((s.topic_state, offset, why))
         else:
+            topic = s.topic_escalations
             offset = escalations[i - stored][0] if i >= stored else "the local store"
-            out.append((s.topic_escalations, offset, why))
+        if type(offset) is int and (topic, offset) in seen:
+            continue
+        seen.add((topic, offset))
+        out.append((topic, offset, why))
     detector.skipped = []
     return out
 
@@ -278,6 +298,8 @@ async def _reaches(consumer: AIOKafkaConsumer, tp: TopicPartition, offset: int, 
 # A record that is not JSON, as read back: a document of no known shape.
 _NOT_JSON = "<not JSON>"
 
+# How far back the last readable changelog document is looked for, when the last is not.
+_TAIL_BACK = 256
 # After the reported end offset, read on until the partition has been quiet this long.
 _TAIL_QUIET_MS = 200
 _FETCH_MAX_WAIT_MS = 100

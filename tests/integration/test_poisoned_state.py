@@ -135,3 +135,20 @@ def test_a_record_no_later_one_repeats_is_stated_lost(settings, caplog):
     assert (got["v4:missed"].status, held["v4:missed"].status) == ("open", "resolved")
     # Nothing of a record's values in what is said.
     assert not any("v4" in e or "c4" in e for e in errors)
+
+
+def test_unreadable_last_records_do_not_send_the_rebuild_back_to_the_beginning(
+        settings, caplog):
+    h, log, _first, second = _two_checkpoints()
+    _publish(settings, log, h)
+    producer = KafkaProducer(bootstrap_servers=settings.bootstrap_servers)
+    for value in (b"\xff not json", b"[1, 2, 3]", b'{"p": 0, "visits": "nope"}'):
+        producer.send(settings.topic_state, value, partition=0).get(timeout=10)
+    producer.close()
+    rebuilt, skipped, errors = _load(settings, h, caplog)
+    assert rebuilt.sweep().escalations == []
+    assert partition_state(rebuilt) == partition_state(h.detector)
+    assert skipped == ["state"] * 3
+    # Read from the last checkpoint, which the last readable record names, not from 0.
+    read = len(log.docs) - second + 3
+    assert f"({read} changelog" in caplog.text and f"checkpoint at {second} " in caplog.text
