@@ -145,7 +145,7 @@ def test_unreadable_last_records_do_not_send_the_rebuild_back_to_the_beginning(
     for value in (b"\xff not json", b"[1, 2, 3]", b'{"p": 0, "visits": "nope"}'):
         producer.send(settings.topic_state, value, partition=0).get(timeout=10)
     producer.close()
-    rebuilt, skipped, errors = _load(settings, h, caplog)
+    rebuilt, skipped, _errors = _load(settings, h, caplog)
     assert rebuilt.sweep().escalations == []
     assert partition_state(rebuilt) == partition_state(h.detector)
     assert skipped == ["state"] * 3
