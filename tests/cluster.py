@@ -18,6 +18,7 @@ from simulator.run import kill, stop
 from stream.broker import free_port
 from stream.security import connection
 from stream.settings import Settings
+from tests.factories import event, visit
 
 _READY_MARK = "[^Worker]: Ready"
 ROOT = Path(__file__).resolve().parents[1]
@@ -114,8 +115,6 @@ class Reader:
 def missed_visit_escalated(settings: Settings, worker: WorkerProcess) -> list[str]:
     """Roster a visit nobody attends and one attended on time, through ``settings``' own
     connection, and read back what the worker raised: the escalation ids, sorted."""
-    from tests.factories import event, visit
-
     worker.wait_ready()
     reader = Reader(settings, settings.topic_escalations)
     now = time.time()

@@ -40,7 +40,7 @@ async def load_partition(settings: Settings, partition: int, clock: Clock,
     restart. A record of the last checkpoint that cannot be read (a corrupt or truncated
     slice) would lose the visits only it held: the rebuild falls back to the checkpoint
     before it, whose state and the deltas since hold the same. What no record holds again
-    is stated, by partition and offset (:func:`_state_losses`)."""
+    is stated, by partition and offset (:func:`_losses`)."""
     snap = store.load()
     state = TopicPartition(settings.topic_state, partition)
     esc = TopicPartition(settings.topic_escalations, partition)
