@@ -39,6 +39,11 @@ class PlayStats:
     actions: int = 0
     seconds: float = 0.0
     sent: dict[str, float] = field(default_factory=dict)  # action id -> simulated send time
+    # How far the player fell behind the simulated clock (simulated seconds), and the
+    # messages it sent later than the guard band: a machine too slow for the speed makes
+    # the gateway late, and the ledger cannot call those visits.
+    behind_max_s: float = 0.0
+    sent_late: int = 0
 
     @property
     def events_per_s(self) -> float:
@@ -47,7 +52,7 @@ class PlayStats:
 
 def play(messages: list[Message], settings: Settings, clock: ScaledClock | None,
          batch_size: int, until: float, progress: bool = True,
-         watch: EscalationWatch | None = None) -> PlayStats:
+         watch: EscalationWatch | None = None, guard_s: float | None = None) -> PlayStats:
     from kafka import KafkaProducer
 
     producer = KafkaProducer(**connection(settings), linger_ms=5,
@@ -74,6 +79,11 @@ def play(messages: list[Message], settings: Settings, clock: ScaledClock | None,
             while i < n and messages[i].at <= min(now, until):
                 m = messages[i]
                 i += 1
+                if clock is not None:
+                    behind = now - m.at
+                    stats.behind_max_s = max(stats.behind_max_s, behind)
+                    if guard_s is not None and behind > guard_s:
+                        stats.sent_late += 1
                 if m.raw is not None:
                     producer.send(topics[m.topic], m.raw)
                     stats.messages += 1

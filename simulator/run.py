@@ -124,12 +124,15 @@ def simulate(config: SimConfig, settings: Settings, *, ledger_path: Path,
         watch = EscalationWatch(settings).start() if desk is not None else None
         try:
             stats = play(sc.messages, settings, clock, config.batch_size, until=window_end,
-                         watch=watch)
+                         watch=watch, guard_s=sc.config.guard_s)
             if fault is not None:
                 fault.end()
             print(f"sent {stats.events:,} events and {stats.roster:,} roster records in "
                   f"{stats.messages:,} messages over {stats.seconds:.1f} s "
-                  f"({stats.events_per_s:,.0f} events/s)", flush=True)
+                  f"({stats.events_per_s:,.0f} events/s); at most "
+                  f"{stats.behind_max_s:.0f} simulated s behind the clock, "
+                  f"{stats.sent_late:,} messages later than the guard band "
+                  f"({sc.config.guard_s:.0f} s)", flush=True)
             if not do_score:
                 return {}
             time.sleep(_DRAIN_WALL_S)
@@ -145,6 +148,10 @@ def simulate(config: SimConfig, settings: Settings, *, ledger_path: Path,
         report = _score(ledger, settings)
         report["events_sent"] = stats.events
         report["actions_sent"] = stats.actions
+        report["player"] = {"behind_max_s": stats.behind_max_s, "sent_late": stats.sent_late}
+        # The whole report, with the ids of what was missed, beside the ledger.
+        ledger_path.with_suffix(".report.json").write_bytes(
+            orjson.dumps(report, default=str, option=orjson.OPT_NON_STR_KEYS))
         print(format_report(report))
         if as_json:
             print(summary_json(report))
