@@ -9,6 +9,7 @@ started from, then each record it processed) and the partition's end.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Hashable, Iterable
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -52,8 +53,12 @@ async def committed(settings: Settings,
 
 # A fetch at a partition's end waits this long for records before it answers empty.
 _FETCH_MAX_WAIT_MS = 100
-# Reading a partition's last batch waits this long for it.
+# Reading a partition's last batch waits this long for it, a fetch at a time, for at most
+# the budget in all: below the probe's own timeout (stream/worker/runtime.py), which takes
+# a broker that does not answer for one out of reach. A batch removed by retention meanwhile
+# never comes; the partition is left out and asked again at the next probe.
 _QUIET_MS = 200
+_FIND_BUDGET_S = 1.0
 
 
 class Ends:
@@ -88,12 +93,14 @@ class Ends:
                 consumer.seek(tp, reported[tp] - 1)
             found = {tp: reported[tp] for tp in moved}
             waiting = set(moved)
-            # The first batch at the reported end comes whole in one fetch.
-            while waiting:
+            # The first batch at the reported end comes whole in one fetch. A fetch that
+            # comes back empty is slow more often than not (a slow broker's every response
+            # is late): asked again within the budget, not given up on, or a partition
+            # whose end keeps moving would never have a known end.
+            give_up = asyncio.get_running_loop().time() + _FIND_BUDGET_S
+            while waiting and asyncio.get_running_loop().time() < give_up:
                 batch = await consumer.getmany(*waiting, timeout_ms=_QUIET_MS,
                                                max_records=10_000)
-                if not any(batch.values()):
-                    break
                 for tp, records in batch.items():
                     if records:
                         found[tp] = max(found[tp], records[-1].offset + 1)
