@@ -24,6 +24,7 @@ The lane is installed by :mod:`stream.worker.faust_patches`, for an app with lan
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -114,10 +115,23 @@ async def deliver(consumer: Any, fetched: Any, lanes: Lanes) -> None:
             if _current(consumer, part):
                 for message in part:
                     consumer.ack(message)
+                _note_inbound(consumer, part)
     commit_every = consumer._commit_every
     if commit_every is not None and consumer._n_acked >= commit_every:
         consumer._n_acked = 0
         await consumer.commit()
+
+
+def _note_inbound(consumer: Any, messages: list[Any]) -> None:
+    """Note, once a batch, that the batch's partitions are being processed: Faust's event
+    path check reads it, and logs at error every partition with records to read and no
+    note in five minutes (its per-message note is one of the monitor calls the worker
+    leaves out, and the lane's messages pass through no stream)."""
+    monitor = consumer.app.monitor
+    if monitor is not None:
+        now = time.monotonic()
+        for tp in {m.tp for m in messages}:
+            monitor.stream_inbound_time[tp] = now
 
 
 def _current(consumer: Any, messages: list[Any]) -> bool:

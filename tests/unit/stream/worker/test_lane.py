@@ -170,3 +170,20 @@ async def test_a_handler_that_raises_leaves_its_batch_unacked(consumer: Any) -> 
     with pytest.raises(RuntimeError):
         await deliver(consumer, _fetch([_message(EVENTS, 0, 1)]), Lanes({EVENTS: route}, 10))
     assert consumer._acked[TP(EVENTS, 0)] == []
+
+
+@_in_loop
+async def test_a_partition_the_lane_processes_is_not_reported_idle(consumer: Any) -> None:
+    """Faust's consumer thread checks each partition's event path every few seconds and
+    logs at error, with the advice to raise ``stream_processing_timeout``, a partition with
+    records to read that no stream has taken an event from in five minutes. The lane's
+    partitions never pass through a stream, and the quiet monitor drops the per-message
+    call that notes it: every busy partition was reported stuck. The lane notes each
+    partition it hands over, once a batch."""
+    app = consumer.app
+    lanes = Lanes({EVENTS: _Handler(consumer), WORK: _Handler(consumer)}, batch_max=10)
+    before = asyncio.get_running_loop().time()
+    await deliver(consumer, _fetch([_message(EVENTS, 3, 1), _message(WORK, 2, 4)]), lanes)
+    inbound = app.monitor.stream_inbound_time
+    assert set(inbound) == {TP(EVENTS, 3), TP(WORK, 2)}
+    assert all(t >= before - 1 for t in inbound.values())
