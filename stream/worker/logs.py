@@ -43,12 +43,21 @@ class Repeats(logging.Filter):
         return True
 
 
+# The read marks' probe assigns its consumer the partitions whose end moved, several times
+# a second, and aiokafka logs every assignment at info. Faust logs the worker's own
+# subscription besides, as a table.
+_CHATTY = ("aiokafka.consumer.subscription_state",)
+
+
 def quiet_kafka_client(every_s: float = REPEAT_EVERY_S) -> None:
-    """Put one :class:`Repeats` on every aiokafka logger this process has."""
+    """Put one :class:`Repeats` on every aiokafka logger this process has, and keep the
+    chatty ones to warnings."""
     repeats = Repeats(every_s)
     names = [n for n in logging.root.manager.loggerDict if n.split(".")[0] == "aiokafka"]
     for name in ["aiokafka", *names]:
         logging.getLogger(name).addFilter(repeats)
+    for name in _CHATTY:
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 class JsonFormatter(logging.Formatter):

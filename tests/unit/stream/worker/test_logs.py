@@ -48,3 +48,14 @@ def test_json_logs_are_one_object_a_line_with_the_exception():
     assert "ValueError: boom" in orjson.loads(formatter.format(record))["exc"]
     logging.config.dictConfig(config)  # a configuration the standard library takes
     logging.config.dictConfig({"version": 1, "disable_existing_loggers": False})
+
+
+def test_the_probes_assignments_are_not_logged_at_info(caplog):
+    """The read marks' probe assigns its consumer partitions several times a second; each
+    assignment was an info line of aiokafka's (474 in an hour and a half of one worker)."""
+    from stream.worker.logs import quiet_kafka_client
+
+    caplog.set_level(logging.INFO)  # the worker's level
+    quiet_kafka_client()
+    chatty = logging.getLogger("aiokafka.consumer.subscription_state")
+    assert not chatty.isEnabledFor(logging.INFO) and chatty.isEnabledFor(logging.WARNING)
