@@ -48,8 +48,19 @@ class FaultProxy:
         return self
 
     def stop(self) -> None:
+        # Every connection closed and its tasks ended before the loop stops: a task left
+        # pending is reported as destroyed when the loop goes.
+        asyncio.run_coroutine_threadsafe(self._close(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)
+
+    async def _close(self) -> None:
+        self._server.close()
+        await self._set(True)
+        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     def cut(self) -> None:
         asyncio.run_coroutine_threadsafe(self._set(True), self._loop).result(5)
