@@ -1,12 +1,13 @@
-"""The broker out of reach in the middle of a compressed simulated morning, the
+"""The broker out of reach, and slow, in the middle of a compressed simulated morning, the
 region's gateways still sending; graded by the simulator's ledger.
 
 Two outages: 30 s, within the consumer group's session timeout (set to 45 s here, so the
 group keeps its members), then 90 s, beyond it. The workers report not ready on /readyz
 while cut off, a real Prometheus evaluating the project's alert rules fires
 ``EcmBrokerUnreachable`` for each, they never exit, and when the broker is back they read
-the backlog and carry on by themselves. The scorer finds nothing missing, nothing spurious,
-nothing doubled.
+the backlog and carry on by themselves. Then a slow broker: 200 ms added to every response
+the workers get, all morning. The scorer finds nothing missing, nothing spurious, nothing
+doubled. docs/operating.md, "Failure scenarios", has the scores of three runs in a row.
 """
 
 from __future__ import annotations
@@ -162,6 +163,24 @@ def test_two_outages_within_and_beyond_the_session_timeout_lose_and_double_nothi
     _exact(report)
     logs = "".join(p.read_text() for p in tmp_path.glob("worker-*.log"))
     assert "the broker is out of reach" in logs and "within reach again" in logs
+
+
+def test_a_slow_broker_delays_but_loses_and_doubles_nothing(tmp_path):
+    with _behind_a_proxy("slow", 4) as (proxy, settings):
+        config = SimConfig(seed=31, clients=800, workers=100, start_hour=7.0, hours=1.0,
+                           speed=30.0, batch_size=50,
+                           rates=Rates(delay=0.05, missed=0.05, offline=0.03,
+                                       duplicate=0.02, malformed_per_hour=6.0))
+
+        def slow(ports: list[int], clock: ScaledClock) -> None:
+            proxy.delay_s = 0.2
+
+        report = simulate(config, settings, ledger_path=tmp_path / "ledger.json",
+                          worker_procs=2, workdir=tmp_path, on_ready=slow)
+    _exact(report)
+    print(json.dumps({k: {m: v[m] for m in ("expected", "latency_p50_wall_s",
+                                            "latency_p95_wall_s")}
+                      for k, v in report["kinds"].items()}))
 
 
 def test_a_worker_cut_off_from_the_broker_stops_within_ten_seconds(tmp_path):
