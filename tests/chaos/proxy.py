@@ -56,7 +56,7 @@ class FaultProxy:
 
     async def _close(self) -> None:
         self._server.close()
-        await self._set(True)
+        # Each pipe closes the side it writes to as it ends: cancelling them closes both.
         tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
         for t in tasks:
             t.cancel()
