@@ -81,6 +81,17 @@ def produce(settings: Settings, topic: str,
     producer.close()
 
 
+def send_batches(bootstrap: str, topic: str, sizes: Iterable[int], partition: int) -> None:
+    """Records sent as one producer batch of each size in turn: the embedded broker
+    reports the base offset of a partition's last batch, plus one, as its end."""
+    producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=500, batch_size=1 << 20)
+    for n in sizes:
+        for _ in range(n):
+            producer.send(topic, b"{}", partition=partition)
+        producer.flush()
+    producer.close()
+
+
 class Reader:
     """Everything published to some topics since the start, read as it comes."""
 

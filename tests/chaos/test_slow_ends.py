@@ -12,24 +12,15 @@ import asyncio
 
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from kafka import KafkaProducer
 
 from stream.broker import EmbeddedBroker, free_port
 from stream.worker.catchup import Ends
 from tests.chaos.proxy import FaultProxy
+from tests.cluster import send_batches
 
 pytestmark = pytest.mark.integration
 
 DELAY_S = 0.3
-
-
-def _send(bootstrap: str, topic: str, batches: tuple[int, ...]) -> None:
-    producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=500, batch_size=1 << 20)
-    for n in batches:
-        for _ in range(n):
-            producer.send(topic, b"{}", partition=0)
-        producer.flush()
-    producer.close()
 
 
 def test_the_true_end_is_found_when_every_response_is_late():
@@ -39,7 +30,7 @@ def test_the_true_end_is_found_when_every_response_is_late():
                            lambda client: not client.startswith("kafka-python")).start()
         try:
             topic = "slow-ends"
-            _send(broker.bootstrap, topic, (10, 5))
+            send_batches(broker.bootstrap, topic, (10, 5), 0)
             proxy.delay_s = DELAY_S
 
             async def ask() -> list[dict[TopicPartition, int]]:
@@ -49,7 +40,7 @@ def test_the_true_end_is_found_when_every_response_is_late():
                 try:
                     ends, tp, found = Ends(), TopicPartition(topic, 0), []
                     found.append(await ends.ask(consumer, [tp]))
-                    await asyncio.to_thread(_send, broker.bootstrap, topic, (3,))
+                    await asyncio.to_thread(send_batches, broker.bootstrap, topic, (3,), 0)
                     found.append(await ends.ask(consumer, [tp]))
                     return found
                 finally:

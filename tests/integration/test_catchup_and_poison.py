@@ -11,7 +11,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from kafka import KafkaProducer
 
 from stream.worker.catchup import Ends, committed
-from tests.cluster import Reader, metric, produce
+from tests.cluster import Reader, metric, produce, send_batches
 from tests.factories import visit
 
 pytestmark = pytest.mark.integration
@@ -22,13 +22,7 @@ def test_read_marks_wait_for_the_offset_after_the_last_record(settings):
     as its end: ten records in one batch and five in another read as 11, not 15. The
     probe behind the read marks finds 15, and the committed offsets start at 0."""
     topic = settings.topic_events
-    producer = KafkaProducer(bootstrap_servers=settings.bootstrap_servers, linger_ms=500,
-                             batch_size=1 << 20)
-    for batch in (10, 5):
-        for _ in range(batch):
-            producer.send(topic, b"{}", partition=1)
-        producer.flush()
-    producer.close()
+    send_batches(settings.broker, topic, (10, 5), 1)
 
     async def ask() -> tuple[dict, dict]:
         consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers,
