@@ -42,7 +42,7 @@ from stream.rules.unscheduled import ADHOC_PREFIX, Unscheduled
 from stream.settings import Settings
 from stream.state.checkpoint import Checkpointer
 from stream.state.partition import PartitionState
-from stream.state.visit import Mark, VisitState
+from stream.state.visit import Mark, NearestMark, VisitState
 
 __all__ = ["Output", "PartitionDetector"]
 
@@ -292,8 +292,12 @@ class PartitionDetector:
         self._touched[v.visit_id] = None
         if v.cancelled:
             return
-        mark = Mark(ev.occurred_at, ev.received or now, ev.event_id, ev.method)
+        mark = (Mark if ev.visit_id is not None else NearestMark)(
+            ev.occurred_at, ev.received or now, ev.event_id, ev.method)
         check_in = ev.type == "check_in"
+        if (not check_in and ev.visit_id is not None and ev.worker_id not in vs.checkins
+                and ev.worker_id in v.worker_ids):
+            self._take_back(vs, ev, now, out)
         cases = self.cases
         if check_in and not cases.recovery_worker(vs, ev.worker_id):
             out.escalations.extend(self.attendance.wrong_worker(
@@ -320,6 +324,23 @@ class PartitionDetector:
             out.escalations.extend(self.attendance.reconcile(vs, now, "checked_out"))
         if ev.worker_id in vs.checkins and ev.worker_id in vs.checkouts:
             out.escalations.extend(self.durations.judge(vs, ev.worker_id, now))
+
+    def _take_back(self, vs: VisitState, ev: Event, now: float, out: Output) -> None:
+        """A check-out naming a visit its worker never checked into takes back the check-in
+        matched by nearness to another of the client's visits (Matching.take_back). The
+        visit left has its deadlines armed again at their own instants: the sweep raises
+        what they would have raised."""
+        left = self.matching.take_back(vs, ev)
+        if left is None:
+            return
+        vid = left.visit.visit_id
+        self._touched[vid] = None
+        # Raised while it held the check-in: the worker checked out, of the other visit.
+        out.escalations.extend(self.book.resolve(left, "no_check_out", now, "checked_out", {
+            "checked_out_at": ev.occurred_at, "checked_in_to": vs.visit.visit_id}))
+        if not left.visit.cancelled:
+            # Its chain from the start: entries that fire twice open nothing twice.
+            self.timers.push(*self.attendance.timeline(left)[0], vid)
 
     # ---- the timers ----------------------------------------------------------------------------
 

@@ -4,7 +4,8 @@ An event is admitted when its device time is within the accepted range of the wo
 (``clock_in_future``, ``clock_too_old``) and its id has not been seen before from another
 source (``duplicate_event``; the same source again is a replay, and changes nothing). It
 matches the visit it names (of its own client: ``client_mismatch``), or, naming none, the
-visit :meth:`Matching.nearest` finds. An event that matches nothing waits
+visit :meth:`Matching.nearest` finds (a check-out naming a visit takes back a check-in
+matched there by nearness: :meth:`Matching.take_back`). An event that matches nothing waits
 ``ECM_UNSCHEDULED_GRACE_S`` for its roster record: a roster batch retries its clients'
 waiting events, and a grace that runs out ends as ``unknown_visit`` (it named a visit) or
 an unscheduled visit (stream/rules/unscheduled.py).
@@ -107,10 +108,11 @@ class Matching:
         """The visit an event that names none belongs to.
 
         A check-out goes to the visit this worker is checked into at this client (the
-        latest open check-in before it). Otherwise: the client's visit for this worker
-        nearest in time, else any of the client's. Only visits whose window, widened by
-        ``match_window_s`` each side, holds the event qualify; cancelled visits never match
-        an event that names no visit.
+        latest open check-in before it); a check-in, to the visit this worker checked out
+        of, by a check-out that named it, after it, without checking in. Otherwise: the
+        client's visit for this worker nearest in time, else any of the client's. Only
+        visits whose window, widened by ``match_window_s`` each side, holds the event
+        qualify; cancelled visits never match an event that names no visit.
         """
         t = event.occurred_at
         visits = self.state.visits
@@ -125,6 +127,17 @@ class Matching:
                            and vs.checkins[event.worker_id].occurred <= t]
             if open_visits:
                 return max(open_visits, key=lambda vs: vs.checkins[event.worker_id].occurred)
+        else:
+            # A check-out that named its visit came first, without its check-in: this is it
+            # (as a check-out naming a visit takes back a check-in matched elsewhere,
+            # take_back).
+            named_outs = [vs for vid in ids
+                          if not (vs := visits[vid]).visit.cancelled
+                          and (m := vs.checkouts.get(event.worker_id)) is not None
+                          and m.named and event.worker_id not in vs.checkins
+                          and m.occurred >= t]
+            if named_outs:
+                return min(named_outs, key=lambda vs: vs.checkouts[event.worker_id].occurred)
         window = self.settings.match_window_s
         best: tuple[bool, float, float] | None = None
         chosen = None
@@ -138,6 +151,34 @@ class Matching:
             if best is None or key < best:
                 best, chosen = key, vs
         return chosen
+
+    def take_back(self, vs: VisitState, ev: Event) -> VisitState | None:
+        """A check-out names ``vs``, which its worker never checked into, while the worker's
+        check-in at the same client, which named no visit, went by nearness to another of
+        the client's visits (a worker so late for one visit that the check-in fell in the
+        next one's window): the check-in was this visit's, and comes back to it. Returns
+        the visit it left, or None when there is none to take back."""
+        state, worker = self.state, ev.worker_id
+        held: VisitState | None = None
+        for vid in state.client_visits(vs.visit.client_id):
+            other = state.visits[vid]
+            m = other.checkins.get(worker)
+            if (other is vs or m is None or m.named or worker in other.checkouts
+                    or m.occurred > ev.occurred_at):
+                continue
+            if held is None or m.occurred > held.checkins[worker].occurred:
+                held = other
+        if held is None:
+            return None
+        mark = held.take_check_in(worker)
+        if not held.checkins:
+            state.checked_in -= 1
+        if not vs.checkins:
+            state.checked_in += 1
+        vs.check_in(worker, mark)
+        vs.add_event(mark.event_id)
+        state.dirty[held.visit.visit_id] = held
+        return held
 
     def expire(self, event_id: str, now: float, out: Output) -> None:
         """An event's grace ran out: ``unknown_visit`` if it named a visit, else an

@@ -24,7 +24,7 @@ from stream.rules.matching import Matching, Work
 from stream.rules.output import Output, reject
 from stream.settings import Settings
 from stream.state.partition import PartitionState
-from stream.state.visit import Mark, VisitState
+from stream.state.visit import Mark, NearestMark, VisitState
 
 # The full rules for one matched event (PartitionDetector._record).
 Full = Callable[[Event, VisitState, Source, Decision | None, float, Output], None]
@@ -102,6 +102,12 @@ class ShortPath:
                     # The visit's own (interned) copy of the worker id.
                     ids = v.worker_ids
                     worker = ids[0] if ids[0] == ev.worker_id else ids[1]
+                    if ev.visit_id is None:  # matched by nearness: a row keeps that
+                        vs.check_in(worker, NearestMark(ev.occurred_at, ev.received,
+                                                        ev.event_id, ev.method))
+                        vs.add_event(ev.event_id)
+                        dirty[v.visit_id] = vs
+                        continue
                     vs.check_in(worker, Mark(ev.occurred_at, ev.received, ev.event_id, ev.method))
                     if vs.events:  # events while it was cancelled: the row has them all
                         vs.add_event(ev.event_id)

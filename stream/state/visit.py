@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from sys import intern
-from typing import Any
+from typing import Any, ClassVar
 
 import msgspec
 
@@ -30,13 +30,30 @@ class Mark(msgspec.Struct, gc=False, array_like=True):
     received: float  # when it reached Kafka, on the worker clock (Event.received)
     event_id: str
     method: str
+    # Whether the event named its visit (:class:`NearestMark` for one that did not).
+    named: ClassVar[bool] = True
 
     def as_list(self) -> list[Any]:
         return [self.occurred, self.received, self.event_id, self.method]
 
     @classmethod
     def from_list(cls, v: list[Any]) -> Mark:
-        return cls(float(v[0]), float(v[1]), str(v[2]), str(v[3]))
+        if len(v) > 4:
+            return NearestMark(float(v[0]), float(v[1]), str(v[2]), str(v[3]))
+        return Mark(float(v[0]), float(v[1]), str(v[2]), str(v[3]))
+
+
+class NearestMark(Mark):
+    """A check-in that named no visit, matched by nearness (stream/rules/matching.py): a
+    check-out naming another of the client's visits may take it back. A subclass rather
+    than a flag, so that the common mark is written as ever and this one with a fifth
+    element."""
+
+    nearest: bool = True
+    named: ClassVar[bool] = False
+
+    def as_list(self) -> list[Any]:
+        return [self.occurred, self.received, self.event_id, self.method, True]
 
 
 class _Unset(dict):  # type: ignore[type-arg]
@@ -155,6 +172,21 @@ class VisitState(msgspec.Struct, gc=False):
 
     def check_out(self, worker_id: str, mark: Mark) -> None:
         self.checkouts = _with(self.checkouts, worker_id, mark)
+
+    def take_check_in(self, worker_id: str) -> Mark:
+        """Remove a worker's check-in, and its event, from the visit: it was another's."""
+        marks = self.checkins
+        mark = marks[worker_id]
+        if type(marks) is _OneMark:
+            self.checkins = _UNSET
+        else:
+            rest: Any = _UNSET
+            for w, m in marks.items():
+                if w != worker_id:
+                    rest = _with(rest, w, m)
+            self.checkins = rest
+        self.events = tuple(e for e in self.events if e != mark.event_id)
+        return mark
 
     def arrival(self) -> float | None:
         """When the visit was attended: the instant the last required worker checked in.

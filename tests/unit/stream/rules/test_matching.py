@@ -3,8 +3,9 @@ way (stream/rules/matching.py)."""
 
 
 from stream.contract import Source
+from stream.timeutil import format_instant
 from tests.factories import T0, event, north_of_home, visit
-from tests.unit.stream.harness import Harness
+from tests.unit.stream.harness import Harness, Log, partition_state
 
 
 def test_event_without_visit_id_matches_the_workers_visit_nearest_in_time():
@@ -146,3 +147,91 @@ def test_worker_ids_are_shared_between_visits_and_the_marks_they_hold():
     (held_a,), (held_b,), (out_b,) = a.checkins.keys(), b.checkins.keys(), b.checkouts.keys()
     assert held_a is held_b is out_b is a.visit.worker_ids[0]
     assert h.by_id("v2:location_mismatch")
+
+
+def _late_pair(h: Harness, *, check_in_names: str | None) -> None:
+    """Two visits of one client by one worker, 28 minutes apart; the worker so late for
+    the first that the check-in falls in the second's window; the check-out names the
+    first."""
+    h.roster(visit("first", start=T0), visit("second", start=T0 + 28 * 60))
+    h.events(event(at=T0 + 36 * 60, visit_id=check_in_names, event_id="in"))
+    h.at(T0 + 59 * 60)  # the second's late and missed deadlines pass while it holds "in"
+    h.events(event("check_out", at=T0 + 61 * 60, visit_id="first", event_id="out"))
+
+
+def test_a_check_out_naming_the_first_visit_takes_back_a_check_in_matched_to_the_next():
+    """The check-in named no visit and went to the visit nearest in time, the second; the
+    check-out names the first, which its worker never checked into: the check-in was the
+    first's. The second, left, is late and missed as of its own deadlines."""
+    h = Harness()
+    _late_pair(h, check_in_names=None)
+    d = h.detector
+    first, second = d.visits["first"], d.visits["second"]
+    assert first.checkins["w1"].event_id == "in" and first.checkouts["w1"].event_id == "out"
+    assert not second.checkins and second.events == ()
+    assert set(first.events) == {"in", "out"} and d.checked_in == 1
+    h.at(T0 + 62 * 60)
+    # Out after the first's no-check-out deadline; two missed visits: a safeguarding review.
+    assert {(e["visit_id"], e["kind"]) for e in h.escalations if e["status"] == "open"} == {
+        ("first", "late"), ("first", "missed"), ("first", "no_check_out"),
+        ("second", "late"), ("second", "missed"),
+        ("safeguarding:c1:second:missed", "safeguarding_review")}
+    late = h.by_id(next(e["escalation_id"] for e in h.escalations
+                        if e["visit_id"] == "second" and e["kind"] == "late"))
+    assert late["deadline"] == format_instant(T0 + 43 * 60)
+    h.at(T0 + 4 * 3600)  # nobody checked out of the second: nobody was in it
+    assert not any(e["visit_id"] == "second" and e["kind"] in ("no_check_out", "extended")
+                   for e in h.escalations)
+    assert h.record("first")["outcome"] == "attended"
+    assert h.record("second")["outcome"] == "missed"
+
+
+def test_a_check_out_naming_another_visit_leaves_a_check_in_that_named_its_own():
+    """A check-in that named its visit stays with it, whatever the check-out names."""
+    h = Harness()
+    _late_pair(h, check_in_names="second")
+    d = h.detector
+    assert d.visits["second"].checkins["w1"].event_id == "in"
+    assert not d.visits["first"].checkins and d.visits["first"].checkouts["w1"].event_id == "out"
+
+
+def test_a_check_in_taken_back_replays_from_the_changelog_as_it_was_applied():
+    h = Harness()
+    log = Log(h)
+    h.roster(visit("first", start=T0), visit("second", start=T0 + 28 * 60))
+    log.publish()
+    h.events(event(at=T0 + 36 * 60, visit_id=None, event_id="in"))
+    log.publish()
+    h.at(T0 + 59 * 60)
+    log.publish()
+    h.events(event("check_out", at=T0 + 61 * 60, visit_id="first", event_id="out"))
+    h.at(T0 + 62 * 60)
+    log.publish()
+    copy = log.replay(0)
+    assert partition_state(copy) == partition_state(h.detector)
+
+
+def test_a_no_check_out_raised_on_the_visit_that_held_the_check_in_is_answered():
+    """The check-out came after the second's no-check-out deadline, which was raised while
+    the second held the check-in: the worker has checked out, of the first."""
+    h = Harness()
+    h.roster(visit("first", start=T0), visit("second", start=T0 + 28 * 60))
+    h.events(event(at=T0 + 36 * 60, visit_id=None, event_id="in"))
+    h.at(T0 + 90 * 60)
+    eid = next(e["escalation_id"] for e in h.escalations
+               if e["visit_id"] == "second" and e["kind"] == "no_check_out")
+    h.events(event("check_out", at=T0 + 95 * 60, visit_id="first", event_id="out"))
+    assert h.by_id(eid, "resolved")["resolution"] == "checked_out"
+    assert h.detector.visits["first"].checkins["w1"].event_id == "in"
+
+
+def test_a_check_in_naming_no_visit_goes_where_its_named_check_out_came_first():
+    """The phone sent the check-out, naming the first visit, before the check-in that named
+    none: the check-in is the first's, not the nearer second's."""
+    h = Harness()
+    h.roster(visit("first", start=T0), visit("second", start=T0 + 28 * 60))
+    h.events(event("check_out", at=T0 + 61 * 60, visit_id="first", event_id="out"))
+    h.events(event(at=T0 + 36 * 60, visit_id=None, event_id="in"))
+    d = h.detector
+    assert d.visits["first"].checkins["w1"].event_id == "in"
+    assert not d.visits["second"].checkins
