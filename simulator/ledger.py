@@ -48,38 +48,56 @@ class Ledger:
     safeguarding: dict[str, list[str]] | None = None
     # What the visit records must say (simulator/records.py).
     records: dict[str, Any] | None = None
+    # Visits no input attributes their check-in to (:func:`unattributable`), and their
+    # clients: left unjudged, with what the monitor raises for them and the clients'
+    # safeguarding reviews.
+    unjudged: dict[str, list[str]] | None = None
 
     def to_doc(self) -> dict[str, Any]:
         return {"window_start": self.window_start, "window_end": self.window_end,
                 "score_until": self.score_until, "speed": self.speed,
                 "expected": [asdict(e) for e in self.expected],
                 "deadletters": self.deadletters, "cases": self.cases, "runs": self.runs,
-                "safeguarding": self.safeguarding, "records": self.records}
+                "safeguarding": self.safeguarding, "records": self.records,
+                "unjudged": self.unjudged}
 
     @classmethod
     def from_doc(cls, doc: dict[str, Any]) -> Ledger:
         return cls(doc["window_start"], doc["window_end"], doc["score_until"], doc["speed"],
                    [Expected(**e) for e in doc["expected"]], dict(doc["deadletters"]),
                    doc.get("cases"), doc.get("runs"), doc.get("safeguarding"),
-                   doc.get("records"))
+                   doc.get("records"), doc.get("unjudged"))
+
+    def judged(self, escalation: dict[str, Any]) -> bool:
+        """Whether a raised escalation is graded: not one of an unjudged visit's, nor a
+        safeguarding review of an unjudged visit's client."""
+        u = self.unjudged
+        if not u:
+            return True
+        if escalation.get("kind") == REVIEW:
+            return escalation.get("client_id") not in u["clients"]
+        return escalation.get("visit_id") not in u["visits"]
 
 
-def build_ledger(sc: Scenario, safeguarding: tuple[int, int, float] = (2, 3, 604800.0)
-                 ) -> Ledger:
-    """``safeguarding``: the workers' thresholds, (missed, late, window_s)."""
+def build_ledger(sc: Scenario, safeguarding: tuple[int, int, float] = (2, 3, 604800.0),
+                 match_window_s: float = 7200.0) -> Ledger:
+    """``safeguarding``: the workers' thresholds, (missed, late, window_s);
+    ``match_window_s``: their ECM_MATCH_WINDOW_S."""
     start, end = sc.config.window
     # Events sent in the last guard band may not be processed before the run stops.
     score_until = end - 2 * sc.config.guard_s
     expected: list[Expected] = []
     dead: dict[str, int] = dict(sc.malformed)
+    unjudged = unattributable(sc, end, match_window_s)
     for fact in sc.facts.values():
         sent = [e for e in fact.events if e.received <= end]
         for e in sent:
             if not e.accepted:
                 dead[e.reject_reason or "?"] = dead.get(e.reject_reason or "?", 0) + 1
+        judged = fact.visit.visit_id not in unjudged
         for kind, deadline, base in _visit_expectations(fact, [e for e in sent if e.accepted]):
             expected.append(Expected(f"{fact.visit.visit_id}:{kind}", kind, deadline,
-                                     start <= deadline <= score_until, base))
+                                     judged and start <= deadline <= score_until, base))
     for at, original in sc.duplicates:
         if at <= end:
             # A copy of a refused event is refused for the same reason.
@@ -94,13 +112,63 @@ def build_ledger(sc: Scenario, safeguarding: tuple[int, int, float] = (2, 3, 604
     reviews = expect_reviews(sc, [(e.escalation_id.rsplit(":", 1)[0], e.kind, e.deadline,
                                    e.base) for e in expected if e.kind in ("late", "missed")],
                              *safeguarding)
+    clients = sorted({sc.facts[vid].doc["client_id"] for vid in unjudged})
     for r in reviews:
+        judged = r.client_id not in clients
         expected.append(Expected(r.escalation_id, REVIEW, r.deadline,
-                                 start <= r.deadline <= score_until, r.base))
+                                 judged and start <= r.deadline <= score_until, r.base))
     for reason in [r for r, n in dead.items() if n == 0]:
         del dead[reason]
     return Ledger(start, end, score_until, sc.config.speed, expected, dead,
-                  safeguarding={r.escalation_id: list(r.visits) for r in reviews})
+                  safeguarding={r.escalation_id: list(r.visits) for r in reviews},
+                  unjudged={"visits": sorted(unjudged), "clients": clients})
+
+
+def unattributable(sc: Scenario, end: float, window_s: float) -> set[str]:
+    """The visits whose check-in no input attributes (docs/rules.md, "Matching an event to
+    its visit"): a check-in that names no visit goes to the client's visit nearest in time;
+    where that is another visit than the one the worker came for, only a check-out naming
+    the right visit takes it back. Without one, both visits are left unjudged: nothing the
+    monitor reads tells which visit the worker came for."""
+    by_client: dict[str, list[VisitFact]] = {}
+    for fact in sc.facts.values():
+        by_client.setdefault(fact.doc["client_id"], []).append(fact)
+    out: set[str] = set()
+    for fact in sc.facts.values():
+        vid = fact.visit.visit_id
+        for e in fact.events:
+            if (e.type != "check_in" or not e.accepted or e.received > end
+                    or "visit_id" in e.doc):
+                continue
+            other = _nearest(by_client[fact.doc["client_id"]], e, window_s)
+            if other is None or other is fact or any(
+                    o.type == "check_out" and o.worker == e.worker and o.accepted
+                    and o.received <= end and o.doc.get("visit_id") == vid
+                    for o in fact.events):
+                continue
+            out.update((vid, other.visit.visit_id))
+    return out
+
+
+def _nearest(facts: list[VisitFact], e: EventFact, window_s: float) -> VisitFact | None:
+    """The client's visit a check-in naming none is matched to: rostered to its worker
+    first, then the smallest gap to the window, then nearest the start; only visits whose
+    window widened by ``window_s`` holds it, and not cancelled by the time it came."""
+    t = _stamp(e)
+    best: tuple[bool, float, float] | None = None
+    chosen = None
+    for f in facts:
+        if f.cancelled_at is not None and f.cancelled_at <= e.received:
+            continue
+        s = parse_instant(f.doc["scheduled_start"])
+        x = parse_instant(f.doc["scheduled_end"])
+        assert s is not None and x is not None
+        if not s - window_s <= t <= x + window_s:
+            continue
+        key = (e.worker not in f.doc["worker_ids"], max(s - t, 0.0, t - x), abs(t - s))
+        if best is None or key < best:
+            best, chosen = key, f
+    return chosen
 
 
 def _stamp(e: EventFact) -> float:

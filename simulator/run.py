@@ -72,7 +72,7 @@ def simulate(config: SimConfig, settings: Settings, *, ledger_path: Path,
     sc = build_scenario(config)
     thresholds = (settings.safeguarding_missed, settings.safeguarding_late,
                   settings.safeguarding_window_s)
-    ledger = build_ledger(sc, thresholds)
+    ledger = build_ledger(sc, thresholds, settings.match_window_s)
     desk = None
     if config.desk:
         # The desk acts on the missed visits the monitor raises; its recovery visits and
@@ -82,7 +82,7 @@ def simulate(config: SimConfig, settings: Settings, *, ledger_path: Path,
                    priority("missed", sc.facts[e.escalation_id.rsplit(":", 1)[0]].doc))
                   for e in ledger.expected if e.kind == "missed" and e.scored]
         desk = play_desk(sc, missed, settings, config.seed + 1)
-        ledger = build_ledger(sc, thresholds)
+        ledger = build_ledger(sc, thresholds, settings.match_window_s)
     if config.runs:
         ledger.runs = expect_runs(sc, ledger.score_until).to_doc()
         settings = settings.with_(runs=True)

@@ -100,7 +100,7 @@ def score(ledger: Ledger, escalations: list[dict[str, Any]],
     raised = {}
     for eid, records in opens.items():
         deadline = parse_instant(records[0]["deadline"])
-        if deadline is not None and lo <= deadline <= hi:
+        if deadline is not None and lo <= deadline <= hi and ledger.judged(records[0]):
             raised[eid] = records[0]
     kinds = sorted({e.kind for e in expected.values()} | {r["kind"] for r in raised.values()})
     per_kind: dict[str, dict[str, Any]] = {}
@@ -133,6 +133,7 @@ def score(ledger: Ledger, escalations: list[dict[str, Any]],
         "kinds": per_kind,
         "expected": exp_all, "raised": len(raised),
         "missing": exp_all - hit_all, "spurious": len(raised) - hit_all,
+        "unjudged_visits": len((ledger.unjudged or {}).get("visits", ())),
         "duplicates": sum(len(v) - 1 for v in opens.values() if len(v) > 1),
         "precision": hit_all / len(raised) if raised else 1.0,
         "recall": hit_all / exp_all if exp_all else 1.0,
@@ -328,6 +329,9 @@ def format_report(report: dict[str, Any]) -> str:
     for reason, d in report["deadletters"].items():
         lines.append(f"{reason:<24}{d['expected']:>9}{d['got']:>6}")
     lines.append("latency: detected_at - deadline, in simulated seconds (wall = simulated / speed)")
+    if report.get("unjudged_visits"):
+        lines.append(f"unjudged: {report['unjudged_visits']} visits whose check-in no input "
+                     "attributes (docs/rules.md), with their clients' safeguarding reviews")
     cases = report.get("cases")
     if cases:
         lines.append("")

@@ -42,7 +42,9 @@ def score_records(ledger: Ledger, records: list[dict[str, Any]]) -> dict[str, An
             repeats += 1
         last[vid] = r
         written[vid] += 1
-    graded = {vid: t for vid, t in truth.items() if t["changed"] <= ledger.score_until}
+    unjudged = set((ledger.unjudged or {}).get("visits", ()))
+    graded = {vid: t for vid, t in truth.items()
+              if t["changed"] <= ledger.score_until and vid not in unjudged}
     missing = sorted(set(graded) - set(last))
     spurious = sorted(set(last) - set(truth))
     fields: dict[str, dict[str, Any]] = {}

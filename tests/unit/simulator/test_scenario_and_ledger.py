@@ -106,3 +106,46 @@ def test_a_week_rosters_each_day_with_ids_of_its_own():
     assert all(days[d] > 500 for d in (0, 1, 2))  # and a few past the last midnight
     facts = [f for f in sc.facts.values() if f.visit.visit_id.startswith("d2-")]
     assert facts and any(f.events for f in facts)  # the last day is played too
+
+
+def _late_pair(sc):
+    """Two visits of one client rostered to one worker, the first attended: the first's
+    check-in moved into the second's window, naming no visit, as a worker very late for
+    the first would send it."""
+    by_client = {}
+    for f in sc.facts.values():
+        if f.cancelled_at is None and len(f.doc["worker_ids"]) == 1:
+            by_client.setdefault(f.doc["client_id"], []).append(f)
+    for facts in by_client.values():
+        facts.sort(key=lambda f: f.visit.start)
+        for a, b in itertools.pairwise(facts):
+            ins = [e for e in a.events if e.type == "check_in"]
+            if a.doc["worker_ids"] == b.doc["worker_ids"] and ins and ins[0].accepted:
+                e = ins[0]
+                e.doc["occurred_at"] = format_instant(b.visit.start + 60)
+                e.received = b.visit.start + 61
+                e.doc.pop("visit_id", None)
+                return a, b
+    raise AssertionError("no client with two visits by one worker")
+
+
+def test_a_check_in_no_input_attributes_leaves_both_visits_unjudged():
+    sc = build_scenario(SimConfig(seed=3, **{**SMALL, "hours": 14.0}))
+    a, b = _late_pair(sc)
+    outs = [e for e in a.events if e.type == "check_out"]
+    assert outs
+    for e in outs:
+        e.doc.pop("visit_id", None)
+    ledger = build_ledger(sc)
+    pair = {a.visit.visit_id, b.visit.visit_id}
+    assert set(ledger.unjudged["visits"]) == pair
+    assert ledger.unjudged["clients"] == [a.doc["client_id"]]
+    assert not any(e.scored for e in ledger.expected
+                   if e.escalation_id.rsplit(":", 1)[0] in pair)
+    assert not ledger.judged({"kind": "late", "visit_id": b.visit.visit_id})
+    assert not ledger.judged({"kind": "safeguarding_review", "client_id": a.doc["client_id"],
+                              "visit_id": f"safeguarding:{a.doc['client_id']}:x:missed"})
+    assert ledger.judged({"kind": "late", "visit_id": "elsewhere", "client_id": "c-other"})
+    # A check-out naming the first visit takes the check-in back (docs/rules.md): judged.
+    outs[0].doc["visit_id"] = a.visit.visit_id
+    assert build_ledger(sc).unjudged == {"visits": [], "clients": []}
