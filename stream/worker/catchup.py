@@ -69,7 +69,9 @@ class Ends:
     offset of the partition's last record batch plus one: ten records in one batch and five
     in another read as 11, not 15, and a mark given at 11 would let a deadline fall due
     before the last check-ins of a batch were read. So the batch at the reported end is
-    read: only when the reported end moved, since a batch, once written, never grows."""
+    read: only when the reported end moved, since a batch, once written, never grows. On a
+    Kafka whose producers use transactions the last offset may be a commit marker, which no
+    consumer is given: the consumer's position past it gives the end."""
 
     def __init__(self) -> None:
         self._known: dict[TopicPartition, tuple[int, int]] = {}  # reported -> true end
@@ -104,6 +106,14 @@ class Ends:
                 for tp, records in batch.items():
                     if records:
                         found[tp] = max(found[tp], records[-1].offset + 1)
+                        waiting.discard(tp)
+                for tp in list(waiting):
+                    # No record, yet the position moved past the reported end's last
+                    # offset: control records (a transaction's commit marker), which no
+                    # consumer is given, end the partition there.
+                    position = await consumer.position(tp)
+                    if position >= reported[tp]:
+                        found[tp] = max(found[tp], position)
                         waiting.discard(tp)
             for tp in moved:
                 if tp not in waiting:  # else unknown this time: left out, asked again
