@@ -110,7 +110,8 @@ class Matching:
         A check-out goes to the visit this worker is checked into at this client (the
         latest open check-in before it); a check-in, to the visit this worker checked out
         of, by a check-out that named it, after it, without checking in. Otherwise: the
-        client's visit for this worker nearest in time, else any of the client's. Only
+        client's visit for this worker nearest in time, else any of the client's, a visit
+        the worker has checked into and out of already last (for a check-in). Only
         visits whose window, widened by ``match_window_s`` each side, holds the event
         qualify; cancelled visits never match an event that names no visit.
         """
@@ -139,7 +140,8 @@ class Matching:
             if named_outs:
                 return min(named_outs, key=lambda vs: vs.checkouts[event.worker_id].occurred)
         window = self.settings.match_window_s
-        best: tuple[bool, float, float] | None = None
+        worker, check_in = event.worker_id, event.type == "check_in"
+        best: tuple[bool, bool, float, float] | None = None
         chosen = None
         for vid in ids:
             vs = visits[vid]
@@ -147,7 +149,11 @@ class Matching:
             if v.cancelled or not (v.start - window <= t <= v.end + window):
                 continue
             gap = max(v.start - t, 0.0, t - v.end)
-            key = (event.worker_id not in v.worker_ids, gap, abs(t - v.start))
+            # A visit this worker has already checked into and out of before it is done
+            # with: the check-in is another's, as a rule (overlapping bookings at one home).
+            closed = (check_in and (m := vs.checkouts.get(worker)) is not None
+                      and worker in vs.checkins and m.occurred <= t)
+            key = (worker not in v.worker_ids, closed, gap, abs(t - v.start))
             if best is None or key < best:
                 best, chosen = key, vs
         return chosen

@@ -235,3 +235,17 @@ def test_a_check_in_naming_no_visit_goes_where_its_named_check_out_came_first():
     d = h.detector
     assert d.visits["first"].checkins["w1"].event_id == "in"
     assert not d.visits["second"].checkins
+
+
+def test_a_check_in_naming_no_visit_passes_over_a_visit_its_worker_has_closed():
+    """The worker is booked on two overlapping visits of one client: done with the long
+    one, the check-in that named none, just after it ended, is for the other, though the
+    long one is nearer in time."""
+    h = Harness()
+    h.roster(visit("long", start=T0, minutes=60), visit("short", start=T0 + 13 * 60))
+    h.events(event(at=T0 - 180, visit_id="long", event_id="in1"))
+    h.events(event("check_out", at=T0 + 59 * 60, visit_id="long", event_id="out1"))
+    h.events(event(at=T0 + 62 * 60, visit_id=None, event_id="in2"))
+    d = h.detector
+    assert d.visits["short"].checkins["w1"].event_id == "in2"
+    assert d.visits["long"].checkins["w1"].event_id == "in1"
