@@ -89,13 +89,20 @@ def build_ledger(sc: Scenario, safeguarding: tuple[int, int, float] = (2, 3, 604
     expected: list[Expected] = []
     dead: dict[str, int] = dict(sc.malformed)
     unjudged = unattributable(sc, end, match_window_s)
+    held = _held_elsewhere(sc, end, match_window_s)
     for fact in sc.facts.values():
         sent = [e for e in fact.events if e.received <= end]
         for e in sent:
             if not e.accepted:
                 dead[e.reject_reason or "?"] = dead.get(e.reject_reason or "?", 0) + 1
         judged = fact.visit.visit_id not in unjudged
-        for kind, deadline, base in _visit_expectations(fact, [e for e in sent if e.accepted]):
+        own = _visit_expectations(fact, [e for e in sent if e.accepted])
+        kinds = {kind for kind, _, _ in own}
+        for kind, deadline, base in held.get(fact.visit.visit_id, ()):
+            if kind not in kinds:
+                kinds.add(kind)
+                own.append((kind, deadline, base))
+        for kind, deadline, base in own:
             expected.append(Expected(f"{fact.visit.visit_id}:{kind}", kind, deadline,
                                      judged and start <= deadline <= score_until, base))
     for at, original in sc.duplicates:
@@ -130,10 +137,51 @@ def unattributable(sc: Scenario, end: float, window_s: float) -> set[str]:
     where that is another visit than the one the worker came for, only a check-out naming
     the right visit takes it back. Without one, both visits are left unjudged: nothing the
     monitor reads tells which visit the worker came for."""
+    out: set[str] = set()
+    for _, fact, other, back in _elsewhere(sc, end, window_s):
+        if back is None:
+            out.update((fact.visit.visit_id, other.visit.visit_id))
+    return out
+
+
+def _held_elsewhere(sc: Scenario, end: float, window_s: float
+                    ) -> dict[str, list[tuple[str, float, float]]]:
+    """What the visit that held another's check-in, until a check-out naming the right
+    visit took it back, raises meanwhile: ``visit id -> [(kind, deadline, base)]``. By what
+    had reached Kafka it was that visit's check-in: its place is judged against that
+    visit, and that visit's no-check-out deadline passes with it checked in."""
+    out: dict[str, list[tuple[str, float, float]]] = {}
+    for e, _, other, back in _elsewhere(sc, end, window_s):
+        if back is None:
+            continue
+        taken = back.received
+        cancelled = other.cancelled_at if other.cancelled_at is not None else math.inf
+        found = out.setdefault(other.visit.visit_id, [])
+        if e.received >= cancelled:
+            continue
+        t = _stamp(e)
+        if e.worker not in other.doc["worker_ids"]:
+            found.append(("wrong_worker", t, e.received))
+        verdict = _location(other, e)
+        if verdict:
+            found.append((verdict, t, e.received))
+        x = parse_instant(other.doc["scheduled_end"])
+        assert x is not None
+        deadline = x + other.threshold("no_checkout_after_s")
+        if e.received <= deadline < min(taken, cancelled):
+            found.append(("no_check_out", deadline, deadline))
+    return out
+
+
+def _elsewhere(sc: Scenario, end: float, window_s: float
+               ) -> list[tuple[EventFact, VisitFact, VisitFact, EventFact | None]]:
+    """Check-ins naming no visit that go by nearness to another visit than their own:
+    ``(check-in, its visit, the visit it goes to, the check-out naming its visit or
+    None)``."""
     by_client: dict[str, list[VisitFact]] = {}
     for fact in sc.facts.values():
         by_client.setdefault(fact.doc["client_id"], []).append(fact)
-    out: set[str] = set()
+    out = []
     for fact in sc.facts.values():
         vid = fact.visit.visit_id
         for e in fact.events:
@@ -141,21 +189,22 @@ def unattributable(sc: Scenario, end: float, window_s: float) -> set[str]:
                     or "visit_id" in e.doc):
                 continue
             other = _nearest(by_client[fact.doc["client_id"]], e, window_s)
-            if other is None or other is fact or any(
-                    o.type == "check_out" and o.worker == e.worker and o.accepted
-                    and o.received <= end and o.doc.get("visit_id") == vid
-                    for o in fact.events):
+            if other is None or other is fact:
                 continue
-            out.update((vid, other.visit.visit_id))
+            back = next((o for o in fact.events if o.type == "check_out"
+                         and o.worker == e.worker and o.accepted and o.received <= end
+                         and o.doc.get("visit_id") == vid), None)
+            out.append((e, fact, other, back))
     return out
 
 
 def _nearest(facts: list[VisitFact], e: EventFact, window_s: float) -> VisitFact | None:
     """The client's visit a check-in naming none is matched to: rostered to its worker
-    first, then the smallest gap to the window, then nearest the start; only visits whose
-    window widened by ``window_s`` holds it, and not cancelled by the time it came."""
+    first, then one the worker has not checked into and out of already, then the smallest
+    gap to the window, then nearest the start; only visits whose window widened by
+    ``window_s`` holds it, and not cancelled by the time it came."""
     t = _stamp(e)
-    best: tuple[bool, float, float] | None = None
+    best: tuple[bool, bool, float, float] | None = None
     chosen = None
     for f in facts:
         if f.cancelled_at is not None and f.cancelled_at <= e.received:
@@ -165,7 +214,12 @@ def _nearest(facts: list[VisitFact], e: EventFact, window_s: float) -> VisitFact
         assert s is not None and x is not None
         if not s - window_s <= t <= x + window_s:
             continue
-        key = (e.worker not in f.doc["worker_ids"], max(s - t, 0.0, t - x), abs(t - s))
+        mine = [o for o in f.events if o.worker == e.worker and o.accepted
+                and o.received <= e.received]
+        closed = (any(o.type == "check_in" for o in mine)
+                  and any(o.type == "check_out" and _stamp(o) <= t for o in mine))
+        key = (e.worker not in f.doc["worker_ids"], closed, max(s - t, 0.0, t - x),
+               abs(t - s))
         if best is None or key < best:
             best, chosen = key, f
     return chosen

@@ -149,3 +149,25 @@ def test_a_check_in_no_input_attributes_leaves_both_visits_unjudged():
     # A check-out naming the first visit takes the check-in back (docs/rules.md): judged.
     outs[0].doc["visit_id"] = a.visit.visit_id
     assert build_ledger(sc).unjudged == {"visits": [], "clients": []}
+
+
+def test_what_the_next_visit_raised_while_it_held_the_check_in_is_expected():
+    """The check-out naming the first visit came after the second's no-check-out deadline:
+    by what had reached Kafka the second was checked in and not out then."""
+    sc = build_scenario(SimConfig(seed=3, **{**SMALL, "hours": 14.0}))
+    a, b = _late_pair(sc)
+    outs = [e for e in a.events if e.type == "check_out"]
+    assert outs
+    b_end = b.visit.end + b.threshold("no_checkout_after_s")
+    for e in outs:
+        e.doc["visit_id"] = a.visit.visit_id
+        e.received = max(e.received, b_end + 60)
+    before = {x.kind for x in build_ledger(sc).expected
+              if x.escalation_id.rsplit(":", 1)[0] == b.visit.visit_id}
+    assert "no_check_out" in before
+    for e in outs:  # taken back before the second's deadline: nothing held
+        e.received = b.visit.start + 120
+        e.doc["occurred_at"] = format_instant(b.visit.start + 119)
+    after = {x.kind for x in build_ledger(sc).expected
+             if x.escalation_id.rsplit(":", 1)[0] == b.visit.visit_id}
+    assert "no_check_out" not in after
