@@ -88,8 +88,9 @@ def build_ledger(sc: Scenario, safeguarding: tuple[int, int, float] = (2, 3, 604
     score_until = end - 2 * sc.config.guard_s
     expected: list[Expected] = []
     dead: dict[str, int] = dict(sc.malformed)
-    unjudged = unattributable(sc, end, match_window_s)
-    held = _held_elsewhere(sc, end, match_window_s)
+    elsewhere = _elsewhere(sc, end, match_window_s)
+    unjudged = unattributable(elsewhere)
+    held = _held_elsewhere(elsewhere)
     for fact in sc.facts.values():
         sent = [e for e in fact.events if e.received <= end]
         for e in sent:
@@ -131,34 +132,39 @@ def build_ledger(sc: Scenario, safeguarding: tuple[int, int, float] = (2, 3, 604
                   unjudged={"visits": sorted(unjudged), "clients": clients})
 
 
-def unattributable(sc: Scenario, end: float, window_s: float) -> set[str]:
+# Check-ins naming no visit that go by nearness to another visit than their own
+# (:func:`_elsewhere`): (check-in, its visit, the visit it goes to, the check-out naming its
+# visit or None).
+Elsewhere = list[tuple[EventFact, VisitFact, VisitFact, EventFact | None]]
+
+
+def unattributable(elsewhere: Elsewhere) -> set[str]:
     """The visits whose check-in no input attributes (docs/rules.md, "Matching an event to
     its visit"): a check-in that names no visit goes to the client's visit nearest in time;
     where that is another visit than the one the worker came for, only a check-out naming
     the right visit takes it back. Without one, both visits are left unjudged: nothing the
     monitor reads tells which visit the worker came for."""
     out: set[str] = set()
-    for _, fact, other, back in _elsewhere(sc, end, window_s):
+    for _, fact, other, back in elsewhere:
         if back is None:
             out.update((fact.visit.visit_id, other.visit.visit_id))
     return out
 
 
-def _held_elsewhere(sc: Scenario, end: float, window_s: float
-                    ) -> dict[str, list[tuple[str, float, float]]]:
+def _held_elsewhere(elsewhere: Elsewhere) -> dict[str, list[tuple[str, float, float]]]:
     """What the visit that held another's check-in, until a check-out naming the right
     visit took it back, raises meanwhile: ``visit id -> [(kind, deadline, base)]``. By what
     had reached Kafka it was that visit's check-in: its place is judged against that
     visit, and that visit's no-check-out deadline passes with it checked in."""
     out: dict[str, list[tuple[str, float, float]]] = {}
-    for e, _, other, back in _elsewhere(sc, end, window_s):
+    for e, _, other, back in elsewhere:
         if back is None:
             continue
         taken = back.received
         cancelled = other.cancelled_at if other.cancelled_at is not None else math.inf
-        found = out.setdefault(other.visit.visit_id, [])
         if e.received >= cancelled:
             continue
+        found = out.setdefault(other.visit.visit_id, [])
         t = _stamp(e)
         if e.worker not in other.doc["worker_ids"]:
             found.append(("wrong_worker", t, e.received))
@@ -173,15 +179,12 @@ def _held_elsewhere(sc: Scenario, end: float, window_s: float
     return out
 
 
-def _elsewhere(sc: Scenario, end: float, window_s: float
-               ) -> list[tuple[EventFact, VisitFact, VisitFact, EventFact | None]]:
-    """Check-ins naming no visit that go by nearness to another visit than their own:
-    ``(check-in, its visit, the visit it goes to, the check-out naming its visit or
-    None)``."""
+def _elsewhere(sc: Scenario, end: float, window_s: float) -> Elsewhere:
+    """Check-ins naming no visit that go by nearness to another visit than their own."""
     by_client: dict[str, list[VisitFact]] = {}
     for fact in sc.facts.values():
         by_client.setdefault(fact.doc["client_id"], []).append(fact)
-    out = []
+    out: Elsewhere = []
     for fact in sc.facts.values():
         vid = fact.visit.visit_id
         for e in fact.events:
