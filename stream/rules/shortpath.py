@@ -102,14 +102,12 @@ class ShortPath:
                     # The visit's own (interned) copy of the worker id.
                     ids = v.worker_ids
                     worker = ids[0] if ids[0] == ev.worker_id else ids[1]
-                    if ev.visit_id is None:  # matched by nearness: a row keeps that
-                        vs.check_in(worker, NearestMark(ev.occurred_at, ev.received,
-                                                        ev.event_id, ev.method))
-                        vs.add_event(ev.event_id)
-                        dirty[v.visit_id] = vs
-                        continue
-                    vs.check_in(worker, Mark(ev.occurred_at, ev.received, ev.event_id, ev.method))
-                    if vs.events:  # events while it was cancelled: the row has them all
+                    named = ev.visit_id is not None
+                    vs.check_in(worker, (Mark if named else NearestMark)(
+                        ev.occurred_at, ev.received, ev.event_id, ev.method))
+                    # Events while it was cancelled (the row has them all), or a mark
+                    # matched by nearness (only a row keeps that): a row, not columns.
+                    if vs.events or not named:
                         vs.add_event(ev.event_id)
                         dirty[v.visit_id] = vs
                         continue
