@@ -22,7 +22,7 @@ from typing import Any
 from simulator.desk import Desk, attended_at, known, sla
 from simulator.ledger import Expected
 from simulator.safeguarding import KIND as REVIEW
-from simulator.scenario import Scenario, VisitFact
+from simulator.scenario import EventFact, Scenario, VisitFact
 from stream.settings import Settings
 from stream.timeutil import parse_instant
 
@@ -90,6 +90,26 @@ def expect_cases(sc: Scenario, expected: list[Expected], desk: Desk,
               desk.recovery_visits.get(e.escalation_id), (start, until),
               max(sc.config.guard_s, raised_by - e.base)).derive()
     return truth
+
+
+def everybody_out_at(events: list[EventFact], base: float) -> float:
+    """When every worker known to have checked in was known to have checked out, no
+    sooner than ``base``; infinity if never. Judged by what had reached Kafka at each
+    instant: an offline phone's check-in that arrives after its own check-out does not
+    hold open what the others' check-outs answered before it."""
+    ins: set[str] = set()
+    outs: set[str] = set()
+    for ev in sorted(events, key=known):
+        at = known(ev)
+        if at > base and ins and ins <= outs:
+            return base
+        if ev.type == "check_in":
+            ins.add(ev.worker)
+        elif ev.type == "check_out":
+            outs.add(ev.worker)
+        if at >= base and ins and ins <= outs:
+            return at
+    return base if ins and ins <= outs else math.inf
 
 
 class _Case:
@@ -250,9 +270,5 @@ class _Case:
         if kind in ("late", "missed"):
             answered = max(attended_at(events, len(fact.doc["worker_ids"])), self.e.base)
         elif kind == "no_check_out":
-            ins = {ev.worker for ev in events if ev.type == "check_in"}
-            outs = {ev.worker: known(ev) for ev in sorted(events, key=known)
-                    if ev.type == "check_out"}
-            if ins and ins <= outs.keys():
-                answered = max(max(outs[w] for w in ins), self.e.base)
+            answered = everybody_out_at(events, self.e.base)
         return min(answered, cancelled if cancelled > self.e.base else math.inf)

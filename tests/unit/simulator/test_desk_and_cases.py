@@ -94,3 +94,32 @@ def test_a_case_whose_action_races_the_visits_own_answer_is_left_out():
                                            if a.doc["escalation_id"] == eid}
     assert not set(again.unjudged_actions) & set(again.refusals)
     assert eid not in again.verifications and eid not in again.breaches
+
+
+def test_everybody_out_is_judged_by_what_kafka_knew_then():
+    """A double-up whose second phone was offline: its check-out reached Kafka before its
+    check-in. Until that check-in arrived only the first worker was known to be in, so
+    their check-out answered the no_check_out (docs/rules.md: "every checked-in worker has
+    checked out"), not the offline phone's later check-out."""
+    from simulator.cases import everybody_out_at
+    from simulator.scenario import EventFact
+
+    def ev(worker, type_, occurred, received):
+        return EventFact({}, worker, type_, occurred, received)
+
+    base = 1000.0
+    events = [ev("a", "check_in", 100, 102), ev("a", "check_out", 1500, 1600),
+              ev("b", "check_out", 900, 1800), ev("b", "check_in", 50, 2100)]
+    assert everybody_out_at(events, base) == 1600
+    # Everybody known in was out before the deadline: answered at it.
+    assert everybody_out_at(events[:2], 2000) == 2000
+    # One worker in and never out: not answered.
+    assert everybody_out_at([ev("a", "check_in", 100, 102)], base) == math.inf
+    # A second worker known in before the first left keeps it open until both are out.
+    both = [ev("a", "check_in", 100, 102), ev("b", "check_in", 110, 120),
+            ev("a", "check_out", 1500, 1600), ev("b", "check_out", 1700, 1750)]
+    assert everybody_out_at(both, base) == 1750
+    # An out known before the deadline, then a new check-in after it: answered by its out.
+    late = [ev("a", "check_in", 100, 102), ev("a", "check_out", 500, 510),
+            ev("b", "check_in", 1200, 1210), ev("b", "check_out", 1400, 1420)]
+    assert everybody_out_at(late, base) == base
