@@ -14,13 +14,14 @@ rather than guessed.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from simulator.desk import Desk, attended_at, known, sla
-from simulator.ledger import Expected
+from simulator.ledger import Expected, matched_elsewhere
 from simulator.safeguarding import KIND as REVIEW
 from simulator.scenario import EventFact, Scenario, VisitFact
 from stream.settings import Settings
@@ -80,6 +81,10 @@ def expect_cases(sc: Scenario, expected: list[Expected], desk: Desk,
     for a in desk.actions:
         if a.received <= end:  # the day is played until the window's end
             actions.setdefault(a.doc["escalation_id"], []).append(a)
+    # A check-in another visit held until a check-out naming its own took it back answers
+    # its own visit only from then (docs/rules.md, "Matching an event to its visit").
+    taken = {id(e): back.received for e, _, _, back
+             in matched_elsewhere(sc, end, settings.match_window_s) if back is not None}
     for e in expected:
         if not e.scored or e.kind in UNGRADED:
             continue
@@ -88,7 +93,7 @@ def expect_cases(sc: Scenario, expected: list[Expected], desk: Desk,
         raised_by = (seen or {}).get(e.escalation_id, e.base + sc.config.guard_s)
         _Case(truth, sc, settings, e, fact, actions.get(e.escalation_id, []),
               desk.recovery_visits.get(e.escalation_id), (start, until),
-              max(sc.config.guard_s, raised_by - e.base)).derive()
+              max(sc.config.guard_s, raised_by - e.base), taken).derive()
     return truth
 
 
@@ -115,8 +120,10 @@ def everybody_out_at(events: list[EventFact], base: float) -> float:
 class _Case:
     def __init__(self, truth: CaseTruth, sc: Scenario, settings: Settings, e: Expected,
                  fact: VisitFact | None, actions: list[Any], recovery: str | None,
-                 window: tuple[float, float], band: float) -> None:
+                 window: tuple[float, float], band: float,
+                 taken: Mapping[int, float]) -> None:
         self.truth, self.sc, self.e, self.fact = truth, sc, e, fact
+        self.taken = taken  # id of a held check-in -> when it was taken back
         self.actions = sorted(actions, key=lambda a: a.received)
         self.recovery = sc.facts.get(recovery) if recovery else None
         self.window = window
@@ -265,7 +272,9 @@ class _Case:
         if fact is None:
             return math.inf
         cancelled = fact.cancelled_at if fact.cancelled_at is not None else math.inf
-        events = [ev for ev in fact.events if ev.accepted and ev.received < cancelled]
+        events = [ev if id(ev) not in self.taken else
+                  dataclasses.replace(ev, received=max(ev.received, self.taken[id(ev)]))
+                  for ev in fact.events if ev.accepted and ev.received < cancelled]
         answered = math.inf
         if kind in ("late", "missed"):
             answered = max(attended_at(events, len(fact.doc["worker_ids"])), self.e.base)

@@ -88,7 +88,7 @@ def build_ledger(sc: Scenario, safeguarding: tuple[int, int, float] = (2, 3, 604
     score_until = end - 2 * sc.config.guard_s
     expected: list[Expected] = []
     dead: dict[str, int] = dict(sc.malformed)
-    elsewhere = _elsewhere(sc, end, match_window_s)
+    elsewhere = matched_elsewhere(sc, end, match_window_s)
     unjudged = unattributable(elsewhere)
     held = _held_elsewhere(elsewhere)
     for fact in sc.facts.values():
@@ -133,7 +133,7 @@ def build_ledger(sc: Scenario, safeguarding: tuple[int, int, float] = (2, 3, 604
 
 
 # Check-ins naming no visit that go by nearness to another visit than their own
-# (:func:`_elsewhere`): (check-in, its visit, the visit it goes to, the check-out naming its
+# (:func:`matched_elsewhere`): (check-in, its visit, the visit it goes to, the check-out naming its
 # visit or None).
 Elsewhere = list[tuple[EventFact, VisitFact, VisitFact, EventFact | None]]
 
@@ -179,7 +179,7 @@ def _held_elsewhere(elsewhere: Elsewhere) -> dict[str, list[tuple[str, float, fl
     return out
 
 
-def _elsewhere(sc: Scenario, end: float, window_s: float) -> Elsewhere:
+def matched_elsewhere(sc: Scenario, end: float, window_s: float) -> Elsewhere:
     """Check-ins naming no visit that go by nearness to another visit than their own."""
     by_client: dict[str, list[VisitFact]] = {}
     for fact in sc.facts.values():

@@ -123,3 +123,38 @@ def test_everybody_out_is_judged_by_what_kafka_knew_then():
     late = [ev("a", "check_in", 100, 102), ev("a", "check_out", 500, 510),
             ev("b", "check_in", 1200, 1210), ev("b", "check_out", 1400, 1420)]
     assert everybody_out_at(late, base) == base
+
+
+def test_a_check_in_held_by_the_next_visit_answers_its_own_case_only_once_taken_back():
+    """The late pair (docs/rules.md, "Matching an event to its visit"): a check-in naming no
+    visit went to the client's next visit until the check-out naming the first arrived.
+    Until then the first visit's late case was open at the monitor: an acknowledgement in
+    between is applied, not refused, and the case is answered only from the take-back."""
+    from simulator.desk import ActionFact, Desk
+    from simulator.scenario import SimConfig as Config
+    from stream.timeutil import format_instant
+    from tests.unit.simulator.test_scenario_and_ledger import SMALL, _late_pair
+
+    sc = build_scenario(Config(seed=3, **{**SMALL, "hours": 14.0}))
+    a, _ = _late_pair(sc)
+    ins = next(e for e in a.events if e.type == "check_in")
+    outs = [e for e in a.events if e.type == "check_out"]
+    assert outs
+    back = ins.received + 1800  # the check-out naming the first visit, half an hour later
+    for e in outs:
+        e.doc["visit_id"] = a.visit.visit_id
+        e.received = max(e.received, back)
+    ledger = build_ledger(sc)
+    eid = f"{a.visit.visit_id}:late"
+    late = next(e for e in ledger.expected if e.escalation_id == eid)
+    assert late.scored and late.base < ins.received
+    at = ins.received + 600  # after the check-in arrived, before it was taken back
+    desk = Desk(actions=[ActionFact({"action_id": "ack-1", "escalation_id": eid,
+                                     "client_id": a.doc["client_id"], "type": "acknowledge",
+                                     "at": format_instant(at - 1), "by": "desk-u1"}, at)])
+    truth = expect_cases(sc, [late], desk, Settings(), {eid: late.base + 5})
+    assert "ack-1" not in truth.refusals
+    # Answered at the take-back: the pathway deadline before it, unmet, is breached.
+    pathway_due = late.base + 5 + Settings().case_pathway_sla_s
+    assert pathway_due < back
+    assert "pathway" in truth.breaches.get(eid, []) + truth.ambiguous.get(eid, [])
