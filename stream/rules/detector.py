@@ -337,7 +337,8 @@ class PartitionDetector:
         self._touched[vid] = None
         # Raised while it held the check-in: the worker checked out, of the other visit.
         out.escalations.extend(self.book.resolve(left, "no_check_out", now, "checked_out", {
-            "checked_out_at": ev.occurred_at, "checked_in_to": vs.visit.visit_id}))
+            "checked_out_at": ev.occurred_at, "checked_in_to": vs.visit.visit_id},
+            max(ev.occurred_at, ev.received or now)))
         if not left.visit.cancelled:
             # Its chain from the start: entries that fire twice open nothing twice.
             self.timers.push(*self.attendance.timeline(left)[0], vid)
