@@ -83,8 +83,14 @@ def expect_cases(sc: Scenario, expected: list[Expected], desk: Desk,
             actions.setdefault(a.doc["escalation_id"], []).append(a)
     # A check-in another visit held until a check-out naming its own took it back answers
     # its own visit only from then (docs/rules.md, "Matching an event to its visit").
-    taken = {id(e): back.received for e, _, _, back
-             in matched_elsewhere(sc, end, settings.match_window_s) if back is not None}
+    # The visit that held it has the no_check_out it raised meanwhile answered then.
+    taken: dict[int, float] = {}
+    released: dict[str, float] = {}
+    for e, _, other, back in matched_elsewhere(sc, end, settings.match_window_s):
+        if back is not None:
+            taken[id(e)] = back.received
+            vid = other.visit.visit_id
+            released[vid] = min(released.get(vid, math.inf), known(back))
     for e in expected:
         if not e.scored or e.kind in UNGRADED:
             continue
@@ -93,7 +99,8 @@ def expect_cases(sc: Scenario, expected: list[Expected], desk: Desk,
         raised_by = (seen or {}).get(e.escalation_id, e.base + sc.config.guard_s)
         _Case(truth, sc, settings, e, fact, actions.get(e.escalation_id, []),
               desk.recovery_visits.get(e.escalation_id), (start, until),
-              max(sc.config.guard_s, raised_by - e.base), taken).derive()
+              max(sc.config.guard_s, raised_by - e.base), taken,
+              released.get(vid, math.inf)).derive()
     return truth
 
 
@@ -121,9 +128,10 @@ class _Case:
     def __init__(self, truth: CaseTruth, sc: Scenario, settings: Settings, e: Expected,
                  fact: VisitFact | None, actions: list[Any], recovery: str | None,
                  window: tuple[float, float], band: float,
-                 taken: Mapping[int, float]) -> None:
+                 taken: Mapping[int, float], released: float) -> None:
         self.truth, self.sc, self.e, self.fact = truth, sc, e, fact
         self.taken = taken  # id of a held check-in -> when it was taken back
+        self.released = released  # when a check-in this visit held was taken back
         self.actions = sorted(actions, key=lambda a: a.received)
         self.recovery = sc.facts.get(recovery) if recovery else None
         self.window = window
@@ -279,5 +287,6 @@ class _Case:
         if kind in ("late", "missed"):
             answered = max(attended_at(events, len(fact.doc["worker_ids"])), self.e.base)
         elif kind == "no_check_out":
-            answered = everybody_out_at(events, self.e.base)
+            answered = min(everybody_out_at(events, self.e.base),
+                           max(self.released, self.e.base))
         return min(answered, cancelled if cancelled > self.e.base else math.inf)

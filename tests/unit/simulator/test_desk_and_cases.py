@@ -158,3 +158,33 @@ def test_a_check_in_held_by_the_next_visit_answers_its_own_case_only_once_taken_
     pathway_due = late.base + 5 + Settings().case_pathway_sla_s
     assert pathway_due < back
     assert "pathway" in truth.breaches.get(eid, []) + truth.ambiguous.get(eid, [])
+
+
+def test_the_no_check_out_the_next_visit_raised_while_holding_is_answered_by_the_take_back():
+    """The next visit's no-check-out deadline passed while it held the check-in; the
+    check-out naming the first visit took it back, and answered that escalation then."""
+    from simulator.desk import ActionFact, Desk
+    from simulator.scenario import SimConfig as Config
+    from stream.timeutil import format_instant
+    from tests.unit.simulator.test_scenario_and_ledger import SMALL, _late_pair
+
+    sc = build_scenario(Config(seed=3, **{**SMALL, "hours": 14.0}))
+    a, b = _late_pair(sc)
+    b.events = []  # the worker came to the next visit only later, out of the played day
+    back = b.visit.end + b.threshold("no_checkout_after_s") + 900
+    for e in a.events:
+        if e.type == "check_out":
+            e.doc["visit_id"] = a.visit.visit_id
+            e.doc["occurred_at"] = format_instant(back - 1)
+            e.received = back
+    eid = f"{b.visit.visit_id}:no_check_out"
+    held = next(e for e in build_ledger(sc).expected if e.escalation_id == eid)
+
+    def ack(n, at):
+        return ActionFact({"action_id": f"ack-{n}", "escalation_id": eid,
+                           "client_id": b.doc["client_id"], "type": "acknowledge",
+                           "at": format_instant(at - 1), "by": "desk-u1"}, at)
+
+    desk = Desk(actions=[ack(1, held.base + 300), ack(2, back + 400)])
+    truth = expect_cases(sc, [held], desk, Settings(), {eid: held.base + 5})
+    assert truth.refusals == {"ack-2": "not_allowed"}
