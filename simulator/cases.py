@@ -14,10 +14,9 @@ rather than guessed.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from simulator.desk import Desk, attended_at, known, sla
@@ -281,7 +280,7 @@ class _Case:
             return math.inf
         cancelled = fact.cancelled_at if fact.cancelled_at is not None else math.inf
         events = [ev if id(ev) not in self.taken else
-                  dataclasses.replace(ev, received=max(ev.received, self.taken[id(ev)]))
+                  replace(ev, received=max(ev.received, self.taken[id(ev)]))
                   for ev in fact.events if ev.accepted and ev.received < cancelled]
         answered = math.inf
         if kind in ("late", "missed"):
