@@ -297,7 +297,7 @@ class PartitionDetector:
         check_in = ev.type == "check_in"
         if (not check_in and ev.visit_id is not None and ev.worker_id not in vs.checkins
                 and ev.worker_id in v.worker_ids):
-            self._take_back(vs, ev, now, out)
+            self._take_back(vs, ev, known_at(mark), now, out)
         cases = self.cases
         if check_in and not cases.recovery_worker(vs, ev.worker_id):
             out.escalations.extend(self.attendance.wrong_worker(
@@ -325,7 +325,8 @@ class PartitionDetector:
         if ev.worker_id in vs.checkins and ev.worker_id in vs.checkouts:
             out.escalations.extend(self.durations.judge(vs, ev.worker_id, now))
 
-    def _take_back(self, vs: VisitState, ev: Event, now: float, out: Output) -> None:
+    def _take_back(self, vs: VisitState, ev: Event, known: float, now: float,
+                   out: Output) -> None:
         """A check-out naming a visit its worker never checked into takes back the check-in
         matched by nearness to another of the client's visits (Matching.take_back). The
         visit left has its deadlines armed again at their own instants: the sweep raises
@@ -337,8 +338,7 @@ class PartitionDetector:
         self._touched[vid] = None
         # Raised while it held the check-in: the worker checked out, of the other visit.
         out.escalations.extend(self.book.resolve(left, "no_check_out", now, "checked_out", {
-            "checked_out_at": ev.occurred_at, "checked_in_to": vs.visit.visit_id},
-            max(ev.occurred_at, ev.received or now)))
+            "checked_out_at": ev.occurred_at, "checked_in_to": vs.visit.visit_id}, known))
         if not left.visit.cancelled:
             # Its chain from the start: entries that fire twice open nothing twice.
             self.timers.push(*self.attendance.timeline(left)[0], vid)
